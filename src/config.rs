@@ -1,0 +1,456 @@
+//! Configuration: flags and environment variables, validated once into a
+//! typed `Config`. No other module reads the environment. Secrets are
+//! `SecretString`, so `Debug` output and logs never show them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::Limits;
+
+/// Raw settings as given on the command line or in the environment.
+/// Every flag has an environment variable; the README lists them all.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RawConfig {
+    /// Address the HTTP and Socket.IO listener binds to.
+    #[arg(long, env = "PARLOIR_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: String,
+    /// Postgres URL. Unset: embedded SQLite under the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite file and the generated dev JWT secret.
+    #[arg(long, env = "PARLOIR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Redis URL (cluster mode, with a Postgres DATABASE_URL).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// HS256 secret (at least 32 bytes). Unset, and no public key: dev mode.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file for RS256 or ES256 tokens.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// RS256 or ES256 (with JWT_PUBLIC_KEY_FILE); HS256 (with JWT_SECRET).
+    #[arg(long, env = "JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Seconds of clock skew tolerated on `exp`.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 0)]
+    pub jwt_leeway_secs: u64,
+    /// Comma-separated browser origins allowed by CORS (`*` for any).
+    /// Unset: any origin in dev mode, none otherwise.
+    #[arg(long, env = "PARLOIR_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    #[arg(long, env = "PARLOIR_MAX_CONTENT_CHARS", default_value_t = 4000)]
+    pub max_content_chars: usize,
+    #[arg(long, env = "PARLOIR_MAX_ATTACHMENTS", default_value_t = 10)]
+    pub max_attachments: usize,
+    #[arg(long, env = "PARLOIR_MAX_PARTICIPANTS", default_value_t = 100)]
+    pub max_participants: usize,
+    /// Largest Socket.IO packet (websocket message or polling payload) and HTTP body, in bytes.
+    #[arg(long, env = "PARLOIR_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Sustained `send-message` rate per user (messages per second).
+    #[arg(long, env = "PARLOIR_SEND_RATE_PER_SEC", default_value_t = 10)]
+    pub send_rate_per_sec: u32,
+    /// Burst of `send-message` allowed per user above the sustained rate.
+    #[arg(long, env = "PARLOIR_SEND_BURST", default_value_t = 20)]
+    pub send_burst: u32,
+    /// Typing state lifetime without a repeat, in milliseconds.
+    #[arg(long, env = "PARLOIR_TYPING_TTL_MS", default_value_t = 5000)]
+    pub typing_ttl_ms: u64,
+    /// Apply migrations when `serve` starts.
+    #[arg(long, env = "PARLOIR_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+    #[arg(long, env = "PARLOIR_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    #[arg(long, env = "PARLOIR_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_acquire_timeout_ms: u64,
+    /// Seconds a draining node waits for in-flight work after SIGTERM.
+    #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
+    pub drain_grace_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite { path: PathBuf },
+    Postgres { url: SecretString },
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone)]
+pub enum JwtKey {
+    /// HS256. `generated` is true in dev mode, where the secret lives in the data dir.
+    Hs256 {
+        secret: SecretString,
+        generated: bool,
+    },
+    /// RS256 or ES256 with a PEM public key.
+    PublicKey {
+        algorithm: jsonwebtoken::Algorithm,
+        pem: Vec<u8>,
+    },
+    /// Dev mode before the secret file is read: `app` loads or creates it.
+    DevGenerated { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub send_per_sec: u32,
+    pub send_burst: u32,
+    /// `user-typing` is relayed at most once per this interval per user and conversation.
+    pub typing_relay_interval: Duration,
+}
+
+/// Validated configuration of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub store: StoreConfig,
+    pub data_dir: PathBuf,
+    pub jwt: JwtConfig,
+    /// No JWT secret or key configured: dev conveniences are on (generated
+    /// secret, `http://` attachments, any CORS origin).
+    pub dev_mode: bool,
+    pub cors: CorsOrigins,
+    pub limits: Limits,
+    pub max_frame_bytes: usize,
+    pub rate_limits: RateLimits,
+    pub typing_ttl: Duration,
+    pub migrate_on_start: bool,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+    pub drain_grace: Duration,
+}
+
+/// A setting that cannot be used. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error(
+        "REDIS_URL: cluster mode needs a Postgres DATABASE_URL (several nodes cannot share a SQLite file)"
+    )]
+    RedisNeedsPostgres,
+    #[error(
+        "REDIS_URL: cluster mode is not available in this build yet (TODO(#5)); unset REDIS_URL"
+    )]
+    ClusterNotYetSupported,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        reason: reason.into(),
+    }
+}
+
+const MIN_HS256_SECRET_BYTES: usize = 32;
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let bind: SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|_| invalid("PARLOIR_BIND", "must be an address like 127.0.0.1:3000"))?;
+        let store = match self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                StoreConfig::Postgres {
+                    url: SecretString::from(url),
+                }
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "must be a postgres:// URL (unset it for embedded SQLite)",
+                ));
+            }
+            None => StoreConfig::Sqlite {
+                path: self.data_dir.join("parloir.db"),
+            },
+        };
+        if self.redis_url.is_some() {
+            return Err(match store {
+                StoreConfig::Sqlite { .. } => ConfigError::RedisNeedsPostgres,
+                StoreConfig::Postgres { .. } => ConfigError::ClusterNotYetSupported,
+            });
+        }
+        let key = match (self.jwt_secret, self.jwt_public_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "JWT_SECRET",
+                    "set either JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both",
+                ));
+            }
+            (Some(secret), None) => {
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return Err(invalid("JWT_SECRET", "must be at least 32 bytes"));
+                }
+                match self.jwt_algorithm.as_deref() {
+                    None | Some("HS256") => {}
+                    Some(_) => {
+                        return Err(invalid("JWT_ALGORITHM", "must be HS256 with JWT_SECRET"));
+                    }
+                }
+                JwtKey::Hs256 {
+                    secret: SecretString::from(secret),
+                    generated: false,
+                }
+            }
+            (None, Some(path)) => {
+                let algorithm = match self.jwt_algorithm.as_deref() {
+                    None | Some("RS256") => jsonwebtoken::Algorithm::RS256,
+                    Some("ES256") => jsonwebtoken::Algorithm::ES256,
+                    Some(_) => {
+                        return Err(invalid(
+                            "JWT_ALGORITHM",
+                            "must be RS256 or ES256 with JWT_PUBLIC_KEY_FILE",
+                        ));
+                    }
+                };
+                // Read once at start-up, before the runtime serves anything.
+                let pem = std::fs::read(&path).map_err(|e| {
+                    invalid(
+                        "JWT_PUBLIC_KEY_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                JwtKey::PublicKey { algorithm, pem }
+            }
+            (None, None) => JwtKey::DevGenerated {
+                path: self.data_dir.join("dev-jwt-secret"),
+            },
+        };
+        let dev_mode = matches!(key, JwtKey::DevGenerated { .. });
+        let cors = match self.cors_origins.as_slice() {
+            [] if dev_mode => CorsOrigins::Any,
+            [one] if one == "*" => CorsOrigins::Any,
+            origins => {
+                for o in origins {
+                    if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')
+                    {
+                        return Err(invalid(
+                            "PARLOIR_CORS_ORIGINS",
+                            format!("{o:?} is not an origin like https://app.example.com"),
+                        ));
+                    }
+                }
+                CorsOrigins::List(origins.to_vec())
+            }
+        };
+        let in_range = |var, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(var, format!("must be {lo} to {hi}")))
+            }
+        };
+        let limits = Limits {
+            max_content_chars: in_range(
+                "PARLOIR_MAX_CONTENT_CHARS",
+                self.max_content_chars,
+                1,
+                100_000,
+            )?,
+            max_attachments: in_range("PARLOIR_MAX_ATTACHMENTS", self.max_attachments, 0, 100)?,
+            max_participants: in_range(
+                "PARLOIR_MAX_PARTICIPANTS",
+                self.max_participants,
+                2,
+                10_000,
+            )?,
+            allow_http_attachments: dev_mode,
+            ..Limits::default()
+        };
+        let max_frame_bytes = in_range(
+            "PARLOIR_MAX_FRAME_BYTES",
+            self.max_frame_bytes,
+            1024,
+            16 * 1024 * 1024,
+        )?;
+        let send_per_sec = in_range(
+            "PARLOIR_SEND_RATE_PER_SEC",
+            self.send_rate_per_sec as usize,
+            1,
+            1_000_000,
+        )? as u32;
+        let send_burst =
+            in_range("PARLOIR_SEND_BURST", self.send_burst as usize, 1, 1_000_000)? as u32;
+        let typing_ttl_ms = in_range(
+            "PARLOIR_TYPING_TTL_MS",
+            self.typing_ttl_ms as usize,
+            100,
+            600_000,
+        )?;
+        let db_max_connections = in_range(
+            "PARLOIR_DB_MAX_CONNECTIONS",
+            self.db_max_connections as usize,
+            1,
+            1000,
+        )? as u32;
+        let acquire_ms = in_range(
+            "PARLOIR_DB_ACQUIRE_TIMEOUT_MS",
+            self.db_acquire_timeout_ms as usize,
+            10,
+            600_000,
+        )?;
+        let drain_secs = in_range(
+            "PARLOIR_DRAIN_GRACE_SECS",
+            self.drain_grace_secs as usize,
+            0,
+            3600,
+        )?;
+        Ok(Config {
+            bind,
+            store,
+            data_dir: self.data_dir,
+            jwt: JwtConfig {
+                key,
+                issuer: self.jwt_issuer.filter(|s| !s.is_empty()),
+                audience: self.jwt_audience.filter(|s| !s.is_empty()),
+                leeway_secs: self.jwt_leeway_secs,
+            },
+            dev_mode,
+            cors,
+            limits,
+            max_frame_bytes,
+            rate_limits: RateLimits {
+                send_per_sec,
+                send_burst,
+                typing_relay_interval: Duration::from_secs(1),
+            },
+            typing_ttl: Duration::from_millis(typing_ttl_ms as u64),
+            migrate_on_start: self.migrate_on_start,
+            db_max_connections,
+            db_acquire_timeout: Duration::from_millis(acquire_ms as u64),
+            drain_grace: Duration::from_secs(drain_secs as u64),
+        })
+    }
+}
+
+impl Config {
+    /// A node for tests: port 0 on loopback, the given store and HS256
+    /// secret, production defaults otherwise except a 1.5 s typing TTL so
+    /// expiry tests finish quickly.
+    pub fn for_tests(store: StoreConfig, jwt_secret: &str) -> Config {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: std::env::temp_dir(),
+            store,
+            jwt: JwtConfig {
+                key: JwtKey::Hs256 {
+                    secret: SecretString::from(jwt_secret.to_owned()),
+                    generated: false,
+                },
+                issuer: None,
+                audience: None,
+                leeway_secs: 0,
+            },
+            dev_mode: false,
+            cors: CorsOrigins::Any,
+            limits: Limits::default(),
+            max_frame_bytes: 64 * 1024,
+            rate_limits: RateLimits {
+                send_per_sec: 10,
+                send_burst: 20,
+                typing_relay_interval: Duration::from_secs(1),
+            },
+            typing_ttl: Duration::from_millis(1500),
+            migrate_on_start: true,
+            db_max_connections: 10,
+            db_acquire_timeout: Duration::from_secs(3),
+            drain_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        raw: RawConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["parloir"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .raw
+            .validate()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_dev_node() {
+        let c = parse(&[]).unwrap();
+        assert!(c.dev_mode);
+        assert!(matches!(c.store, StoreConfig::Sqlite { .. }));
+        assert_eq!(c.cors, CorsOrigins::Any);
+        assert!(c.limits.allow_http_attachments);
+        assert_eq!(c.bind.port(), 3000);
+    }
+
+    #[test]
+    fn short_secret_names_the_variable() {
+        let err = parse(&["--jwt-secret", "short"]).unwrap_err();
+        assert!(err.to_string().starts_with("JWT_SECRET:"), "{err}");
+    }
+
+    #[test]
+    fn redis_with_sqlite_is_refused() {
+        let err = parse(&["--redis-url", "redis://127.0.0.1"]).unwrap_err();
+        assert!(matches!(err, ConfigError::RedisNeedsPostgres));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let c = parse(&[
+            "--jwt-secret",
+            &"s3cr3t".repeat(8),
+            "--database-url",
+            "postgres://u:hunter2@db/x",
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        assert!(!c.dev_mode);
+        assert_eq!(c.cors, CorsOrigins::List(vec![]));
+    }
+
+    #[test]
+    fn out_of_range_limit_is_refused() {
+        let err = parse(&["--max-participants", "1"]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("PARLOIR_MAX_PARTICIPANTS:"),
+            "{err}"
+        );
+    }
+}

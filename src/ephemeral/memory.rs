@@ -1,0 +1,260 @@
+//! In-process ephemeral state for a single node. Short `std::sync::Mutex`
+//! sections without `.await` inside (mini-redis `db.rs` explains why a sync
+//! mutex is right here); rate limits use `governor`'s keyed GCRA buckets.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+use super::{Ephemeral, EphemeralError, Presence, Typist, UnreadCounts};
+use crate::config::RateLimits;
+use crate::domain::{ConversationId, UserId};
+
+struct TypingEntry {
+    user_name: String,
+    expires_at: Instant,
+    last_relayed: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    sockets: HashMap<UserId, HashSet<String>>,
+    last_seen: HashMap<UserId, DateTime<Utc>>,
+    typing: HashMap<ConversationId, HashMap<UserId, TypingEntry>>,
+    unread: HashMap<UserId, UnreadCounts>,
+}
+
+pub struct MemoryEphemeral {
+    state: Mutex<State>,
+    send_limiter: DefaultKeyedRateLimiter<UserId>,
+}
+
+impl MemoryEphemeral {
+    pub fn new(limits: &RateLimits) -> Self {
+        // `validate()` keeps both at least 1; `MIN` only guards direct construction.
+        let per_sec = NonZeroU32::new(limits.send_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.send_burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            state: Mutex::new(State::default()),
+            send_limiter: RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst)),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave these maps half-updated
+        // in a way that matters more than losing the node's ephemeral state;
+        // keep serving rather than propagate the poison.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl Ephemeral for MemoryEphemeral {
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        Ok(())
+    }
+
+    async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError> {
+        let allowed = self.send_limiter.check_key(user).is_ok();
+        // Forget idle users' buckets now and then so the map stays bounded.
+        if self.send_limiter.len() > 100_000 {
+            self.send_limiter.retain_recent();
+        }
+        Ok(allowed)
+    }
+
+    async fn socket_connected(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+    ) -> Result<bool, EphemeralError> {
+        let mut state = self.state();
+        let sockets = state.sockets.entry(user.clone()).or_default();
+        let first = sockets.is_empty();
+        sockets.insert(socket_id.to_owned());
+        Ok(first)
+    }
+
+    async fn socket_disconnected(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, EphemeralError> {
+        let mut state = self.state();
+        let Some(sockets) = state.sockets.get_mut(user) else {
+            return Ok(None);
+        };
+        if !sockets.remove(socket_id) || !sockets.is_empty() {
+            return Ok(None);
+        }
+        state.sockets.remove(user);
+        state.last_seen.insert(user.clone(), now);
+        Ok(Some(now))
+    }
+
+    async fn presence(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Presence>, EphemeralError> {
+        let state = self.state();
+        Ok(users
+            .iter()
+            .map(|u| {
+                let online = state.sockets.get(u).is_some_and(|s| !s.is_empty());
+                let last_seen = if online {
+                    None
+                } else {
+                    state.last_seen.get(u).copied()
+                };
+                (u.clone(), Presence { online, last_seen })
+            })
+            .collect())
+    }
+
+    async fn start_typing(
+        &self,
+        typist: &Typist,
+        expires_at: Instant,
+        relay_interval: Duration,
+    ) -> Result<bool, EphemeralError> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let room = state.typing.entry(typist.conversation_id).or_default();
+        match room.get_mut(&typist.user_id) {
+            Some(entry) => {
+                entry.expires_at = expires_at;
+                entry.user_name.clone_from(&typist.user_name);
+                let relay = now.duration_since(entry.last_relayed) >= relay_interval;
+                if relay {
+                    entry.last_relayed = now;
+                }
+                Ok(relay)
+            }
+            None => {
+                room.insert(
+                    typist.user_id.clone(),
+                    TypingEntry {
+                        user_name: typist.user_name.clone(),
+                        expires_at,
+                        last_relayed: now,
+                    },
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    async fn stop_typing(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, EphemeralError> {
+        let mut state = self.state();
+        let Some(room) = state.typing.get_mut(&conversation) else {
+            return Ok(false);
+        };
+        let was = room.remove(user).is_some();
+        if room.is_empty() {
+            state.typing.remove(&conversation);
+        }
+        Ok(was)
+    }
+
+    async fn typing_conversations_of(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ConversationId>, EphemeralError> {
+        let state = self.state();
+        Ok(state
+            .typing
+            .iter()
+            .filter(|(_, room)| room.contains_key(user))
+            .map(|(c, _)| *c)
+            .collect())
+    }
+
+    async fn typing_in(&self, conversation: ConversationId) -> Result<Vec<Typist>, EphemeralError> {
+        let now = Instant::now();
+        let state = self.state();
+        Ok(state
+            .typing
+            .get(&conversation)
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e.expires_at > now)
+            .map(|(user, e)| Typist {
+                conversation_id: conversation,
+                user_id: user.clone(),
+                user_name: e.user_name.clone(),
+            })
+            .collect())
+    }
+
+    async fn take_expired_typing(&self, now: Instant) -> Result<Vec<Typist>, EphemeralError> {
+        let mut state = self.state();
+        let mut expired = Vec::new();
+        state.typing.retain(|conversation, room| {
+            room.retain(|user, e| {
+                let keep = e.expires_at > now;
+                if !keep {
+                    expired.push(Typist {
+                        conversation_id: *conversation,
+                        user_id: user.clone(),
+                        user_name: std::mem::take(&mut e.user_name),
+                    });
+                }
+                keep
+            });
+            !room.is_empty()
+        });
+        Ok(expired)
+    }
+
+    async fn increment_unread(
+        &self,
+        conversation: ConversationId,
+        recipients: &[UserId],
+    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError> {
+        let mut state = self.state();
+        Ok(recipients
+            .iter()
+            .map(|user| {
+                let counts = state.unread.get_mut(user).map(|counts| {
+                    let c = counts.entry(conversation).or_insert(0);
+                    *c += 1;
+                    let c = *c;
+                    (c, counts.values().sum())
+                });
+                (user.clone(), counts)
+            })
+            .collect())
+    }
+
+    async fn replace_unread(
+        &self,
+        user: &UserId,
+        counts: &UnreadCounts,
+    ) -> Result<(), EphemeralError> {
+        let mut state = self.state();
+        let kept = counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| (*c, *n))
+            .collect();
+        state.unread.insert(user.clone(), kept);
+        Ok(())
+    }
+
+    async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
+        Ok(self.state().unread.get(user).cloned())
+    }
+}

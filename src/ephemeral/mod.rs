@@ -1,0 +1,137 @@
+//! Ephemeral shared state: presence, typing, unread counters and rate limits.
+//! Everything here can be rebuilt (unread counters from the store's read
+//! cursors) or may be lost (presence, typing) without losing messages.
+//! `MemoryEphemeral` serves a single node; the Redis implementation
+//! (cluster mode, TODO(#5)) implements the same trait.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ConversationId, UserId};
+
+pub mod memory;
+
+pub use memory::MemoryEphemeral;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EphemeralError {
+    /// The shared state backend could not be reached in time.
+    #[error("ephemeral state unavailable during {op}")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// One user's presence as others may see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    pub online: bool,
+    /// When the user's last device went away; `None` while online or never seen.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// A user typing in a conversation, as announced to others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typist {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub user_name: String,
+}
+
+/// Per-conversation unread counts of one user (zero entries may be absent).
+pub type UnreadCounts = HashMap<ConversationId, u64>;
+
+#[async_trait]
+pub trait Ephemeral: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), EphemeralError>;
+
+    // ---- rate limits ----
+
+    /// Takes one `send-message` token from the user's bucket; false when empty.
+    async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>;
+
+    // ---- presence ----
+
+    /// Records a connected socket. Returns true when it is the user's first
+    /// live socket (the user just came online).
+    async fn socket_connected(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+    ) -> Result<bool, EphemeralError>;
+
+    /// Forgets a socket. Returns `Some(last_seen)` when it was the user's last
+    /// live socket (the user just went offline), atomically with the removal
+    /// so that two sockets closing together yield exactly one offline.
+    async fn socket_disconnected(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, EphemeralError>;
+
+    async fn presence(&self, users: &[UserId])
+    -> Result<HashMap<UserId, Presence>, EphemeralError>;
+
+    // ---- typing ----
+
+    /// Starts or refreshes typing state until `expires_at`. Returns true when
+    /// the state should be relayed to others (not relayed in the last
+    /// `relay_interval` for this user and conversation).
+    async fn start_typing(
+        &self,
+        typist: &Typist,
+        expires_at: tokio::time::Instant,
+        relay_interval: std::time::Duration,
+    ) -> Result<bool, EphemeralError>;
+
+    /// Ends typing state. Returns true when the user was typing (so exactly
+    /// one caller announces the stop).
+    async fn stop_typing(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, EphemeralError>;
+
+    /// The conversations in which `user` has a typing state.
+    async fn typing_conversations_of(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ConversationId>, EphemeralError>;
+
+    /// Who is typing in a conversation now.
+    async fn typing_in(&self, conversation: ConversationId) -> Result<Vec<Typist>, EphemeralError>;
+
+    /// Removes and returns every typing state expired at `now`. Each expired
+    /// state is returned to exactly one caller.
+    async fn take_expired_typing(
+        &self,
+        now: tokio::time::Instant,
+    ) -> Result<Vec<Typist>, EphemeralError>;
+
+    // ---- unread counters ----
+
+    /// Adds one unread message in `conversation` for each recipient whose
+    /// counters are present. Returns, per recipient, `Some((conversation
+    /// count, total))` or `None` when that user's counters are missing and
+    /// must be rebuilt from the store.
+    async fn increment_unread(
+        &self,
+        conversation: ConversationId,
+        recipients: &[UserId],
+    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError>;
+
+    /// Replaces a user's counters with counts recomputed from the store.
+    async fn replace_unread(
+        &self,
+        user: &UserId,
+        counts: &UnreadCounts,
+    ) -> Result<(), EphemeralError>;
+
+    /// A user's counters, or `None` when missing.
+    async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;
+}

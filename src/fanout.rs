@@ -1,0 +1,110 @@
+//! Delivery of server events to rooms and sockets through the Socket.IO
+//! adapter (in-process, or Redis in cluster mode). The service decides who is
+//! told what; this module only carries it out. Payloads are serialised once
+//! per call, whatever the number of recipients.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::socket::Sid;
+use tracing::warn;
+
+use crate::protocol::NAMESPACE;
+
+/// Where an event goes: every socket in `to`, minus every socket in `except`.
+#[derive(Debug, Clone, Default)]
+pub struct Audience {
+    pub to: Vec<String>,
+    pub except: Vec<String>,
+}
+
+impl Audience {
+    pub fn room(room: String) -> Self {
+        Self {
+            to: vec![room],
+            except: Vec::new(),
+        }
+    }
+
+    pub fn rooms(rooms: Vec<String>) -> Self {
+        Self {
+            to: rooms,
+            except: Vec::new(),
+        }
+    }
+
+    pub fn except(mut self, room: String) -> Self {
+        self.except.push(room);
+        self
+    }
+}
+
+#[async_trait]
+pub trait Fanout: Send + Sync + 'static {
+    /// Broadcasts to an audience. Failures are logged here (the caller has
+    /// already committed what the event announces, so there is nothing to undo).
+    async fn emit(&self, audience: Audience, event: &'static str, payload: Value);
+
+    /// Sends to one socket of this node; a socket that has gone is ignored.
+    fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value);
+
+    /// Adds a socket of this node to a room.
+    fn join(&self, socket_id: &str, room: String);
+
+    /// Removes a socket of this node from a room.
+    fn leave(&self, socket_id: &str, room: String);
+}
+
+/// [`Fanout`] over a socketioxide instance, generic over its adapter.
+pub struct SioFanout<A: Adapter> {
+    io: SocketIo<A>,
+}
+
+impl<A: Adapter> SioFanout<A> {
+    pub fn new(io: SocketIo<A>) -> Self {
+        Self { io }
+    }
+
+    fn socket(&self, socket_id: &str) -> Option<socketioxide::extract::SocketRef<A>> {
+        let sid: Sid = socket_id.parse().ok()?;
+        self.io.of(NAMESPACE)?.get_socket(sid)
+    }
+}
+
+#[async_trait]
+impl<A: Adapter> Fanout for SioFanout<A> {
+    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) {
+        if audience.to.is_empty() {
+            return;
+        }
+        let Some(ns) = self.io.of(NAMESPACE) else {
+            warn!(event, "namespace not registered; event dropped");
+            return;
+        };
+        let ops = ns.to(audience.to).except(audience.except);
+        if let Err(e) = ops.emit(event, &payload).await {
+            warn!(event, error = %e, "broadcast failed");
+        }
+    }
+
+    fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value) {
+        if let Some(s) = self.socket(socket_id)
+            && let Err(e) = s.emit(event, payload)
+        {
+            tracing::debug!(event, error = %e, "emit to socket failed (socket closing)");
+        }
+    }
+
+    fn join(&self, socket_id: &str, room: String) {
+        if let Some(s) = self.socket(socket_id) {
+            s.join(room);
+        }
+    }
+
+    fn leave(&self, socket_id: &str, room: String) {
+        if let Some(s) = self.socket(socket_id) {
+            s.leave(room);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The handshake: token verification (connect middleware), then per-socket
+//! setup — rooms, event handlers, presence, token expiry.
+
+use serde::Deserialize;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{Extension, SocketRef, State, TryData};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, instrument};
+
+use super::events;
+use crate::auth::{AuthError, Authenticator, User, bearer};
+use crate::protocol::{ErrorCode, ErrorEvent, ev, rooms};
+use crate::service::Messaging;
+
+/// The handshake `auth` object: `io(url, { auth: { token } })`.
+#[derive(Debug, Default, Deserialize)]
+pub struct HandshakeAuth {
+    token: Option<String>,
+}
+
+/// Cancelled when the socket disconnects, ending its per-socket tasks.
+#[derive(Clone)]
+struct SocketLifetime(CancellationToken);
+
+/// Connect middleware: a refused handshake never reaches a handler. The
+/// client's `connect_error` message is the `AuthError` text. Tokens are read
+/// from `auth.token` or `Authorization: Bearer`, never from the query string.
+#[instrument(skip_all, fields(socket.id = %s.id, user.id = tracing::field::Empty, outcome = tracing::field::Empty))]
+pub async fn authenticate<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(auth): TryData<HandshakeAuth>,
+    State(authenticator): State<Authenticator>,
+) -> Result<(), AuthError> {
+    let from_auth = auth.ok().and_then(|a| a.token).filter(|t| !t.is_empty());
+    let from_header = || {
+        s.req_parts()
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer)
+            .map(str::to_owned)
+    };
+    let span = tracing::Span::current();
+    let result = from_auth
+        .or_else(from_header)
+        .ok_or(AuthError::Unauthorized)
+        .and_then(|t| authenticator.verify(&t));
+    match result {
+        Ok(user) => {
+            span.record("user.id", tracing::field::display(&user.id));
+            span.record("outcome", "ok");
+            s.extensions.insert(user);
+            Ok(())
+        }
+        Err(e) => {
+            span.record("outcome", tracing::field::display(&e));
+            tracing::debug!(reason = %e, "handshake refused");
+            Err(e)
+        }
+    }
+}
+
+/// A socket passed authentication: join its rooms, register the event
+/// handlers, record presence, and schedule the disconnect at token expiry.
+#[instrument(skip_all, fields(socket.id = %s.id, user.id = %user.id))]
+pub async fn on_connect<A: Adapter>(
+    s: SocketRef<A>,
+    Extension(user): Extension<User>,
+    State(svc): State<Messaging>,
+) {
+    let socket_id = s.id.to_string();
+    s.join([rooms::user(&user.id), rooms::socket(&socket_id)]);
+    events::register(&s);
+
+    let lifetime = SocketLifetime(CancellationToken::new());
+    s.extensions.insert(lifetime.clone());
+    s.on_disconnect(on_disconnect::<A>);
+    disconnect_at_expiry(s.clone(), &user, lifetime.0);
+
+    if let Err(e) = svc.socket_connected(&user, &socket_id).await {
+        tracing::warn!(error = %e, "presence or unread state unavailable at connect");
+    }
+}
+
+async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
+    Extension(user): Extension<User>,
+    Extension(lifetime): Extension<SocketLifetime>,
+    State(svc): State<Messaging>,
+) {
+    lifetime.0.cancel();
+    let socket_id = s.id.to_string();
+    let span = info_span!("socket.disconnect", socket.id = %socket_id, user.id = %user.id);
+    async {
+        if let Err(e) = svc.socket_disconnected(&user, &socket_id).await {
+            tracing::warn!(error = %e, "presence state unavailable at disconnect");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// PROTOCOL.md §1: a token that expires while connected gets
+/// `error {code: TOKEN_EXPIRED}` and a server disconnect.
+fn disconnect_at_expiry<A: Adapter>(s: SocketRef<A>, user: &User, lifetime: CancellationToken) {
+    let remaining = (user.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let span = info_span!("socket.token_expiry", socket.id = %s.id, user.id = %user.id);
+    tokio::spawn(
+        async move {
+            tokio::select! {
+                _ = lifetime.cancelled() => {}
+                _ = tokio::time::sleep(remaining) => {
+                    let error = ErrorEvent { code: ErrorCode::TokenExpired, message: "token expired", event: None };
+                    if let Err(e) = s.emit(ev::ERROR, &error) {
+                        tracing::debug!(error = %e, "token expiry notice not sent");
+                    }
+                    if let Err(e) = s.disconnect() {
+                        tracing::debug!(error = %e, "socket already gone at token expiry");
+                    }
+                }
+            }
+        }
+        .instrument(span),
+    );
+}

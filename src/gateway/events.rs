@@ -1,0 +1,145 @@
+//! Client event handlers. Each one: parse the payload into a domain value,
+//! make one service call, `respond`. Each runs in a span named after its event.
+
+use serde_json::Value;
+use socketioxide::ParserError;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
+
+use super::respond::{parse, respond};
+use crate::auth::User;
+use crate::domain::{ConversationId, MessageId, PageRequest, ValidationError};
+use crate::protocol::{self, Empty, ev};
+use crate::service::{Messaging, ServiceResult};
+
+type Payload = TryData<Value>;
+
+pub fn register<A: Adapter>(s: &SocketRef<A>) {
+    s.on(ev::JOIN_CONVERSATION, join_conversation::<A>);
+    s.on(ev::LEAVE_CONVERSATION, leave_conversation::<A>);
+    s.on(ev::SEND_MESSAGE, send_message::<A>);
+    s.on(ev::MARK_AS_READ, mark_as_read::<A>);
+    s.on(
+        ev::MARK_CONVERSATION_AS_READ,
+        mark_conversation_as_read::<A>,
+    );
+    s.on(ev::USER_TYPING, user_typing::<A>);
+    s.on(ev::USER_STOPPED_TYPING, user_stopped_typing::<A>);
+    s.on(ev::GET_PRESENCE, get_presence::<A>);
+    s.on_fallback(unknown_event::<A>);
+}
+
+/// Declares a handler: its span carries the event name, the user, the
+/// socket and the outcome that `respond` records.
+macro_rules! handler {
+    ($name:ident, $event:expr, |$svc:ident, $user:ident, $sid:ident, $payload:ident| $body:expr) => {
+        async fn $name<A: Adapter>(
+            s: SocketRef<A>,
+            ack: AckSender<A>,
+            Extension($user): Extension<User>,
+            State($svc): State<Messaging>,
+            TryData($payload): Payload,
+        ) {
+            let span = tracing::info_span!(
+                "socket.event",
+                event = $event,
+                user.id = %$user.id,
+                socket.id = %s.id,
+                outcome = tracing::field::Empty,
+            );
+            let $sid = s.id.to_string();
+            let result = tracing::Instrument::instrument(async { $body }, span.clone()).await;
+            span.in_scope(|| respond(&s, ack, $event, result));
+        }
+    };
+}
+
+handler!(
+    join_conversation,
+    ev::JOIN_CONVERSATION,
+    |svc, user, sid, payload| {
+        let p: protocol::JoinConversation = parse(payload)?;
+        let conversation = ConversationId::parse("conversationId", &p.conversation_id)?;
+        let page = PageRequest::parse(p.limit, p.before.as_deref(), p.after.as_deref())?;
+        svc.join_conversation(&user, &sid, conversation, page).await
+    }
+);
+
+handler!(
+    leave_conversation,
+    ev::LEAVE_CONVERSATION,
+    |svc, user, sid, payload| {
+        let conversation = conversation_ref(payload)?;
+        svc.leave_conversation(&user, &sid, conversation).await
+    }
+);
+
+handler!(
+    send_message,
+    ev::SEND_MESSAGE,
+    |svc, user, _sid, payload| {
+        let p: protocol::SendMessage = parse(payload)?;
+        svc.send_message(&user, p).await
+    }
+);
+
+handler!(
+    mark_as_read,
+    ev::MARK_AS_READ,
+    |svc, user, _sid, payload| {
+        let p: protocol::MarkAsRead = parse(payload)?;
+        let message = MessageId::parse("messageId", &p.message_id)?;
+        svc.mark_as_read(&user, message).await
+    }
+);
+
+handler!(
+    mark_conversation_as_read,
+    ev::MARK_CONVERSATION_AS_READ,
+    |svc, user, _sid, payload| {
+        let conversation = conversation_ref(payload)?;
+        svc.mark_conversation_as_read(&user, conversation).await
+    }
+);
+
+handler!(user_typing, ev::USER_TYPING, |svc, user, _sid, payload| {
+    let conversation = conversation_ref(payload)?;
+    svc.start_typing(&user, conversation)
+        .await
+        .map(|()| Empty {})
+});
+
+handler!(
+    user_stopped_typing,
+    ev::USER_STOPPED_TYPING,
+    |svc, user, _sid, payload| {
+        let conversation = conversation_ref(payload)?;
+        svc.stop_typing(&user, conversation)
+            .await
+            .map(|()| Empty {})
+    }
+);
+
+handler!(
+    get_presence,
+    ev::GET_PRESENCE,
+    |svc, user, _sid, payload| {
+        let p: protocol::GetPresence = parse(payload)?;
+        svc.presence(&user, &p.user_ids).await
+    }
+);
+
+fn conversation_ref(payload: Result<Value, ParserError>) -> ServiceResult<ConversationId> {
+    let p: protocol::ConversationRef = parse(payload)?;
+    Ok(ConversationId::parse("conversationId", &p.conversation_id)?)
+}
+
+/// An event the contract does not know: refused with `VALIDATION`, and the
+/// socket stays connected.
+async fn unknown_event<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, Event(event): Event) {
+    let span = tracing::info_span!("socket.event", event = "unknown", socket.id = %s.id, outcome = tracing::field::Empty);
+    let name: String = event.chars().take(64).collect();
+    let result: ServiceResult<()> =
+        Err(ValidationError::new("event", "is not an event of this protocol").into());
+    span.in_scope(|| respond(&s, ack, &name, result));
+}

@@ -1,0 +1,8 @@
+//! Socket.IO edge: authenticate the handshake, parse payloads, call the
+//! service, ack. No SQL, no Redis, no business rules.
+
+mod connect;
+mod events;
+mod respond;
+
+pub use connect::{authenticate, on_connect};

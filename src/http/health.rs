@@ -1,0 +1,83 @@
+//! Liveness and readiness. Readiness is false while the node starts and
+//! once it drains; a shared dependency that is down only degrades the body
+//! (PROTOCOL.md §5), since a 503 on every node would empty the Service.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+use super::HttpState;
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
+
+/// How long a readiness probe waits for the store.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The node's lifecycle as seen by the load balancer.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicU8>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        // Never leave DRAINING: a draining node stays unready until it exits.
+        let _ = self
+            .0
+            .compare_exchange(STARTING, READY, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn set_draining(&self) {
+        self.0.store(DRAINING, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == DRAINING
+    }
+
+    fn state(&self) -> u8 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub async fn healthz() -> StatusCode {
+    StatusCode::OK
+}
+
+#[derive(Serialize)]
+struct ReadyBody {
+    status: &'static str,
+    store: &'static str,
+    redis: &'static str,
+}
+
+pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    let lifecycle = state.readiness.state();
+    let store_up = matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, state.service.store().ping()).await,
+        Ok(Ok(()))
+    );
+    let body = ReadyBody {
+        status: match (lifecycle, store_up) {
+            (STARTING, _) => "starting",
+            (DRAINING, _) => "draining",
+            (_, true) => "ready",
+            (_, false) => "degraded",
+        },
+        store: if store_up { "up" } else { "down" },
+        // Single-node modes keep shared state in process.
+        redis: "disabled",
+    };
+    let status = if lifecycle == READY {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,61 @@
+//! `POST /api/v1/conversations/{id}/messages` and `DELETE /api/v1/messages/{id}`.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::conversations::conversation_id;
+use super::{ApiError, HttpState};
+use crate::domain::{Attachment, Message, MessageId};
+use crate::protocol::SendMessage;
+
+/// The body of an HTTP send; the conversation comes from the path.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostMessage {
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    pub client_message_id: Option<String>,
+}
+
+/// `send-message` over HTTP: same validation, idempotency and broadcasts.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", params(("id" = String, Path)), request_body = PostMessage,
+    responses((status = 201, body = Message), (status = 400, body = super::openapi::ErrorResponse), (status = 404, body = super::openapi::ErrorResponse), (status = 429, body = super::openapi::ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn send(
+    State(state): State<HttpState>,
+    Caller(user): Caller,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let conversation = conversation_id(path)?;
+    let Json(body) = body?;
+    let payload = SendMessage {
+        conversation_id: conversation.to_string(),
+        content: body.content,
+        attachments: body.attachments,
+        client_message_id: body.client_message_id,
+    };
+    let message = state.service.send_message(&user, payload).await?;
+    Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// The sender soft-deletes their message; the room gets `message-deleted`.
+#[utoipa::path(delete, path = "/api/v1/messages/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = super::openapi::ErrorResponse), (status = 404, body = super::openapi::ErrorResponse)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<HttpState>,
+    Caller(user): Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(raw) = path?;
+    let id = MessageId::parse("id", &raw)?;
+    state.service.delete_message(&user, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,154 @@
+//! The `parloir` command: `serve` (the default), `migrate`, `token`.
+//! Parses the command line, loads config, starts telemetry, calls the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use parloir::auth::{self, Role};
+use parloir::config::RawConfig;
+use parloir::domain::UserId;
+use parloir::telemetry::{self, LogFormat};
+use parloir::{AppBuilder, Config};
+
+/// Exit status for a configuration error (EX_USAGE), before anything binds.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "parloir",
+    version,
+    about = "A realtime messaging node (Socket.IO v4 + HTTP API)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: RawConfig,
+    /// Log format.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Socket.IO and the HTTP API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a token for a dev node (HS256 with JWT_SECRET or the generated dev secret).
+    Token {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_parser = ["client", "salon"])]
+        role: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.config.validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("parloir: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("parloir: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Token { .. }) {
+        telemetry::init(cli.log_format);
+    }
+    match runtime.block_on(run(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parloir: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = AppBuilder::new(config).build().await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            parloir::app::open_store(&config, true).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            user,
+            role,
+            name,
+            email,
+            ttl_hours,
+        } => {
+            let secret = parloir::app::signing_secret(&config).await?.context(
+                "this node verifies RS256/ES256 tokens with a public key; dev tokens can only be minted for HS256",
+            )?;
+            let user = UserId::parse("--user", &user)?;
+            let role = match role.as_deref() {
+                Some("salon") => Some(Role::Salon),
+                Some(_) => Some(Role::Client),
+                None => None,
+            };
+            let token = auth::mint_hs256(
+                &secret,
+                &user,
+                role,
+                name.as_deref(),
+                email.as_deref(),
+                chrono::Duration::hours(ttl_hours),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

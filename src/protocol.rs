@@ -1,0 +1,197 @@
+//! PROTOCOL.md as types: namespace, event and room names, client payloads,
+//! the ack envelope and error codes. No logic beyond (de)serialisation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Attachment, ConversationId, UserId};
+
+/// The Socket.IO namespace clients connect to.
+pub const NAMESPACE: &str = "/messaging";
+
+/// Event names, client → server and server → client.
+pub mod ev {
+    pub const JOIN_CONVERSATION: &str = "join-conversation";
+    pub const LEAVE_CONVERSATION: &str = "leave-conversation";
+    pub const SEND_MESSAGE: &str = "send-message";
+    pub const MARK_AS_READ: &str = "mark-as-read";
+    pub const MARK_CONVERSATION_AS_READ: &str = "mark-conversation-as-read";
+    pub const USER_TYPING: &str = "user-typing";
+    pub const USER_STOPPED_TYPING: &str = "user-stopped-typing";
+    pub const GET_PRESENCE: &str = "get-presence";
+
+    pub const NEW_MESSAGE: &str = "new-message";
+    pub const CONVERSATION_HISTORY: &str = "conversation-history";
+    pub const MESSAGE_READ: &str = "message-read";
+    pub const USER_JOINED: &str = "user-joined";
+    pub const USER_LEFT: &str = "user-left";
+    pub const USER_ONLINE: &str = "user-online";
+    pub const USER_OFFLINE: &str = "user-offline";
+    pub const UNREAD_COUNT_UPDATED: &str = "unread-count-updated";
+    pub const CONVERSATION_CREATED: &str = "conversation-created";
+    pub const MESSAGE_DELETED: &str = "message-deleted";
+    pub const ERROR: &str = "error";
+}
+
+/// Room names. Every emit names its room through these.
+pub mod rooms {
+    use crate::domain::{ConversationId, UserId};
+
+    /// All sockets of one user, on every node.
+    pub fn user(id: &UserId) -> String {
+        format!("user-{id}")
+    }
+
+    /// One socket, wherever it is connected. Every socket joins its own room
+    /// at connect, so broadcasts can exclude it on every node.
+    pub fn socket(socket_id: &str) -> String {
+        format!("socket-{socket_id}")
+    }
+
+    /// Sockets that joined a conversation.
+    pub fn conversation(id: ConversationId) -> String {
+        format!("conversation-{id}")
+    }
+}
+
+/// Error codes of PROTOCOL.md §2 and §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    Validation,
+    NotFound,
+    Forbidden,
+    RateLimited,
+    Unavailable,
+    TokenExpired,
+    Unauthorized,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validation => "VALIDATION",
+            Self::NotFound => "NOT_FOUND",
+            Self::Forbidden => "FORBIDDEN",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status of PROTOCOL.md §5 (413 for oversized bodies is decided
+    /// by the HTTP layer, which knows the cause).
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::Validation => 400,
+            Self::Unauthorized | Self::TokenExpired => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::RateLimited => 429,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+}
+
+/// `{code, message}` as carried by acks and HTTP error bodies.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The `error` event (PROTOCOL.md §2).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorEvent<'a> {
+    pub code: ErrorCode,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'a str>,
+}
+
+/// The single ack argument: `{ok: true, data}` or `{ok: false, error}`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Ack<T: Serialize> {
+    Ok { ok: bool, data: T },
+    Err { ok: bool, error: ErrorBody },
+}
+
+impl<T: Serialize> Ack<T> {
+    pub fn ok(data: T) -> Self {
+        Self::Ok { ok: true, data }
+    }
+
+    pub fn err(error: ErrorBody) -> Self {
+        Self::Err { ok: false, error }
+    }
+}
+
+// ---- client → server payloads. Fields stay loosely typed (strings, numbers)
+// ---- so that domain constructors, not serde, produce VALIDATION messages.
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinConversation {
+    pub conversation_id: String,
+    pub limit: Option<i64>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRef {
+    pub conversation_id: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    pub client_message_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkAsRead {
+    pub message_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetPresence {
+    pub user_ids: Vec<String>,
+}
+
+// ---- server → client payloads that are not domain types.
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationAck {
+    pub conversation_id: ConversationId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberEvent {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDeleted {
+    pub conversation_id: ConversationId,
+    pub message_id: crate::domain::MessageId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Empty {}

@@ -1,0 +1,185 @@
+//! Conversation use cases: create, list, join, leave, read history.
+
+use serde::Serialize;
+use tracing::instrument;
+
+use super::{Messaging, ServiceResult};
+use crate::auth::User;
+use crate::domain::{
+    self, Conversation, ConversationId, ConversationSummary, ListCursor, NewConversation, Page,
+    PageRequest, ValidationError,
+};
+use crate::fanout::Audience;
+use crate::protocol::{ConversationAck, MemberEvent, ev, rooms};
+use crate::store::Created;
+
+/// `conversation-history` (PROTOCOL.md §4) and the HTTP history body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    #[schema(value_type = String, format = Uuid)]
+    pub conversation_id: ConversationId,
+    pub messages: Vec<domain::Message>,
+    pub has_more: bool,
+}
+
+impl History {
+    fn new(conversation_id: ConversationId, page: Page) -> Self {
+        Self {
+            conversation_id,
+            messages: page.messages,
+            has_more: page.has_more,
+        }
+    }
+}
+
+/// The HTTP conversation list body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+    pub next_cursor: Option<String>,
+}
+
+impl Messaging {
+    /// Creates a conversation (or finds the existing one for a pair) and
+    /// tells every device of every participant when it is new.
+    #[instrument(skip_all, fields(user.id = %user.id, conversation.id = tracing::field::Empty))]
+    pub async fn create_conversation(
+        &self,
+        user: &User,
+        participant_ids: &[String],
+        title: Option<&str>,
+    ) -> ServiceResult<(Conversation, Created)> {
+        let new = NewConversation::parse(&user.id, participant_ids, title, self.limits())?;
+        let (conversation, created) = self
+            .store()
+            .create_conversation(ConversationId::new_random(), &new, domain::now_millis())
+            .await?;
+        tracing::Span::current()
+            .record("conversation.id", tracing::field::display(conversation.id));
+        if created == Created::New {
+            let rooms = conversation
+                .participant_ids
+                .iter()
+                .map(rooms::user)
+                .collect();
+            self.emit(
+                Audience::rooms(rooms),
+                ev::CONVERSATION_CREATED,
+                &conversation,
+            )
+            .await;
+        }
+        Ok((conversation, created))
+    }
+
+    /// The caller's conversations, most recent activity first.
+    #[instrument(skip_all, fields(user.id = %user.id))]
+    pub async fn list_conversations(
+        &self,
+        user: &User,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> ServiceResult<ConversationList> {
+        let limit = match limit {
+            None => domain::page::DEFAULT_LIST_LIMIT,
+            Some(l) if (1..=i64::from(domain::page::MAX_PAGE_LIMIT)).contains(&l) => l as u32,
+            Some(_) => return Err(ValidationError::new("limit", "must be 1 to 100").into()),
+        };
+        let cursor = cursor.map(ListCursor::decode).transpose()?;
+        // One extra row tells whether another page exists.
+        let mut conversations = self
+            .store()
+            .list_conversations(&user.id, limit + 1, cursor)
+            .await?;
+        let next_cursor = if conversations.len() > limit as usize {
+            conversations.truncate(limit as usize);
+            conversations.last().map(|s| {
+                let c = &s.conversation;
+                ListCursor {
+                    activity_at: c.last_message_at.unwrap_or(c.created_at),
+                    id: c.id,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(ConversationList {
+            conversations,
+            next_cursor,
+        })
+    }
+
+    /// A page of history, for participants only.
+    #[instrument(skip_all, fields(user.id = %user.id, conversation.id = %conversation))]
+    pub async fn history(
+        &self,
+        user: &User,
+        conversation: ConversationId,
+        page: PageRequest,
+    ) -> ServiceResult<History> {
+        self.require_participant(conversation, &user.id).await?;
+        let page = self.store().history(conversation, &page).await?;
+        Ok(History::new(conversation, page))
+    }
+
+    /// `join-conversation`: the socket joins the room, gets the history and
+    /// who is typing; the others in the room get `user-joined`.
+    #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id, conversation.id = %conversation))]
+    pub async fn join_conversation(
+        &self,
+        user: &User,
+        socket_id: &str,
+        conversation: ConversationId,
+        page: PageRequest,
+    ) -> ServiceResult<ConversationAck> {
+        let history = self.history(user, conversation, page).await?;
+        let room = rooms::conversation(conversation);
+        self.fanout().join(socket_id, room.clone());
+        self.emit_to_socket(socket_id, ev::CONVERSATION_HISTORY, &history);
+        let joined = MemberEvent {
+            conversation_id: conversation,
+            user_id: user.id.clone(),
+        };
+        self.emit(
+            Audience::room(room).except(rooms::socket(socket_id)),
+            ev::USER_JOINED,
+            &joined,
+        )
+        .await;
+        self.announce_typists_to(socket_id, user, conversation)
+            .await;
+        Ok(ConversationAck {
+            conversation_id: conversation,
+        })
+    }
+
+    /// `leave-conversation`: the socket leaves the room; the others get `user-left`.
+    #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id, conversation.id = %conversation))]
+    pub async fn leave_conversation(
+        &self,
+        user: &User,
+        socket_id: &str,
+        conversation: ConversationId,
+    ) -> ServiceResult<ConversationAck> {
+        self.require_participant(conversation, &user.id).await?;
+        let room = rooms::conversation(conversation);
+        self.fanout().leave(socket_id, room.clone());
+        let left = MemberEvent {
+            conversation_id: conversation,
+            user_id: user.id.clone(),
+        };
+        self.emit(
+            Audience::room(room).except(rooms::socket(socket_id)),
+            ev::USER_LEFT,
+            &left,
+        )
+        .await;
+        self.end_typing(conversation, user).await;
+        Ok(ConversationAck {
+            conversation_id: conversation,
+        })
+    }
+}

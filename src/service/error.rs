@@ -1,0 +1,66 @@
+//! `ServiceError`: every way a use case can fail, and the one mapping from
+//! failures to the contract's error codes, shared by both front doors.
+
+use crate::domain::ValidationError;
+use crate::ephemeral::EphemeralError;
+use crate::protocol::ErrorCode;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Does not exist, or the caller may not know it exists: both read the same.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A participant doing what they may not.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("too many messages, slow down")]
+    RateLimited,
+    #[error("storage is unavailable, nothing was written; retry later")]
+    Unavailable(#[source] StoreError),
+    #[error("token expired")]
+    TokenExpired,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ServiceError {
+    /// PROTOCOL.md §2: the code a client sees for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Validation(_) => ErrorCode::Validation,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::TokenExpired => ErrorCode::TokenExpired,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// True for failures caused by the client (logged at debug, not error).
+    pub fn is_client_fault(&self) -> bool {
+        !matches!(self, Self::Unavailable(_) | Self::Internal(_))
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable { .. } => Self::Unavailable(e),
+            StoreError::ClientMessageIdReused => Self::Validation(ValidationError::new(
+                "clientMessageId",
+                "was already used for another conversation",
+            )),
+            StoreError::Query { .. } | StoreError::Corrupt { .. } => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<EphemeralError> for ServiceError {
+    fn from(e: EphemeralError) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}

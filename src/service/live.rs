@@ -1,0 +1,485 @@
+//! Live state use cases: read receipts and unread counters, typing,
+//! presence, and what happens when a socket connects or disconnects.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::{instrument, warn};
+
+use super::{Messaging, ServiceError, ServiceResult};
+use crate::auth::User;
+use crate::domain::{self, ConversationId, MessageId, UserId, ValidationError, format_time};
+use crate::ephemeral::{Typist, UnreadCounts};
+use crate::fanout::Audience;
+use crate::protocol::{ev, rooms};
+
+/// PROTOCOL.md §3: `get-presence` takes at most this many ids.
+const MAX_PRESENCE_IDS: usize = 100;
+
+/// Ack of `mark-as-read` / `mark-conversation-as-read`; also the
+/// `message-read` payload (with `user_id`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadReceipt {
+    #[schema(value_type = String, format = Uuid)]
+    pub conversation_id: ConversationId,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub message_id: Option<MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub user_id: Option<UserId>,
+    pub read_at: Option<String>,
+}
+
+/// `unread-count-updated`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UnreadUpdate {
+    total_unread: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<ConversationId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation_unread: Option<u64>,
+}
+
+/// `GET /api/v1/unread`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadReport {
+    pub total_unread: u64,
+    /// Conversation id → unread count, non-zero only.
+    #[schema(value_type = Object)]
+    pub conversations: HashMap<ConversationId, u64>,
+}
+
+/// `get-presence` ack data.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceReport {
+    pub online: HashMap<UserId, bool>,
+    pub last_seen: HashMap<UserId, Option<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingEvent<'a> {
+    conversation_id: ConversationId,
+    user_id: &'a UserId,
+    user_name: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OnlineEvent<'a> {
+    user_id: &'a UserId,
+    at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OfflineEvent<'a> {
+    user_id: &'a UserId,
+    last_seen_at: String,
+}
+
+impl Messaging {
+    // ---------------------------------------------------------------- reads
+
+    /// `mark-as-read`: moves the caller's cursor to `message` (never back).
+    #[instrument(skip_all, fields(user.id = %user.id, message.id = %message_id, conversation.id = tracing::field::Empty))]
+    pub async fn mark_as_read(
+        &self,
+        user: &User,
+        message_id: MessageId,
+    ) -> ServiceResult<ReadReceipt> {
+        let Some(message) = self.store().message(message_id).await? else {
+            return Err(ServiceError::NotFound("message"));
+        };
+        let conversation = message.conversation_id;
+        tracing::Span::current().record("conversation.id", tracing::field::display(conversation));
+        if !self.store().is_participant(conversation, &user.id).await? {
+            return Err(ServiceError::NotFound("message"));
+        }
+        self.advance_cursor(user, conversation, message_id).await
+    }
+
+    /// `mark-conversation-as-read`: moves the caller's cursor to the latest message.
+    #[instrument(skip_all, fields(user.id = %user.id, conversation.id = %conversation))]
+    pub async fn mark_conversation_as_read(
+        &self,
+        user: &User,
+        conversation: ConversationId,
+    ) -> ServiceResult<ReadReceipt> {
+        self.require_participant(conversation, &user.id).await?;
+        match self.store().latest_message_id(conversation).await? {
+            Some(latest) => self.advance_cursor(user, conversation, latest).await,
+            None => {
+                let cursor = self.store().read_cursor(conversation, &user.id).await?;
+                Ok(ReadReceipt {
+                    conversation_id: conversation,
+                    message_id: cursor.message_id,
+                    user_id: None,
+                    read_at: cursor.read_at.as_ref().map(format_time),
+                })
+            }
+        }
+    }
+
+    async fn advance_cursor(
+        &self,
+        user: &User,
+        conversation: ConversationId,
+        to: MessageId,
+    ) -> ServiceResult<ReadReceipt> {
+        let moved = self
+            .store()
+            .advance_read_cursor(conversation, &user.id, to, domain::now_millis())
+            .await?;
+        let receipt = ReadReceipt {
+            conversation_id: conversation,
+            message_id: moved.cursor.message_id,
+            user_id: None,
+            read_at: moved.cursor.read_at.as_ref().map(format_time),
+        };
+        if moved.moved {
+            let event = ReadReceipt {
+                user_id: Some(user.id.clone()),
+                ..receipt.clone()
+            };
+            self.emit(
+                Audience::room(rooms::conversation(conversation)),
+                ev::MESSAGE_READ,
+                &event,
+            )
+            .await;
+            self.refresh_unread(&user.id, Some(conversation)).await;
+        }
+        Ok(receipt)
+    }
+
+    // --------------------------------------------------------------- unread
+
+    /// `GET /api/v1/unread`: recounted from the store (the source of truth),
+    /// which also heals the maintained counters.
+    #[instrument(skip_all, fields(user.id = %user.id))]
+    pub async fn unread(&self, user: &User) -> ServiceResult<UnreadReport> {
+        let counts = self.store().unread_counts(&user.id).await?;
+        if let Err(e) = self.ephemeral().replace_unread(&user.id, &counts).await {
+            warn!(error = %e, "unread counters not refreshed");
+        }
+        let conversations: HashMap<_, _> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+        Ok(UnreadReport {
+            total_unread: conversations.values().sum(),
+            conversations,
+        })
+    }
+
+    /// After a message is stored: one more unread for each recipient, on the
+    /// maintained counters (O(1) per recipient); a recipient whose counters
+    /// are missing gets them rebuilt from the store, which already holds the message.
+    pub(super) async fn count_new_unread(
+        &self,
+        conversation: ConversationId,
+        recipients: &[UserId],
+    ) {
+        let updated = match self
+            .ephemeral()
+            .increment_unread(conversation, recipients)
+            .await
+        {
+            Ok(updated) => updated,
+            Err(e) => {
+                warn!(error = %e, "unread counters unavailable");
+                return;
+            }
+        };
+        for (user, counts) in updated {
+            match counts {
+                Some((in_conversation, total)) => {
+                    let update = UnreadUpdate {
+                        total_unread: total,
+                        conversation_id: Some(conversation),
+                        conversation_unread: Some(in_conversation),
+                    };
+                    self.emit(
+                        Audience::room(rooms::user(&user)),
+                        ev::UNREAD_COUNT_UPDATED,
+                        &update,
+                    )
+                    .await;
+                }
+                None => self.refresh_unread(&user, Some(conversation)).await,
+            }
+        }
+    }
+
+    /// Recounts the unread of every participant but `except` (after a delete).
+    pub(super) async fn recount_unread_of_others(
+        &self,
+        conversation: ConversationId,
+        except: &UserId,
+    ) {
+        match self.store().participants(conversation).await {
+            Ok(participants) => {
+                for p in participants.iter().filter(|p| *p != except) {
+                    self.refresh_unread(p, Some(conversation)).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "participants unavailable; unread counters not refreshed"),
+        }
+    }
+
+    /// Recounts one user's unread from the store, stores the counters and
+    /// tells all the user's devices.
+    async fn refresh_unread(&self, user: &UserId, conversation: Option<ConversationId>) {
+        let counts = match self.store().unread_counts(user).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "unread recount failed");
+                return;
+            }
+        };
+        if let Err(e) = self.ephemeral().replace_unread(user, &counts).await {
+            warn!(error = %e, "unread counters not refreshed");
+        }
+        let update = unread_update(&counts, conversation);
+        self.emit(
+            Audience::room(rooms::user(user)),
+            ev::UNREAD_COUNT_UPDATED,
+            &update,
+        )
+        .await;
+    }
+
+    /// The user's counters, rebuilt from the store when missing.
+    async fn current_unread(&self, user: &UserId) -> ServiceResult<UnreadCounts> {
+        match self.ephemeral().unread(user).await {
+            Ok(Some(counts)) => return Ok(counts),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "unread counters unavailable; recounting"),
+        }
+        let counts = self.store().unread_counts(user).await?;
+        if let Err(e) = self.ephemeral().replace_unread(user, &counts).await {
+            warn!(error = %e, "unread counters not stored");
+        }
+        Ok(counts)
+    }
+
+    // --------------------------------------------------------------- typing
+
+    /// `user-typing`: relayed to the others in the room at most once per
+    /// relay interval; the state expires after the typing TTL.
+    #[instrument(skip_all, fields(user.id = %user.id, conversation.id = %conversation))]
+    pub async fn start_typing(
+        &self,
+        user: &User,
+        conversation: ConversationId,
+    ) -> ServiceResult<()> {
+        self.require_participant(conversation, &user.id).await?;
+        let typist = Typist {
+            conversation_id: conversation,
+            user_id: user.id.clone(),
+            user_name: user.display_name().to_owned(),
+        };
+        let settings = &self.inner.settings;
+        let expires_at = tokio::time::Instant::now() + settings.typing_ttl;
+        let relay = self
+            .ephemeral()
+            .start_typing(
+                &typist,
+                expires_at,
+                settings.rate_limits.typing_relay_interval,
+            )
+            .await?;
+        if relay {
+            self.announce_typing(ev::USER_TYPING, &typist).await;
+        }
+        Ok(())
+    }
+
+    /// `user-stopped-typing`.
+    #[instrument(skip_all, fields(user.id = %user.id, conversation.id = %conversation))]
+    pub async fn stop_typing(
+        &self,
+        user: &User,
+        conversation: ConversationId,
+    ) -> ServiceResult<()> {
+        self.require_participant(conversation, &user.id).await?;
+        self.end_typing(conversation, user).await;
+        Ok(())
+    }
+
+    /// Ends the user's typing state, announcing the stop once if there was one.
+    pub(super) async fn end_typing(&self, conversation: ConversationId, user: &User) {
+        match self.ephemeral().stop_typing(conversation, &user.id).await {
+            Ok(true) => {
+                let typist = Typist {
+                    conversation_id: conversation,
+                    user_id: user.id.clone(),
+                    user_name: user.display_name().to_owned(),
+                };
+                self.announce_typing(ev::USER_STOPPED_TYPING, &typist).await;
+            }
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "typing state unavailable"),
+        }
+    }
+
+    /// Announces the stop of every typing state expired at `now`. Called
+    /// periodically by the node's typing sweeper.
+    pub async fn sweep_expired_typing_once(
+        &self,
+        now: tokio::time::Instant,
+    ) -> ServiceResult<usize> {
+        let expired = self.ephemeral().take_expired_typing(now).await?;
+        for typist in &expired {
+            self.announce_typing(ev::USER_STOPPED_TYPING, typist).await;
+        }
+        Ok(expired.len())
+    }
+
+    async fn announce_typing(&self, event: &'static str, typist: &Typist) {
+        let payload = TypingEvent {
+            conversation_id: typist.conversation_id,
+            user_id: &typist.user_id,
+            user_name: &typist.user_name,
+        };
+        let audience = Audience::room(rooms::conversation(typist.conversation_id))
+            .except(rooms::user(&typist.user_id));
+        self.emit(audience, event, &payload).await;
+    }
+
+    /// Tells a socket that just joined who is typing in the conversation.
+    pub(super) async fn announce_typists_to(
+        &self,
+        socket_id: &str,
+        user: &User,
+        conversation: ConversationId,
+    ) {
+        let typists = match self.ephemeral().typing_in(conversation).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "typing state unavailable");
+                return;
+            }
+        };
+        for t in typists.iter().filter(|t| t.user_id != user.id) {
+            let payload = TypingEvent {
+                conversation_id: conversation,
+                user_id: &t.user_id,
+                user_name: &t.user_name,
+            };
+            self.emit_to_socket(socket_id, ev::USER_TYPING, &payload);
+        }
+    }
+
+    // ------------------------------------------------------------- presence
+
+    /// `get-presence`: answers only for users sharing a conversation with the
+    /// caller; everyone else reads as offline with no last-seen time.
+    #[instrument(skip_all, fields(user.id = %user.id))]
+    pub async fn presence(
+        &self,
+        user: &User,
+        user_ids: &[String],
+    ) -> ServiceResult<PresenceReport> {
+        if user_ids.len() > MAX_PRESENCE_IDS {
+            return Err(ValidationError::new("userIds", "at most 100 ids").into());
+        }
+        let ids = user_ids
+            .iter()
+            .map(|raw| UserId::parse("userIds", raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let contacts: HashSet<UserId> =
+            self.store().contacts(&user.id).await?.into_iter().collect();
+        let visible: Vec<UserId> = ids
+            .iter()
+            .filter(|id| contacts.contains(*id))
+            .cloned()
+            .collect();
+        let known = self.ephemeral().presence(&visible).await?;
+        let mut report = PresenceReport {
+            online: HashMap::new(),
+            last_seen: HashMap::new(),
+        };
+        for id in ids {
+            let p = known.get(&id);
+            report
+                .online
+                .insert(id.clone(), p.is_some_and(|p| p.online));
+            report
+                .last_seen
+                .insert(id, p.and_then(|p| p.last_seen).as_ref().map(format_time));
+        }
+        Ok(report)
+    }
+
+    /// A socket of `user` connected: presence, `user-online` to contacts when
+    /// it is the first device, and the unread totals to that socket.
+    #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
+    pub async fn socket_connected(&self, user: &User, socket_id: &str) -> ServiceResult<()> {
+        let first = self
+            .ephemeral()
+            .socket_connected(&user.id, socket_id)
+            .await?;
+        if first {
+            let event = OnlineEvent {
+                user_id: &user.id,
+                at: format_time(&domain::now_millis()),
+            };
+            self.tell_contacts(&user.id, ev::USER_ONLINE, &event).await;
+        }
+        let counts = self.current_unread(&user.id).await?;
+        self.emit_to_socket(
+            socket_id,
+            ev::UNREAD_COUNT_UPDATED,
+            &unread_update(&counts, None),
+        );
+        Ok(())
+    }
+
+    /// A socket of `user` disconnected: when it was the last device, typing
+    /// states end and contacts get `user-offline`.
+    #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
+    pub async fn socket_disconnected(&self, user: &User, socket_id: &str) -> ServiceResult<()> {
+        let now: DateTime<Utc> = domain::now_millis();
+        let Some(last_seen) = self
+            .ephemeral()
+            .socket_disconnected(&user.id, socket_id, now)
+            .await?
+        else {
+            return Ok(());
+        };
+        for conversation in self.ephemeral().typing_conversations_of(&user.id).await? {
+            self.end_typing(conversation, user).await;
+        }
+        let event = OfflineEvent {
+            user_id: &user.id,
+            last_seen_at: format_time(&last_seen),
+        };
+        self.tell_contacts(&user.id, ev::USER_OFFLINE, &event).await;
+        Ok(())
+    }
+
+    async fn tell_contacts<T: Serialize>(&self, user: &UserId, event: &'static str, payload: &T) {
+        match self.store().contacts(user).await {
+            Ok(contacts) if !contacts.is_empty() => {
+                let rooms = contacts.iter().map(rooms::user).collect();
+                self.emit(Audience::rooms(rooms), event, payload).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, event, "contacts unavailable; presence change not announced")
+            }
+        }
+    }
+}
+
+fn unread_update(counts: &UnreadCounts, conversation: Option<ConversationId>) -> UnreadUpdate {
+    UnreadUpdate {
+        total_unread: counts.values().sum(),
+        conversation_id: conversation,
+        conversation_unread: conversation.map(|c| counts.get(&c).copied().unwrap_or(0)),
+    }
+}

@@ -1,0 +1,110 @@
+//! Message use cases: send (idempotent, rate limited, stored before anything
+//! is announced) and soft delete.
+
+use tracing::{instrument, warn};
+
+use super::{Messaging, ServiceError, ServiceResult};
+use crate::auth::User;
+use crate::domain::{self, Message, MessageId, NewMessage};
+use crate::fanout::Audience;
+use crate::protocol::{MessageDeleted, SendMessage, ev, rooms};
+use crate::store::Inserted;
+
+impl Messaging {
+    /// `send-message` (socket) and `POST /conversations/{id}/messages` (HTTP).
+    ///
+    /// Returns only after the message is committed. A repeat of a
+    /// `clientMessageId` returns the stored message and announces nothing.
+    /// Broadcasts happen after the commit; their failure does not fail the send.
+    #[instrument(skip_all, fields(user.id = %user.id, conversation.id = tracing::field::Empty, message.id = tracing::field::Empty))]
+    pub async fn send_message(&self, user: &User, payload: SendMessage) -> ServiceResult<Message> {
+        let new = NewMessage::parse(
+            &payload.conversation_id,
+            &payload.content,
+            payload.attachments,
+            payload.client_message_id.as_deref(),
+            self.limits(),
+        )?;
+        let span = tracing::Span::current();
+        span.record(
+            "conversation.id",
+            tracing::field::display(new.conversation_id),
+        );
+        self.require_participant(new.conversation_id, &user.id)
+            .await?;
+        match self.ephemeral().try_acquire_send(&user.id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ServiceError::RateLimited),
+            // Failing open: a limiter outage must not stop conversations.
+            Err(e) => warn!(error = %e, "rate limiter unavailable; send allowed"),
+        }
+        let (message, inserted) = self
+            .store()
+            .insert_message(MessageId::new_v7(), &user.id, &new, domain::now_millis())
+            .await?;
+        span.record("message.id", tracing::field::display(message.id));
+        if inserted == Inserted::New {
+            self.announce_new_message(user, &message).await;
+        }
+        Ok(message)
+    }
+
+    async fn announce_new_message(&self, sender: &User, message: &Message) {
+        let room = rooms::conversation(message.conversation_id);
+        self.emit(Audience::room(room), ev::NEW_MESSAGE, message)
+            .await;
+        self.end_typing(message.conversation_id, sender).await;
+        match self.store().participants(message.conversation_id).await {
+            Ok(participants) => {
+                let recipients: Vec<_> = participants
+                    .into_iter()
+                    .filter(|p| *p != sender.id)
+                    .collect();
+                self.count_new_unread(message.conversation_id, &recipients)
+                    .await;
+            }
+            Err(e) => warn!(error = %e, "participants unavailable; unread counters not updated"),
+        }
+    }
+
+    /// `DELETE /messages/{id}`: the sender soft-deletes their own message.
+    #[instrument(skip_all, fields(user.id = %user.id, message.id = %id, conversation.id = tracing::field::Empty))]
+    pub async fn delete_message(&self, user: &User, id: MessageId) -> ServiceResult<()> {
+        let Some(message) = self.store().message(id).await? else {
+            return Err(ServiceError::NotFound("message"));
+        };
+        tracing::Span::current().record(
+            "conversation.id",
+            tracing::field::display(message.conversation_id),
+        );
+        if !self
+            .store()
+            .is_participant(message.conversation_id, &user.id)
+            .await?
+        {
+            return Err(ServiceError::NotFound("message"));
+        }
+        if message.sender_id != user.id {
+            return Err(ServiceError::Forbidden(
+                "only the sender may delete a message",
+            ));
+        }
+        if !self
+            .store()
+            .soft_delete_message(id, domain::now_millis())
+            .await?
+        {
+            return Err(ServiceError::NotFound("message"));
+        }
+        let room = rooms::conversation(message.conversation_id);
+        let deleted = MessageDeleted {
+            conversation_id: message.conversation_id,
+            message_id: id,
+        };
+        self.emit(Audience::room(room), ev::MESSAGE_DELETED, &deleted)
+            .await;
+        self.recount_unread_of_others(message.conversation_id, &user.id)
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The use cases of parloir — conversations, messages, read receipts,
+//! typing, presence — shared by the Socket.IO gateway and the HTTP API.
+//! Authorization, validation, idempotency and "who is told what" live here
+//! once. No Socket.IO or HTTP types; storage and delivery go through the
+//! `Store`, `Ephemeral` and `Fanout` seams.
+
+mod conversations;
+mod error;
+mod live;
+mod messages;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use conversations::{ConversationList, History};
+pub use error::ServiceError;
+pub use live::{PresenceReport, ReadReceipt, UnreadReport};
+
+use crate::config::RateLimits;
+use crate::domain::{ConversationId, Limits, UserId};
+use crate::ephemeral::Ephemeral;
+use crate::fanout::{Audience, Fanout};
+use crate::store::Store;
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Settings of the use cases, taken from `Config`.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub limits: Limits,
+    pub rate_limits: RateLimits,
+    pub typing_ttl: Duration,
+}
+
+/// The messaging service. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct Messaging {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    fanout: Arc<dyn Fanout>,
+    settings: ServiceSettings,
+}
+
+impl Messaging {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ephemeral: Arc<dyn Ephemeral>,
+        fanout: Arc<dyn Fanout>,
+        settings: ServiceSettings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                ephemeral,
+                fanout,
+                settings,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.settings.limits
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    pub fn ephemeral(&self) -> &dyn Ephemeral {
+        &*self.inner.ephemeral
+    }
+
+    fn fanout(&self) -> &dyn Fanout {
+        &*self.inner.fanout
+    }
+
+    /// Fails with `NotFound` unless `user` participates in `conversation`, so a
+    /// stranger cannot tell an existing conversation from a missing one.
+    async fn require_participant(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> ServiceResult<()> {
+        if self.store().is_participant(conversation, user).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("conversation"))
+        }
+    }
+
+    /// Broadcasts a serialisable payload.
+    async fn emit<T: Serialize + ?Sized>(
+        &self,
+        audience: Audience,
+        event: &'static str,
+        payload: &T,
+    ) {
+        match serde_json::to_value(payload) {
+            Ok(value) => self.fanout().emit(audience, event, value).await,
+            Err(e) => tracing::error!(event, error = %e, "event payload failed to serialise"),
+        }
+    }
+
+    fn emit_to_socket<T: Serialize + ?Sized>(
+        &self,
+        socket_id: &str,
+        event: &'static str,
+        payload: &T,
+    ) {
+        match serde_json::to_value(payload) {
+            Ok(value) => self.fanout().emit_to_socket(socket_id, event, &value),
+            Err(e) => tracing::error!(event, error = %e, "event payload failed to serialise"),
+        }
+    }
+}

@@ -1,0 +1,695 @@
+//! The Postgres [`Store`]: production and cluster storage. Owns every SQL
+//! statement against `migrations/postgres`, the row types those statements
+//! return, and their conversion into domain types (a row that does not
+//! convert is [`StoreError::Corrupt`]).
+//!
+//! Integrity under concurrency comes from the database, never from a
+//! check-then-write in this process (other nodes write too):
+//! - one conversation per pair: `participant_key UNIQUE` + `ON CONFLICT DO NOTHING`;
+//! - idempotent sends: `UNIQUE (sender_id, client_message_id)` + `ON CONFLICT DO NOTHING`;
+//! - monotonic read cursors: one conditional `UPDATE`, which Postgres
+//!   re-checks against the newest row version when two updates race.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::{Json, JsonValue};
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+use super::{Created, CursorMove, Inserted, Store, StoreError};
+use crate::domain::{
+    Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
+    Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+};
+
+/// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, sender_id, content, attachments, client_message_id, created_at"
+    };
+}
+
+/// Durable storage on Postgres. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// A store over a lazily connected pool: a malformed `url` fails here, an
+    /// unreachable server fails the first query (as `Unavailable`) after
+    /// `acquire_timeout`, so a node can start and report itself degraded.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::from_sqlx("connect", e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies `migrations/postgres`. Safe to run from several nodes at once:
+    /// sqlx's Postgres migrator holds a database-wide advisory lock
+    /// (`pg_advisory_lock`) while it applies migrations, so one node migrates
+    /// and the others wait, then find nothing left to do.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("migrate", e.into()))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Loads the participants of several conversations in one query.
+    async fn participants_of(
+        &self,
+        op: &'static str,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<UserId>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT conversation_id, user_id FROM conversation_participants \
+             WHERE conversation_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(op, e))?;
+        let mut by_conversation: HashMap<Uuid, Vec<UserId>> = HashMap::new();
+        for (conversation, user) in rows {
+            by_conversation
+                .entry(conversation)
+                .or_default()
+                .push(user_id(op, &user)?);
+        }
+        for users in by_conversation.values_mut() {
+            users.sort();
+        }
+        Ok(by_conversation)
+    }
+}
+
+#[derive(FromRow)]
+struct MessageRow {
+    id: Uuid,
+    conversation_id: Uuid,
+    sender_id: String,
+    content: String,
+    attachments: JsonValue,
+    client_message_id: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        const OP: &str = "messages row";
+        let attachments: Vec<Attachment> = serde_json::from_value(row.attachments)
+            .map_err(|e| corrupt(OP, format!("attachments: {e}")))?;
+        let client_message_id = row
+            .client_message_id
+            .as_deref()
+            .map(ClientMessageId::parse)
+            .transpose()
+            .map_err(|e| corrupt(OP, e.to_string()))?;
+        Ok(Message {
+            id: MessageId::from_uuid(row.id),
+            conversation_id: ConversationId::from_uuid(row.conversation_id),
+            sender_id: user_id(OP, &row.sender_id)?,
+            content: row.content,
+            attachments,
+            client_message_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct ConversationRow {
+    id: Uuid,
+    title: Option<String>,
+    created_at: DateTime<Utc>,
+    last_message_at: Option<DateTime<Utc>>,
+}
+
+impl ConversationRow {
+    fn into_conversation(self, participant_ids: Vec<UserId>) -> Conversation {
+        Conversation {
+            id: ConversationId::from_uuid(self.id),
+            participant_ids,
+            title: self.title,
+            created_at: self.created_at,
+            last_message_at: self.last_message_at,
+        }
+    }
+}
+
+/// One line of a user's conversation list: the conversation, the user's
+/// unread count, and the newest non-deleted message (all `lm_*` NULL if none).
+#[derive(FromRow)]
+struct SummaryRow {
+    id: Uuid,
+    title: Option<String>,
+    created_at: DateTime<Utc>,
+    last_message_at: Option<DateTime<Utc>>,
+    unread_count: i64,
+    lm_id: Option<Uuid>,
+    lm_sender_id: Option<String>,
+    lm_content: Option<String>,
+    lm_attachments: Option<JsonValue>,
+    lm_client_message_id: Option<String>,
+    lm_created_at: Option<DateTime<Utc>>,
+}
+
+impl SummaryRow {
+    fn last_message(&mut self) -> Result<Option<Message>, StoreError> {
+        let (Some(id), Some(sender_id), Some(content), Some(attachments), Some(created_at)) = (
+            self.lm_id,
+            self.lm_sender_id.take(),
+            self.lm_content.take(),
+            self.lm_attachments.take(),
+            self.lm_created_at,
+        ) else {
+            return Ok(None);
+        };
+        MessageRow {
+            id,
+            conversation_id: self.id,
+            sender_id,
+            content,
+            attachments,
+            client_message_id: self.lm_client_message_id.take(),
+            created_at,
+        }
+        .try_into()
+        .map(Some)
+    }
+}
+
+#[derive(FromRow)]
+struct CursorRow {
+    last_read_message_id: Option<Uuid>,
+    last_read_at: Option<DateTime<Utc>>,
+}
+
+impl From<CursorRow> for ReadCursor {
+    fn from(row: CursorRow) -> Self {
+        ReadCursor {
+            message_id: row.last_read_message_id.map(MessageId::from_uuid),
+            read_at: row.last_read_at,
+        }
+    }
+}
+
+fn corrupt(op: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        op,
+        detail: detail.into(),
+    }
+}
+
+fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError> {
+    UserId::parse("user_id", raw).map_err(|e| corrupt(op, e.to_string()))
+}
+
+fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
+}
+
+/// Times are stored at the wire's millisecond precision, so what a caller
+/// gets back equals what clients are sent.
+fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(3)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::from_sqlx("ping", e))
+    }
+
+    async fn create_conversation(
+        &self,
+        id: ConversationId,
+        new: &NewConversation,
+        now: DateTime<Utc>,
+    ) -> Result<(Conversation, Created), StoreError> {
+        const OP: &str = "create_conversation";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let now = millis(now);
+        let key = new.participant_key();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // A concurrent insert of the same key makes this statement wait for
+        // that transaction; once it commits, ours does nothing.
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO conversations (id, participant_key, title, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (participant_key) DO NOTHING RETURNING id",
+        )
+        .bind(id.as_uuid())
+        .bind(&key)
+        .bind(&new.title)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+
+        if inserted.is_some() {
+            let users: Vec<&str> = new.participant_ids.iter().map(UserId::as_str).collect();
+            sqlx::query(
+                "INSERT INTO conversation_participants (conversation_id, user_id) \
+                 SELECT $1, u FROM UNNEST($2::text[]) AS u",
+            )
+            .bind(id.as_uuid())
+            .bind(&users)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let mut participant_ids = new.participant_ids.clone();
+            participant_ids.sort();
+            let conversation = Conversation {
+                id,
+                participant_ids,
+                title: new.title.clone(),
+                created_at: now,
+                last_message_at: None,
+            };
+            return Ok((conversation, Created::New));
+        }
+
+        // Only a two-person key can conflict (NULL keys never do); the pair's
+        // conversation is committed, participants included, by now.
+        let existing: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE participant_key = $1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+        tx.rollback().await.map_err(err)?;
+        let existing = existing.ok_or_else(|| corrupt(OP, "conflicting conversation not found"))?;
+        let conversation = self
+            .conversation(ConversationId::from_uuid(existing))
+            .await?
+            .ok_or_else(|| corrupt(OP, "conflicting conversation not found"))?;
+        Ok((conversation, Created::Existing))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        const OP: &str = "conversation";
+        let row: Option<ConversationRow> = sqlx::query_as(
+            "SELECT id, title, created_at, last_message_at FROM conversations WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let Some(row) = row else { return Ok(None) };
+        // Participants never change after creation, so a second statement
+        // outside a transaction reads a consistent set.
+        let participants = self.participants(id).await?;
+        Ok(Some(row.into_conversation(participants)))
+    }
+
+    async fn is_participant(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM conversation_participants \
+             WHERE conversation_id = $1 AND user_id = $2)",
+        )
+        .bind(conversation.as_uuid())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("is_participant", e))
+    }
+
+    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "participants";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM conversation_participants WHERE conversation_id = $1",
+        )
+        .bind(conversation.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        // Sorted here, not in SQL: `UserId`'s order is byte order, which a
+        // database collation need not be.
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<ListCursor>,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        const OP: &str = "list_conversations";
+        let rows: Vec<SummaryRow> = sqlx::query_as(concat!(
+            "SELECT c.id, c.title, c.created_at, c.last_message_at, \
+                (SELECT count(*) FROM messages m \
+                  WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
+                    AND m.sender_id <> p.user_id \
+                    AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+                ) AS unread_count, \
+                lm.id AS lm_id, lm.sender_id AS lm_sender_id, lm.content AS lm_content, \
+                lm.attachments AS lm_attachments, lm.client_message_id AS lm_client_message_id, \
+                lm.created_at AS lm_created_at \
+             FROM conversation_participants p \
+             JOIN conversations c ON c.id = p.conversation_id \
+             LEFT JOIN LATERAL ( \
+                SELECT ",
+            message_columns!(),
+            " FROM messages m \
+                WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
+                ORDER BY m.id DESC LIMIT 1 \
+             ) lm ON true \
+             WHERE p.user_id = $1 \
+               AND ($2::timestamptz IS NULL \
+                    OR (COALESCE(c.last_message_at, c.created_at), c.id) < ($2, $3)) \
+             ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC \
+             LIMIT $4"
+        ))
+        .bind(user.as_str())
+        .bind(cursor.map(|c| c.activity_at))
+        .bind(cursor.map(|c| c.id.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut participants = self.participants_of(OP, &ids).await?;
+        rows.into_iter()
+            .map(|mut row| {
+                let last_message = row.last_message()?;
+                let unread_count = count(OP, row.unread_count)?;
+                let users = participants.remove(&row.id).unwrap_or_default();
+                let conversation = ConversationRow {
+                    id: row.id,
+                    title: row.title,
+                    created_at: row.created_at,
+                    last_message_at: row.last_message_at,
+                }
+                .into_conversation(users);
+                Ok(ConversationSummary {
+                    conversation,
+                    unread_count,
+                    last_message,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_message(
+        &self,
+        id: MessageId,
+        sender: &UserId,
+        message: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Inserted), StoreError> {
+        const OP: &str = "insert_message";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let now = millis(now);
+        let client_message_id = message
+            .client_message_id
+            .as_ref()
+            .map(ClientMessageId::as_str);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // A concurrent insert with the same key makes this wait for its
+        // transaction; once that commits, ours does nothing and returns no row.
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "INSERT INTO messages \
+                (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (sender_id, client_message_id) DO NOTHING \
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(id.as_uuid())
+        .bind(message.conversation_id.as_uuid())
+        .bind(sender.as_str())
+        .bind(message.content.as_str())
+        .bind(Json(&message.attachments))
+        .bind(client_message_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+
+        if let Some(row) = row {
+            // GREATEST ignores NULL; it keeps the column monotonic even if
+            // node clocks disagree a little.
+            sqlx::query(
+                "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) \
+                 WHERE id = $1",
+            )
+            .bind(message.conversation_id.as_uuid())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            return Ok((row.try_into()?, Inserted::New));
+        }
+
+        // Only a non-NULL client_message_id can conflict. Read Committed: this
+        // statement sees the row the conflicting transaction committed.
+        let existing: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE sender_id = $1 AND client_message_id = $2"
+        ))
+        .bind(sender.as_str())
+        .bind(client_message_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.rollback().await.map_err(err)?;
+        let existing: Message = existing
+            .ok_or_else(|| corrupt(OP, "conflicting message not found"))?
+            .try_into()?;
+        if existing.conversation_id != message.conversation_id {
+            return Err(StoreError::ClientMessageIdReused);
+        }
+        Ok((existing, Inserted::Duplicate))
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        // Absent bounds become the extreme UUIDs, so both bounds are always
+        // index range conditions (no `$n IS NULL OR ...` that a generic
+        // prepared plan could not use). No UUIDv7 equals nil or max.
+        let before = page.before.map_or(Uuid::max(), |m| m.as_uuid());
+        let after = page.after.map_or(Uuid::nil(), |m| m.as_uuid());
+        let sql = if page.reads_backwards() {
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE conversation_id = $1 AND deleted_at IS NULL \
+                 AND id < $2 AND id > $3 ORDER BY id DESC LIMIT $4"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE conversation_id = $1 AND deleted_at IS NULL \
+                 AND id < $2 AND id > $3 ORDER BY id ASC LIMIT $4"
+            )
+        };
+        let rows: Vec<MessageRow> = sqlx::query_as(sql)
+            .bind(conversation.as_uuid())
+            .bind(before)
+            .bind(after)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("history", e))?;
+        let messages = rows
+            .into_iter()
+            .map(Message::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(page, messages))
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("message", e))?;
+        row.map(Message::try_from).transpose()
+    }
+
+    async fn soft_delete_message(
+        &self,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE messages SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id.as_uuid())
+                .bind(millis(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx("soft_delete_message", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn latest_message_id(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE conversation_id = $1 AND deleted_at IS NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(conversation.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("latest_message_id", e))?;
+        Ok(id.map(MessageId::from_uuid))
+    }
+
+    async fn advance_read_cursor(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+        to: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<CursorMove, StoreError> {
+        // When two of these race on one row, the second waits for the first
+        // and re-evaluates the WHERE against the committed cursor, so the
+        // cursor can only ever grow.
+        let moved: Option<CursorRow> = sqlx::query_as(
+            "UPDATE conversation_participants \
+             SET last_read_message_id = $3, last_read_at = $4 \
+             WHERE conversation_id = $1 AND user_id = $2 \
+               AND (last_read_message_id IS NULL OR last_read_message_id < $3) \
+             RETURNING last_read_message_id, last_read_at",
+        )
+        .bind(conversation.as_uuid())
+        .bind(user.as_str())
+        .bind(to.as_uuid())
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("advance_read_cursor", e))?;
+        match moved {
+            Some(row) => Ok(CursorMove {
+                cursor: row.into(),
+                moved: true,
+            }),
+            None => Ok(CursorMove {
+                cursor: self.read_cursor(conversation, user).await?,
+                moved: false,
+            }),
+        }
+    }
+
+    async fn read_cursor(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<ReadCursor, StoreError> {
+        let row: Option<CursorRow> = sqlx::query_as(
+            "SELECT last_read_message_id, last_read_at FROM conversation_participants \
+             WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation.as_uuid())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("read_cursor", e))?;
+        Ok(row.map_or(
+            ReadCursor {
+                message_id: None,
+                read_at: None,
+            },
+            ReadCursor::from,
+        ))
+    }
+
+    async fn unread_counts(
+        &self,
+        user: &UserId,
+    ) -> Result<HashMap<ConversationId, u64>, StoreError> {
+        const OP: &str = "unread_counts";
+        // The inner join drops conversations with nothing unread.
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT p.conversation_id, count(*) \
+             FROM conversation_participants p \
+             JOIN messages m ON m.conversation_id = p.conversation_id \
+               AND m.deleted_at IS NULL AND m.sender_id <> p.user_id \
+               AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+             WHERE p.user_id = $1 \
+             GROUP BY p.conversation_id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        rows.into_iter()
+            .map(|(id, n)| Ok((ConversationId::from_uuid(id), count(OP, n)?)))
+            .collect()
+    }
+
+    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "contacts";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT other.user_id \
+             FROM conversation_participants me \
+             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
+             WHERE me.user_id = $1 AND other.user_id <> $1",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+}

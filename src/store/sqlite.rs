@@ -1,0 +1,726 @@
+//! The SQLite [`Store`]: the embedded single-node mode (a file under
+//! `./data/`). Owns every SQL statement against `migrations/sqlite`, the row
+//! types they return and their conversion into domain types (a row that does
+//! not convert is [`StoreError::Corrupt`]).
+//!
+//! Encodings: ids are lowercase hyphenated UUID text (text order == UUID byte
+//! order == UUIDv7 time order, which history paging relies on), times are
+//! unix milliseconds, attachments are JSON text.
+//!
+//! Concurrency: SQLite has one writer at a time. Every multi-statement write
+//! opens with `BEGIN IMMEDIATE`, which takes the write lock up front and waits
+//! for it (busy timeout) instead of failing with `SQLITE_BUSY` when a read
+//! transaction tries to upgrade; single-statement writes take the lock as
+//! they start and wait the same way. Integrity rules come from the schema
+//! (UNIQUE + `ON CONFLICT DO NOTHING`, a conditional `UPDATE`), exactly as in
+//! the Postgres store, so both pass the same contract suite.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{FromRow, SqlitePool};
+use uuid::Uuid;
+
+use super::{Created, CursorMove, Inserted, Store, StoreError};
+use crate::domain::{
+    Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
+    Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+};
+
+/// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, sender_id, content, attachments, client_message_id, created_at"
+    };
+}
+
+/// How long a connection waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Readers run concurrently under WAL; writers queue on the write lock.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long a caller waits for a free connection before `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Starts a write transaction holding the write lock (see the module docs).
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Durable storage in one SQLite file. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, parent directory included) the database
+    /// at `path` in WAL mode with `synchronous = NORMAL` (a power loss may
+    /// drop the last commits, an application crash loses nothing), foreign
+    /// keys on and a 5 s busy timeout.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        const OP: &str = "open";
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| StoreError::from_sqlx(OP, sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies `migrations/sqlite`. One node owns the file, so there is no
+    /// cross-process race to guard against beyond SQLite's own locking.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("migrate", e.into()))
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Loads the participants of several conversations in one query.
+    async fn participants_of(
+        &self,
+        op: &'static str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Vec<UserId>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids_json = serde_json::Value::from(ids.to_vec()).to_string();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT conversation_id, user_id FROM conversation_participants \
+             WHERE conversation_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids_json)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(op, e))?;
+        let mut by_conversation: HashMap<String, Vec<UserId>> = HashMap::new();
+        for (conversation, user) in rows {
+            by_conversation
+                .entry(conversation)
+                .or_default()
+                .push(user_id(op, &user)?);
+        }
+        for users in by_conversation.values_mut() {
+            users.sort();
+        }
+        Ok(by_conversation)
+    }
+}
+
+#[derive(FromRow)]
+struct MessageRow {
+    id: String,
+    conversation_id: String,
+    sender_id: String,
+    content: String,
+    attachments: String,
+    client_message_id: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        const OP: &str = "messages row";
+        let attachments: Vec<Attachment> = serde_json::from_str(&row.attachments)
+            .map_err(|e| corrupt(OP, format!("attachments: {e}")))?;
+        let client_message_id = row
+            .client_message_id
+            .as_deref()
+            .map(ClientMessageId::parse)
+            .transpose()
+            .map_err(|e| corrupt(OP, e.to_string()))?;
+        Ok(Message {
+            id: MessageId::from_uuid(uuid(OP, &row.id)?),
+            conversation_id: ConversationId::from_uuid(uuid(OP, &row.conversation_id)?),
+            sender_id: user_id(OP, &row.sender_id)?,
+            content: row.content,
+            attachments,
+            client_message_id,
+            created_at: time(OP, row.created_at)?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct ConversationRow {
+    id: String,
+    title: Option<String>,
+    created_at: i64,
+    last_message_at: Option<i64>,
+}
+
+impl ConversationRow {
+    fn into_conversation(self, participant_ids: Vec<UserId>) -> Result<Conversation, StoreError> {
+        const OP: &str = "conversations row";
+        Ok(Conversation {
+            id: ConversationId::from_uuid(uuid(OP, &self.id)?),
+            participant_ids,
+            title: self.title,
+            created_at: time(OP, self.created_at)?,
+            last_message_at: self.last_message_at.map(|t| time(OP, t)).transpose()?,
+        })
+    }
+}
+
+/// One line of a user's conversation list: the conversation, the user's
+/// unread count, and the newest non-deleted message (all `lm_*` NULL if none).
+#[derive(FromRow)]
+struct SummaryRow {
+    id: String,
+    title: Option<String>,
+    created_at: i64,
+    last_message_at: Option<i64>,
+    unread_count: i64,
+    lm_id: Option<String>,
+    lm_sender_id: Option<String>,
+    lm_content: Option<String>,
+    lm_attachments: Option<String>,
+    lm_client_message_id: Option<String>,
+    lm_created_at: Option<i64>,
+}
+
+impl SummaryRow {
+    fn last_message(&mut self) -> Result<Option<Message>, StoreError> {
+        let (Some(id), Some(sender_id), Some(content), Some(attachments), Some(created_at)) = (
+            self.lm_id.take(),
+            self.lm_sender_id.take(),
+            self.lm_content.take(),
+            self.lm_attachments.take(),
+            self.lm_created_at,
+        ) else {
+            return Ok(None);
+        };
+        MessageRow {
+            id,
+            conversation_id: self.id.clone(),
+            sender_id,
+            content,
+            attachments,
+            client_message_id: self.lm_client_message_id.take(),
+            created_at,
+        }
+        .try_into()
+        .map(Some)
+    }
+}
+
+#[derive(FromRow)]
+struct CursorRow {
+    last_read_message_id: Option<String>,
+    last_read_at: Option<i64>,
+}
+
+impl TryFrom<CursorRow> for ReadCursor {
+    type Error = StoreError;
+
+    fn try_from(row: CursorRow) -> Result<Self, StoreError> {
+        const OP: &str = "conversation_participants row";
+        Ok(ReadCursor {
+            message_id: row
+                .last_read_message_id
+                .map(|id| uuid(OP, &id).map(MessageId::from_uuid))
+                .transpose()?,
+            read_at: row.last_read_at.map(|t| time(OP, t)).transpose()?,
+        })
+    }
+}
+
+fn corrupt(op: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        op,
+        detail: detail.into(),
+    }
+}
+
+fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError> {
+    UserId::parse("user_id", raw).map_err(|e| corrupt(op, e.to_string()))
+}
+
+fn uuid(op: &'static str, raw: &str) -> Result<Uuid, StoreError> {
+    Uuid::try_parse(raw).map_err(|e| corrupt(op, format!("id {raw:?}: {e}")))
+}
+
+fn time(op: &'static str, millis: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| corrupt(op, format!("time {millis} out of range")))
+}
+
+fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
+}
+
+/// The stored form of an id: lowercase hyphenated (what `Display` writes).
+fn text(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::from_sqlx("ping", e))
+    }
+
+    async fn create_conversation(
+        &self,
+        id: ConversationId,
+        new: &NewConversation,
+        now: DateTime<Utc>,
+    ) -> Result<(Conversation, Created), StoreError> {
+        const OP: &str = "create_conversation";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let key = new.participant_key();
+        let id_text = text(id.as_uuid());
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO conversations (id, participant_key, title, created_at) \
+             VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (participant_key) DO NOTHING RETURNING id",
+        )
+        .bind(&id_text)
+        .bind(&key)
+        .bind(&new.title)
+        .bind(now.timestamp_millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+
+        if inserted.is_some() {
+            let users: Vec<&str> = new.participant_ids.iter().map(UserId::as_str).collect();
+            sqlx::query(
+                "INSERT INTO conversation_participants (conversation_id, user_id) \
+                 SELECT ?1, value FROM json_each(?2)",
+            )
+            .bind(&id_text)
+            .bind(Json(&users))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let mut participant_ids = new.participant_ids.clone();
+            participant_ids.sort();
+            let conversation = Conversation {
+                id,
+                participant_ids,
+                title: new.title.clone(),
+                created_at: time(OP, now.timestamp_millis())?,
+                last_message_at: None,
+            };
+            return Ok((conversation, Created::New));
+        }
+
+        // Only a two-person key can conflict (NULL keys never do). Writers
+        // are serialized, so the pair's conversation is fully committed.
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE participant_key = ?1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+        tx.rollback().await.map_err(err)?;
+        let existing = existing.ok_or_else(|| corrupt(OP, "conflicting conversation not found"))?;
+        let conversation = self
+            .conversation(ConversationId::from_uuid(uuid(OP, &existing)?))
+            .await?
+            .ok_or_else(|| corrupt(OP, "conflicting conversation not found"))?;
+        Ok((conversation, Created::Existing))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        const OP: &str = "conversation";
+        let row: Option<ConversationRow> = sqlx::query_as(
+            "SELECT id, title, created_at, last_message_at FROM conversations WHERE id = ?1",
+        )
+        .bind(text(id.as_uuid()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let Some(row) = row else { return Ok(None) };
+        // Participants never change after creation, so a second statement
+        // outside a transaction reads a consistent set.
+        let participants = self.participants(id).await?;
+        row.into_conversation(participants).map(Some)
+    }
+
+    async fn is_participant(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM conversation_participants \
+             WHERE conversation_id = ?1 AND user_id = ?2)",
+        )
+        .bind(text(conversation.as_uuid()))
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("is_participant", e))
+    }
+
+    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "participants";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM conversation_participants WHERE conversation_id = ?1",
+        )
+        .bind(text(conversation.as_uuid()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<ListCursor>,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        const OP: &str = "list_conversations";
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT c.id, c.title, c.created_at, c.last_message_at, \
+                (SELECT count(*) FROM messages m \
+                  WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
+                    AND m.sender_id <> p.user_id \
+                    AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+                ) AS unread_count, \
+                lm.id AS lm_id, lm.sender_id AS lm_sender_id, lm.content AS lm_content, \
+                lm.attachments AS lm_attachments, lm.client_message_id AS lm_client_message_id, \
+                lm.created_at AS lm_created_at \
+             FROM conversation_participants p \
+             JOIN conversations c ON c.id = p.conversation_id \
+             LEFT JOIN messages lm ON lm.id = ( \
+                SELECT m.id FROM messages m \
+                WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
+                ORDER BY m.id DESC LIMIT 1) \
+             WHERE p.user_id = ?1 \
+               AND (?2 IS NULL \
+                    OR (COALESCE(c.last_message_at, c.created_at), c.id) < (?2, ?3)) \
+             ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC \
+             LIMIT ?4",
+        )
+        .bind(user.as_str())
+        .bind(cursor.map(|c| c.activity_at.timestamp_millis()))
+        .bind(cursor.map(|c| text(c.id.as_uuid())))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut participants = self.participants_of(OP, &ids).await?;
+        rows.into_iter()
+            .map(|mut row| {
+                let last_message = row.last_message()?;
+                let unread_count = count(OP, row.unread_count)?;
+                let users = participants.remove(&row.id).unwrap_or_default();
+                let conversation = ConversationRow {
+                    id: row.id,
+                    title: row.title,
+                    created_at: row.created_at,
+                    last_message_at: row.last_message_at,
+                }
+                .into_conversation(users)?;
+                Ok(ConversationSummary {
+                    conversation,
+                    unread_count,
+                    last_message,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_message(
+        &self,
+        id: MessageId,
+        sender: &UserId,
+        message: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Inserted), StoreError> {
+        const OP: &str = "insert_message";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let now = now.timestamp_millis();
+        let conversation_id = text(message.conversation_id.as_uuid());
+        let client_message_id = message
+            .client_message_id
+            .as_ref()
+            .map(ClientMessageId::as_str);
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "INSERT INTO messages \
+                (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (sender_id, client_message_id) DO NOTHING \
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(text(id.as_uuid()))
+        .bind(&conversation_id)
+        .bind(sender.as_str())
+        .bind(message.content.as_str())
+        .bind(Json(&message.attachments))
+        .bind(client_message_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+
+        if let Some(row) = row {
+            // Monotonic even if the clock steps back (SQLite's two-argument
+            // MAX is NULL when either side is, hence the COALESCE).
+            sqlx::query(
+                "UPDATE conversations \
+                 SET last_message_at = MAX(COALESCE(last_message_at, ?2), ?2) WHERE id = ?1",
+            )
+            .bind(&conversation_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            return Ok((row.try_into()?, Inserted::New));
+        }
+
+        // Only a non-NULL client_message_id can conflict; writers are
+        // serialized, so the conflicting row is committed and visible.
+        let existing: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
+        ))
+        .bind(sender.as_str())
+        .bind(client_message_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.rollback().await.map_err(err)?;
+        let existing: Message = existing
+            .ok_or_else(|| corrupt(OP, "conflicting message not found"))?
+            .try_into()?;
+        if existing.conversation_id != message.conversation_id {
+            return Err(StoreError::ClientMessageIdReused);
+        }
+        Ok((existing, Inserted::Duplicate))
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        // Absent bounds become the extreme UUIDs, so both bounds are always
+        // plain range conditions on the (conversation_id, id) index. No
+        // UUIDv7 equals nil or max.
+        let before = text(page.before.map_or(Uuid::max(), |m| m.as_uuid()));
+        let after = text(page.after.map_or(Uuid::nil(), |m| m.as_uuid()));
+        let sql = if page.reads_backwards() {
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE conversation_id = ?1 AND deleted_at IS NULL \
+                 AND id < ?2 AND id > ?3 ORDER BY id DESC LIMIT ?4"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE conversation_id = ?1 AND deleted_at IS NULL \
+                 AND id < ?2 AND id > ?3 ORDER BY id ASC LIMIT ?4"
+            )
+        };
+        let rows: Vec<MessageRow> = sqlx::query_as(sql)
+            .bind(text(conversation.as_uuid()))
+            .bind(before)
+            .bind(after)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("history", e))?;
+        let messages = rows
+            .into_iter()
+            .map(Message::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(page, messages))
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let row: Option<MessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id = ?1 AND deleted_at IS NULL"
+        ))
+        .bind(text(id.as_uuid()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("message", e))?;
+        row.map(Message::try_from).transpose()
+    }
+
+    async fn soft_delete_message(
+        &self,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE messages SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")
+                .bind(text(id.as_uuid()))
+                .bind(now.timestamp_millis())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx("soft_delete_message", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn latest_message_id(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        const OP: &str = "latest_message_id";
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE conversation_id = ?1 AND deleted_at IS NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(text(conversation.as_uuid()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        id.map(|id| uuid(OP, &id).map(MessageId::from_uuid))
+            .transpose()
+    }
+
+    async fn advance_read_cursor(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+        to: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<CursorMove, StoreError> {
+        // One statement, so it runs under the write lock from its start: a
+        // concurrent advance is either fully before or fully after it.
+        let moved: Option<CursorRow> = sqlx::query_as(
+            "UPDATE conversation_participants \
+             SET last_read_message_id = ?3, last_read_at = ?4 \
+             WHERE conversation_id = ?1 AND user_id = ?2 \
+               AND (last_read_message_id IS NULL OR last_read_message_id < ?3) \
+             RETURNING last_read_message_id, last_read_at",
+        )
+        .bind(text(conversation.as_uuid()))
+        .bind(user.as_str())
+        .bind(text(to.as_uuid()))
+        .bind(now.timestamp_millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("advance_read_cursor", e))?;
+        match moved {
+            Some(row) => Ok(CursorMove {
+                cursor: row.try_into()?,
+                moved: true,
+            }),
+            None => Ok(CursorMove {
+                cursor: self.read_cursor(conversation, user).await?,
+                moved: false,
+            }),
+        }
+    }
+
+    async fn read_cursor(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<ReadCursor, StoreError> {
+        let row: Option<CursorRow> = sqlx::query_as(
+            "SELECT last_read_message_id, last_read_at FROM conversation_participants \
+             WHERE conversation_id = ?1 AND user_id = ?2",
+        )
+        .bind(text(conversation.as_uuid()))
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("read_cursor", e))?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Ok(ReadCursor {
+                message_id: None,
+                read_at: None,
+            }),
+        }
+    }
+
+    async fn unread_counts(
+        &self,
+        user: &UserId,
+    ) -> Result<HashMap<ConversationId, u64>, StoreError> {
+        const OP: &str = "unread_counts";
+        // The inner join drops conversations with nothing unread.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT p.conversation_id, count(*) \
+             FROM conversation_participants p \
+             JOIN messages m ON m.conversation_id = p.conversation_id \
+               AND m.deleted_at IS NULL AND m.sender_id <> p.user_id \
+               AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+             WHERE p.user_id = ?1 \
+             GROUP BY p.conversation_id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        rows.into_iter()
+            .map(|(id, n)| Ok((ConversationId::from_uuid(uuid(OP, &id)?), count(OP, n)?)))
+            .collect()
+    }
+
+    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "contacts";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT other.user_id \
+             FROM conversation_participants me \
+             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
+             WHERE me.user_id = ?1 AND other.user_id <> ?1",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+}

@@ -1,0 +1,1080 @@
+//! The `Store` contract: one behavioural suite, each case written once in
+//! `mod contract` as `async fn case(store: Arc<dyn Store>)`, and run against
+//! both implementations by `contract_tests!`: Postgres through
+//! `#[sqlx::test]` (a fresh database per test; needs `DATABASE_URL`) and
+//! SQLite in a fresh temporary file opened exactly as the node opens it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parloir::store::{PostgresStore, SqliteStore, Store, StoreError};
+use sqlx::PgPool;
+use tempfile::TempDir;
+
+fn pg_store(pool: PgPool) -> Arc<dyn Store> {
+    Arc::new(PostgresStore::from_pool(pool))
+}
+
+/// A migrated SQLite store in a temporary directory; the directory lives as
+/// long as the returned guard.
+async fn sqlite_store() -> (TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A nested path also proves `open` creates missing parent directories.
+    let store = SqliteStore::open(&dir.path().join("data").join("parloir.db"))
+        .await
+        .expect("open sqlite store");
+    store.migrate().await.expect("migrate sqlite store");
+    (dir, Arc::new(store))
+}
+
+mod contract {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Arc;
+
+    use chrono::{DateTime, TimeDelta, Utc};
+    use futures_util::future::join_all;
+    use parloir::domain::{
+        Attachment, Conversation, ConversationId, Limits, ListCursor, Message, MessageId,
+        NewConversation, NewMessage, PageRequest, UserId, now_millis,
+    };
+    use parloir::store::{Created, Inserted, Store, StoreError};
+
+    fn user(name: &str) -> UserId {
+        UserId::parse("user", name).expect("valid user id")
+    }
+
+    /// A validated create command: `members[0]` is the creator.
+    fn new_conversation(members: &[&str], title: Option<&str>) -> NewConversation {
+        let others: Vec<String> = members[1..].iter().map(|m| (*m).to_owned()).collect();
+        NewConversation::parse(&user(members[0]), &others, title, &Limits::default())
+            .expect("valid conversation")
+    }
+
+    fn text(conversation: ConversationId, content: &str, client_id: Option<&str>) -> NewMessage {
+        NewMessage::parse(
+            &conversation.to_string(),
+            content,
+            vec![],
+            client_id,
+            &Limits::default(),
+        )
+        .expect("valid message")
+    }
+
+    fn at(base: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+        base + TimeDelta::seconds(seconds)
+    }
+
+    async fn create(store: &Arc<dyn Store>, members: &[&str]) -> Conversation {
+        create_at(store, members, now_millis()).await
+    }
+
+    async fn create_at(
+        store: &Arc<dyn Store>,
+        members: &[&str],
+        now: DateTime<Utc>,
+    ) -> Conversation {
+        let (conversation, _) = store
+            .create_conversation(
+                ConversationId::new_random(),
+                &new_conversation(members, None),
+                now,
+            )
+            .await
+            .expect("create conversation");
+        conversation
+    }
+
+    async fn send(
+        store: &Arc<dyn Store>,
+        conversation: ConversationId,
+        from: &str,
+        content: &str,
+    ) -> Message {
+        send_at(store, conversation, from, content, now_millis()).await
+    }
+
+    async fn send_at(
+        store: &Arc<dyn Store>,
+        conversation: ConversationId,
+        from: &str,
+        content: &str,
+        now: DateTime<Utc>,
+    ) -> Message {
+        let (message, inserted) = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user(from),
+                &text(conversation, content, None),
+                now,
+            )
+            .await
+            .expect("insert message");
+        assert_eq!(inserted, Inserted::New);
+        message
+    }
+
+    /// Sends `n` messages from alternating senders and returns them oldest first.
+    async fn send_many(
+        store: &Arc<dyn Store>,
+        conversation: ConversationId,
+        n: usize,
+    ) -> Vec<Message> {
+        let mut sent = Vec::with_capacity(n);
+        for i in 0..n {
+            let from = if i % 2 == 0 { "alice" } else { "bob" };
+            sent.push(send(store, conversation, from, &format!("message {i}")).await);
+        }
+        sent
+    }
+
+    fn ids(messages: &[Message]) -> Vec<MessageId> {
+        messages.iter().map(|m| m.id).collect()
+    }
+
+    async fn page(
+        store: &Arc<dyn Store>,
+        conversation: ConversationId,
+        limit: u32,
+        before: Option<&Message>,
+        after: Option<&Message>,
+    ) -> (Vec<MessageId>, bool) {
+        let request = PageRequest {
+            limit,
+            before: before.map(|m| m.id),
+            after: after.map(|m| m.id),
+        };
+        let page = store
+            .history(conversation, &request)
+            .await
+            .expect("history");
+        (ids(&page.messages), page.has_more)
+    }
+
+    pub async fn ping_succeeds(store: Arc<dyn Store>) {
+        store.ping().await.expect("ping");
+    }
+
+    pub async fn created_conversation_can_be_read_back(store: Arc<dyn Store>) {
+        let now = now_millis();
+        let id = ConversationId::new_random();
+        let new = new_conversation(&["carol", "alice", "bob"], Some("Team"));
+        let (created, how) = store
+            .create_conversation(id, &new, now)
+            .await
+            .expect("create");
+        assert_eq!(how, Created::New);
+        assert_eq!(created.id, id);
+        assert_eq!(
+            created.participant_ids,
+            vec![user("alice"), user("bob"), user("carol")]
+        );
+        assert_eq!(created.title.as_deref(), Some("Team"));
+        assert_eq!(created.created_at, now);
+        assert_eq!(created.last_message_at, None);
+
+        let read = store.conversation(id).await.expect("read").expect("exists");
+        assert_eq!(read, created);
+        assert_eq!(
+            store
+                .conversation(ConversationId::new_random())
+                .await
+                .expect("read"),
+            None
+        );
+    }
+
+    pub async fn two_person_conversation_is_unique_whatever_the_member_order(
+        store: Arc<dyn Store>,
+    ) {
+        let first_at = now_millis();
+        let (first, how) = store
+            .create_conversation(
+                ConversationId::new_random(),
+                &new_conversation(&["alice", "bob"], None),
+                first_at,
+            )
+            .await
+            .expect("first create");
+        assert_eq!(how, Created::New);
+
+        let (second, how) = store
+            .create_conversation(
+                ConversationId::new_random(),
+                &new_conversation(&["bob", "alice"], Some("ignored")),
+                at(first_at, 60),
+            )
+            .await
+            .expect("second create");
+        assert_eq!(how, Created::Existing);
+        assert_eq!(
+            second, first,
+            "the stored conversation, not the new request"
+        );
+
+        let (other, how) = store
+            .create_conversation(
+                ConversationId::new_random(),
+                &new_conversation(&["alice", "carol"], None),
+                first_at,
+            )
+            .await
+            .expect("another pair");
+        assert_eq!(how, Created::New);
+        assert_ne!(other.id, first.id);
+    }
+
+    pub async fn concurrent_creates_of_the_same_pair_make_one_conversation(store: Arc<dyn Store>) {
+        let tasks = (0..20).map(|i| {
+            let store = Arc::clone(&store);
+            let members: &[&str] = if i % 2 == 0 {
+                &["alice", "bob"]
+            } else {
+                &["bob", "alice"]
+            };
+            let new = new_conversation(members, None);
+            tokio::spawn(async move {
+                store
+                    .create_conversation(ConversationId::new_random(), &new, now_millis())
+                    .await
+            })
+        });
+        let results: Vec<(Conversation, Created)> = join_all(tasks)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("task").expect("create"))
+            .collect();
+
+        let new_count = results
+            .iter()
+            .filter(|(_, how)| *how == Created::New)
+            .count();
+        assert_eq!(new_count, 1, "exactly one create made the conversation");
+        let distinct: HashSet<ConversationId> = results.iter().map(|(c, _)| c.id).collect();
+        assert_eq!(distinct.len(), 1, "every caller got the same conversation");
+        for (conversation, _) in &results {
+            assert_eq!(
+                conversation.participant_ids,
+                vec![user("alice"), user("bob")]
+            );
+        }
+        let listed = store
+            .list_conversations(&user("alice"), 100, None)
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 1);
+    }
+
+    pub async fn group_conversations_are_never_deduplicated(store: Arc<dyn Store>) {
+        let members = ["alice", "bob", "carol"];
+        let (a, how_a) = store
+            .create_conversation(
+                ConversationId::new_random(),
+                &new_conversation(&members, None),
+                now_millis(),
+            )
+            .await
+            .expect("first group");
+        let (b, how_b) = store
+            .create_conversation(
+                ConversationId::new_random(),
+                &new_conversation(&members, None),
+                now_millis(),
+            )
+            .await
+            .expect("second group");
+        assert_eq!((how_a, how_b), (Created::New, Created::New));
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.participant_ids, b.participant_ids);
+    }
+
+    pub async fn participants_and_membership_are_reported(store: Arc<dyn Store>) {
+        let c = create(&store, &["dave", "bob", "alice"]).await;
+        assert_eq!(
+            store.participants(c.id).await.expect("participants"),
+            vec![user("alice"), user("bob"), user("dave")],
+            "sorted"
+        );
+        assert!(
+            store
+                .is_participant(c.id, &user("bob"))
+                .await
+                .expect("member")
+        );
+        assert!(
+            !store
+                .is_participant(c.id, &user("mallory"))
+                .await
+                .expect("non-member")
+        );
+
+        let unknown = ConversationId::new_random();
+        assert!(
+            !store
+                .is_participant(unknown, &user("alice"))
+                .await
+                .expect("unknown")
+        );
+        assert!(
+            store
+                .participants(unknown)
+                .await
+                .expect("unknown")
+                .is_empty()
+        );
+    }
+
+    pub async fn inserted_message_is_returned_stored_and_bumps_activity(store: Arc<dyn Store>) {
+        let created_at = now_millis();
+        let c = create_at(&store, &["alice", "bob"], created_at).await;
+        let attachment = Attachment {
+            url: "https://cdn.example/cat.jpg".into(),
+            mime_type: "image/jpeg".into(),
+            name: Some("cat.jpg".into()),
+            size: Some(1234),
+        };
+        let new = NewMessage::parse(
+            &c.id.to_string(),
+            "  hello  ",
+            vec![attachment.clone()],
+            Some("c-1"),
+            &Limits::default(),
+        )
+        .expect("valid");
+        let id = MessageId::new_v7();
+        let sent_at = at(created_at, 5);
+        let (message, how) = store
+            .insert_message(id, &user("alice"), &new, sent_at)
+            .await
+            .expect("insert");
+        assert_eq!(how, Inserted::New);
+        assert_eq!(message.id, id);
+        assert_eq!(message.conversation_id, c.id);
+        assert_eq!(message.sender_id, user("alice"));
+        assert_eq!(message.content, "hello");
+        assert_eq!(message.attachments, vec![attachment]);
+        assert_eq!(
+            message.client_message_id.as_ref().map(|c| c.as_str()),
+            Some("c-1")
+        );
+        assert_eq!(message.created_at, sent_at);
+
+        assert_eq!(
+            store.message(id).await.expect("by id"),
+            Some(message.clone())
+        );
+        assert_eq!(
+            store.message(MessageId::new_v7()).await.expect("unknown"),
+            None
+        );
+        let page = store
+            .history(c.id, &PageRequest::latest(50))
+            .await
+            .expect("history");
+        assert_eq!(page.messages, vec![message]);
+        assert!(!page.has_more);
+        let conversation = store
+            .conversation(c.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(conversation.last_message_at, Some(sent_at));
+    }
+
+    pub async fn repeated_client_message_id_returns_the_stored_message(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let (first, how) = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("alice"),
+                &text(c.id, "first", Some("k")),
+                now_millis(),
+            )
+            .await
+            .expect("first");
+        assert_eq!(how, Inserted::New);
+        let (again, how) = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("alice"),
+                &text(c.id, "retry", Some("k")),
+                now_millis(),
+            )
+            .await
+            .expect("repeat");
+        assert_eq!(how, Inserted::Duplicate);
+        assert_eq!(again, first, "the stored message, not the repeat");
+        let page = store
+            .history(c.id, &PageRequest::latest(50))
+            .await
+            .expect("history");
+        assert_eq!(ids(&page.messages), vec![first.id]);
+    }
+
+    pub async fn concurrent_inserts_with_one_client_message_id_store_one_message(
+        store: Arc<dyn Store>,
+    ) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let tasks = (0..50).map(|i| {
+            let store = Arc::clone(&store);
+            let new = text(c.id, &format!("attempt {i}"), Some("same-key"));
+            tokio::spawn(async move {
+                store
+                    .insert_message(MessageId::new_v7(), &user("alice"), &new, now_millis())
+                    .await
+            })
+        });
+        let results: Vec<(Message, Inserted)> = join_all(tasks)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("task").expect("insert"))
+            .collect();
+
+        assert_eq!(
+            results
+                .iter()
+                .filter(|(_, how)| *how == Inserted::New)
+                .count(),
+            1
+        );
+        let distinct: HashSet<MessageId> = results.iter().map(|(m, _)| m.id).collect();
+        assert_eq!(distinct.len(), 1, "every caller got the same message");
+        let page = store
+            .history(c.id, &PageRequest::latest(100))
+            .await
+            .expect("history");
+        assert_eq!(
+            ids(&page.messages),
+            distinct.into_iter().collect::<Vec<_>>()
+        );
+    }
+
+    pub async fn client_message_id_reused_in_another_conversation_is_refused(
+        store: Arc<dyn Store>,
+    ) {
+        let first = create(&store, &["alice", "bob"]).await;
+        let second = create(&store, &["alice", "carol"]).await;
+        store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("alice"),
+                &text(first.id, "hi", Some("k")),
+                now_millis(),
+            )
+            .await
+            .expect("first use");
+        let reused = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("alice"),
+                &text(second.id, "hi", Some("k")),
+                now_millis(),
+            )
+            .await;
+        assert!(
+            matches!(reused, Err(StoreError::ClientMessageIdReused)),
+            "got {reused:?}"
+        );
+        let page = store
+            .history(second.id, &PageRequest::latest(50))
+            .await
+            .expect("history");
+        assert!(
+            page.messages.is_empty(),
+            "nothing stored in the other conversation"
+        );
+    }
+
+    pub async fn client_message_ids_of_different_senders_are_independent(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let (from_alice, how_a) = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("alice"),
+                &text(c.id, "a", Some("k")),
+                now_millis(),
+            )
+            .await
+            .expect("alice");
+        let (from_bob, how_b) = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("bob"),
+                &text(c.id, "b", Some("k")),
+                now_millis(),
+            )
+            .await
+            .expect("bob");
+        assert_eq!((how_a, how_b), (Inserted::New, Inserted::New));
+        assert_ne!(from_alice.id, from_bob.id);
+        // Messages without a client_message_id never collide either.
+        send(&store, c.id, "alice", "x").await;
+        send(&store, c.id, "alice", "y").await;
+        let page = store
+            .history(c.id, &PageRequest::latest(50))
+            .await
+            .expect("history");
+        assert_eq!(page.messages.len(), 4);
+    }
+
+    pub async fn history_without_bounds_returns_the_newest_page_oldest_first(
+        store: Arc<dyn Store>,
+    ) {
+        let c = create(&store, &["alice", "bob"]).await;
+        assert_eq!(
+            page(&store, c.id, 10, None, None).await,
+            (vec![], false),
+            "empty conversation"
+        );
+        let m = send_many(&store, c.id, 5).await;
+        // Another conversation's messages never leak in.
+        let other = create(&store, &["alice", "carol"]).await;
+        send_many(&store, other.id, 3).await;
+
+        assert_eq!(
+            page(&store, c.id, 3, None, None).await,
+            (ids(&m[2..]), true)
+        );
+        assert_eq!(page(&store, c.id, 5, None, None).await, (ids(&m), false));
+        assert_eq!(page(&store, c.id, 100, None, None).await, (ids(&m), false));
+    }
+
+    pub async fn history_before_returns_the_older_messages(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send_many(&store, c.id, 5).await;
+        assert_eq!(
+            page(&store, c.id, 2, Some(&m[3]), None).await,
+            (ids(&m[1..3]), true)
+        );
+        assert_eq!(
+            page(&store, c.id, 2, Some(&m[2]), None).await,
+            (ids(&m[0..2]), false)
+        );
+        assert_eq!(
+            page(&store, c.id, 10, Some(&m[4]), None).await,
+            (ids(&m[0..4]), false)
+        );
+        assert_eq!(
+            page(&store, c.id, 10, Some(&m[0]), None).await,
+            (vec![], false)
+        );
+    }
+
+    pub async fn history_after_returns_the_newer_messages(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send_many(&store, c.id, 5).await;
+        assert_eq!(
+            page(&store, c.id, 2, None, Some(&m[0])).await,
+            (ids(&m[1..3]), true)
+        );
+        assert_eq!(
+            page(&store, c.id, 2, None, Some(&m[2])).await,
+            (ids(&m[3..5]), false)
+        );
+        assert_eq!(
+            page(&store, c.id, 10, None, Some(&m[4])).await,
+            (vec![], false)
+        );
+    }
+
+    pub async fn history_between_after_and_before_returns_the_oldest_of_the_range(
+        store: Arc<dyn Store>,
+    ) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send_many(&store, c.id, 6).await;
+        assert_eq!(
+            page(&store, c.id, 2, Some(&m[5]), Some(&m[0])).await,
+            (ids(&m[1..3]), true)
+        );
+        assert_eq!(
+            page(&store, c.id, 4, Some(&m[5]), Some(&m[0])).await,
+            (ids(&m[1..5]), false)
+        );
+        assert_eq!(
+            page(&store, c.id, 10, Some(&m[2]), Some(&m[1])).await,
+            (vec![], false)
+        );
+        assert_eq!(
+            page(&store, c.id, 10, Some(&m[1]), Some(&m[3])).await,
+            (vec![], false),
+            "empty range"
+        );
+    }
+
+    pub async fn history_skips_deleted_messages(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send_many(&store, c.id, 5).await;
+        assert!(
+            store
+                .soft_delete_message(m[3].id, now_millis())
+                .await
+                .expect("delete")
+        );
+        assert!(
+            store
+                .soft_delete_message(m[1].id, now_millis())
+                .await
+                .expect("delete")
+        );
+        let kept = vec![m[0].id, m[2].id, m[4].id];
+        assert_eq!(
+            page(&store, c.id, 10, None, None).await,
+            (kept.clone(), false)
+        );
+        assert_eq!(
+            page(&store, c.id, 2, None, None).await,
+            (kept[1..].to_vec(), true)
+        );
+        assert_eq!(
+            page(&store, c.id, 1, Some(&m[4]), None).await,
+            (vec![m[2].id], true)
+        );
+        assert_eq!(
+            page(&store, c.id, 1, None, Some(&m[2])).await,
+            (vec![m[4].id], false)
+        );
+        // A deleted message still works as a bound.
+        assert_eq!(
+            page(&store, c.id, 10, Some(&m[3]), Some(&m[1])).await,
+            (vec![m[2].id], false)
+        );
+    }
+
+    pub async fn soft_delete_hides_the_message_and_happens_once(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send(&store, c.id, "alice", "oops").await;
+        assert!(
+            store
+                .soft_delete_message(m.id, now_millis())
+                .await
+                .expect("first delete")
+        );
+        assert!(
+            !store
+                .soft_delete_message(m.id, now_millis())
+                .await
+                .expect("second delete")
+        );
+        assert_eq!(store.message(m.id).await.expect("read"), None);
+        assert!(
+            !store
+                .soft_delete_message(MessageId::new_v7(), now_millis())
+                .await
+                .expect("unknown")
+        );
+    }
+
+    pub async fn read_cursor_starts_empty_and_records_the_read(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send(&store, c.id, "alice", "hi").await;
+        let empty = store.read_cursor(c.id, &user("bob")).await.expect("cursor");
+        assert_eq!((empty.message_id, empty.read_at), (None, None));
+
+        let read_at = now_millis();
+        let moved = store
+            .advance_read_cursor(c.id, &user("bob"), m.id, read_at)
+            .await
+            .expect("advance");
+        assert!(moved.moved);
+        assert_eq!(
+            (moved.cursor.message_id, moved.cursor.read_at),
+            (Some(m.id), Some(read_at))
+        );
+        assert_eq!(
+            store.read_cursor(c.id, &user("bob")).await.expect("cursor"),
+            moved.cursor
+        );
+        let alice = store
+            .read_cursor(c.id, &user("alice"))
+            .await
+            .expect("cursor");
+        assert_eq!(alice.message_id, None, "cursors are per participant");
+    }
+
+    pub async fn read_cursor_never_moves_backwards(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send_many(&store, c.id, 4).await;
+        let bob = user("bob");
+        let t0 = now_millis();
+
+        let first = store
+            .advance_read_cursor(c.id, &bob, m[2].id, t0)
+            .await
+            .expect("advance");
+        assert!(first.moved);
+        let back = store
+            .advance_read_cursor(c.id, &bob, m[1].id, at(t0, 1))
+            .await
+            .expect("back");
+        assert!(!back.moved);
+        assert_eq!(back.cursor, first.cursor, "unchanged, read_at included");
+        let same = store
+            .advance_read_cursor(c.id, &bob, m[2].id, at(t0, 2))
+            .await
+            .expect("same");
+        assert!(!same.moved);
+        assert_eq!(same.cursor, first.cursor);
+        let forward = store
+            .advance_read_cursor(c.id, &bob, m[3].id, at(t0, 3))
+            .await
+            .expect("forward");
+        assert!(forward.moved);
+        assert_eq!(
+            (forward.cursor.message_id, forward.cursor.read_at),
+            (Some(m[3].id), Some(at(t0, 3)))
+        );
+    }
+
+    pub async fn concurrent_cursor_advances_end_at_the_newest(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        let m = send_many(&store, c.id, 20).await;
+        let newest = m[19].id;
+        // One device reads oldest to newest, the other newest to oldest.
+        let upward: Vec<MessageId> = ids(&m);
+        let downward: Vec<MessageId> = upward.iter().rev().copied().collect();
+        let tasks = [upward, downward].map(|order| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for to in order {
+                    store
+                        .advance_read_cursor(c.id, &user("bob"), to, now_millis())
+                        .await
+                        .expect("advance");
+                }
+            })
+        });
+        for joined in join_all(tasks).await {
+            joined.expect("task");
+        }
+        let cursor = store.read_cursor(c.id, &user("bob")).await.expect("cursor");
+        assert_eq!(cursor.message_id, Some(newest));
+    }
+
+    pub async fn latest_message_id_ignores_deleted_messages(store: Arc<dyn Store>) {
+        let c = create(&store, &["alice", "bob"]).await;
+        assert_eq!(store.latest_message_id(c.id).await.expect("empty"), None);
+        let m = send_many(&store, c.id, 3).await;
+        send_many(&store, create(&store, &["alice", "carol"]).await.id, 1).await;
+        assert_eq!(
+            store.latest_message_id(c.id).await.expect("latest"),
+            Some(m[2].id)
+        );
+        store
+            .soft_delete_message(m[2].id, now_millis())
+            .await
+            .expect("delete");
+        assert_eq!(
+            store.latest_message_id(c.id).await.expect("latest"),
+            Some(m[1].id)
+        );
+        store
+            .soft_delete_message(m[0].id, now_millis())
+            .await
+            .expect("delete");
+        store
+            .soft_delete_message(m[1].id, now_millis())
+            .await
+            .expect("delete");
+        assert_eq!(store.latest_message_id(c.id).await.expect("latest"), None);
+    }
+
+    pub async fn unread_counts_are_later_messages_from_others(store: Arc<dyn Store>) {
+        let with_bob = create(&store, &["alice", "bob"]).await;
+        let group = create(&store, &["alice", "bob", "carol"]).await;
+        let quiet = create(&store, &["alice", "dave"]).await;
+        let b1 = send(&store, with_bob.id, "bob", "1").await;
+        let _a1 = send(&store, with_bob.id, "alice", "mine").await;
+        let b2 = send(&store, with_bob.id, "bob", "2").await;
+        let b3 = send(&store, with_bob.id, "bob", "3").await;
+        send(&store, group.id, "carol", "g1").await;
+        send(&store, group.id, "bob", "g2").await;
+        send(&store, quiet.id, "alice", "only mine").await;
+
+        let alice = user("alice");
+        let counts = store.unread_counts(&alice).await.expect("counts");
+        assert_eq!(
+            counts,
+            HashMap::from([(with_bob.id, 3), (group.id, 2)]),
+            "zero counts omitted"
+        );
+
+        store
+            .advance_read_cursor(with_bob.id, &alice, b1.id, now_millis())
+            .await
+            .expect("read");
+        let counts = store.unread_counts(&alice).await.expect("counts");
+        assert_eq!(
+            counts.get(&with_bob.id),
+            Some(&2),
+            "own message after the cursor not counted"
+        );
+
+        store
+            .soft_delete_message(b3.id, now_millis())
+            .await
+            .expect("delete");
+        assert_eq!(
+            store
+                .unread_counts(&alice)
+                .await
+                .expect("counts")
+                .get(&with_bob.id),
+            Some(&1)
+        );
+        store
+            .advance_read_cursor(with_bob.id, &alice, b2.id, now_millis())
+            .await
+            .expect("read");
+        assert_eq!(
+            store.unread_counts(&alice).await.expect("counts"),
+            HashMap::from([(group.id, 2)])
+        );
+
+        let bob = store.unread_counts(&user("bob")).await.expect("counts");
+        assert_eq!(bob, HashMap::from([(with_bob.id, 1), (group.id, 1)]));
+        assert!(
+            store
+                .unread_counts(&user("nobody"))
+                .await
+                .expect("counts")
+                .is_empty()
+        );
+    }
+
+    pub async fn conversation_list_orders_by_activity_and_pages_each_once(store: Arc<dyn Store>) {
+        let t0 = now_millis();
+        let mut made = Vec::new();
+        // Seven conversations; two pairs share a created_at (ties go by id, descending).
+        for (i, seconds) in [0, 1, 1, 2, 3, 3, 4].into_iter().enumerate() {
+            let other = format!("user{i}");
+            made.push(create_at(&store, &["alice", &other], at(t0, seconds)).await);
+        }
+        // Activity moves the oldest conversation to the top and one to a tie.
+        send_at(&store, made[0].id, "user0", "late", at(t0, 10)).await;
+        send_at(&store, made[3].id, "alice", "tie", at(t0, 4)).await;
+        // Someone else's conversation never shows.
+        create_at(&store, &["bob", "carol"], at(t0, 20)).await;
+
+        let activity = |c: &Conversation| c.last_message_at.unwrap_or(c.created_at);
+        let mut expected: Vec<(DateTime<Utc>, ConversationId)> = Vec::new();
+        for c in &made {
+            let fresh = store
+                .conversation(c.id)
+                .await
+                .expect("read")
+                .expect("exists");
+            expected.push((activity(&fresh), fresh.id));
+        }
+        expected.sort_by(|a, b| b.cmp(a));
+        let expected: Vec<ConversationId> = expected.into_iter().map(|(_, id)| id).collect();
+
+        let alice = user("alice");
+        let everything = store
+            .list_conversations(&alice, 100, None)
+            .await
+            .expect("list");
+        assert_eq!(
+            everything
+                .iter()
+                .map(|s| s.conversation.id)
+                .collect::<Vec<_>>(),
+            expected
+        );
+
+        let mut walked = Vec::new();
+        let mut cursor = None;
+        for _ in 0..10 {
+            let page = store
+                .list_conversations(&alice, 3, cursor)
+                .await
+                .expect("page");
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            cursor = Some(ListCursor {
+                activity_at: activity(&last.conversation),
+                id: last.conversation.id,
+            });
+            walked.extend(page.iter().map(|s| s.conversation.id));
+        }
+        assert_eq!(walked, expected, "each conversation exactly once, in order");
+    }
+
+    pub async fn conversation_list_carries_unread_count_and_last_message(store: Arc<dyn Store>) {
+        let t0 = now_millis();
+        let busy = create_at(&store, &["alice", "bob", "carol"], t0).await;
+        let empty = create_at(&store, &["alice", "dave"], at(t0, -5)).await;
+        send_at(&store, busy.id, "bob", "one", at(t0, 1)).await;
+        let second = send_at(&store, busy.id, "alice", "two", at(t0, 2)).await;
+        let third = send_at(&store, busy.id, "carol", "three", at(t0, 3)).await;
+
+        let list = store
+            .list_conversations(&user("alice"), 10, None)
+            .await
+            .expect("list");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].conversation.id, busy.id);
+        assert_eq!(
+            list[0].conversation.participant_ids,
+            vec![user("alice"), user("bob"), user("carol")]
+        );
+        assert_eq!(list[0].conversation.last_message_at, Some(at(t0, 3)));
+        assert_eq!(list[0].unread_count, 2);
+        assert_eq!(list[0].last_message, Some(third.clone()));
+        assert_eq!(list[1].conversation, empty);
+        assert_eq!(list[1].unread_count, 0);
+        assert_eq!(list[1].last_message, None);
+
+        store
+            .soft_delete_message(third.id, now_millis())
+            .await
+            .expect("delete");
+        let list = store
+            .list_conversations(&user("alice"), 10, None)
+            .await
+            .expect("list");
+        assert_eq!(
+            list[0].last_message,
+            Some(second),
+            "newest non-deleted message"
+        );
+        assert_eq!(list[0].unread_count, 1);
+        let bobs = store
+            .list_conversations(&user("bob"), 10, None)
+            .await
+            .expect("list");
+        assert_eq!(bobs.len(), 1);
+        assert_eq!(
+            bobs[0].unread_count, 1,
+            "alice's message; bob's own and the deleted one do not count"
+        );
+    }
+
+    pub async fn contacts_are_everyone_sharing_a_conversation(store: Arc<dyn Store>) {
+        create(&store, &["alice", "bob"]).await;
+        create(&store, &["carol", "alice", "dave"]).await;
+        create(&store, &["alice", "bob", "dave"]).await;
+        create(&store, &["erin", "frank"]).await;
+        assert_eq!(
+            store.contacts(&user("alice")).await.expect("contacts"),
+            vec![user("bob"), user("carol"), user("dave")]
+        );
+        assert_eq!(
+            store.contacts(&user("frank")).await.expect("contacts"),
+            vec![user("erin")]
+        );
+        assert!(
+            store
+                .contacts(&user("nobody"))
+                .await
+                .expect("contacts")
+                .is_empty()
+        );
+    }
+}
+
+/// Instantiates every contract case for both stores: `pg::<case>` and `sqlite::<case>`.
+macro_rules! contract_tests {
+    ($($case:ident),* $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = "migrations/postgres")]
+                async fn $case(pool: sqlx::PgPool) {
+                    super::contract::$case(super::pg_store(pool)).await;
+                }
+            )*
+        }
+
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    super::contract::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    ping_succeeds,
+    created_conversation_can_be_read_back,
+    two_person_conversation_is_unique_whatever_the_member_order,
+    concurrent_creates_of_the_same_pair_make_one_conversation,
+    group_conversations_are_never_deduplicated,
+    participants_and_membership_are_reported,
+    inserted_message_is_returned_stored_and_bumps_activity,
+    repeated_client_message_id_returns_the_stored_message,
+    concurrent_inserts_with_one_client_message_id_store_one_message,
+    client_message_id_reused_in_another_conversation_is_refused,
+    client_message_ids_of_different_senders_are_independent,
+    history_without_bounds_returns_the_newest_page_oldest_first,
+    history_before_returns_the_older_messages,
+    history_after_returns_the_newer_messages,
+    history_between_after_and_before_returns_the_oldest_of_the_range,
+    history_skips_deleted_messages,
+    soft_delete_hides_the_message_and_happens_once,
+    read_cursor_starts_empty_and_records_the_read,
+    read_cursor_never_moves_backwards,
+    concurrent_cursor_advances_end_at_the_newest,
+    latest_message_id_ignores_deleted_messages,
+    unread_counts_are_later_messages_from_others,
+    conversation_list_orders_by_activity_and_pages_each_once,
+    conversation_list_carries_unread_count_and_last_message,
+    contacts_are_everyone_sharing_a_conversation,
+);
+
+// Constructors and migrations, outside the shared contract.
+
+#[sqlx::test(migrations = false)]
+async fn postgres_migrations_can_run_from_two_nodes_at_once(pool: PgPool) {
+    let a = PostgresStore::from_pool(pool.clone());
+    let b = PostgresStore::from_pool(pool);
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.expect("first migrator");
+    rb.expect("second migrator");
+    a.migrate().await.expect("migrating again is a no-op");
+    contract::ping_succeeds(Arc::new(a)).await;
+}
+
+#[tokio::test]
+async fn postgres_connect_refuses_a_malformed_url_at_once() {
+    let result = PostgresStore::connect("not a url", 2, Duration::from_secs(1)).await;
+    assert!(result.is_err(), "a malformed URL must fail in connect");
+}
+
+#[tokio::test]
+async fn postgres_unreachable_server_is_unavailable() {
+    // Port 1 on loopback refuses connections; the lazy pool reports it on use.
+    let store = PostgresStore::connect(
+        "postgres://nobody@127.0.0.1:1/none",
+        1,
+        Duration::from_millis(500),
+    )
+    .await
+    .expect("lazy connect");
+    let err = store.ping().await.expect_err("nothing listens there");
+    assert!(
+        matches!(err, StoreError::Unavailable { op: "ping", .. }),
+        "got {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_open_migrates_once_and_reopens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("again.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrating again is a no-op");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    store.pool().close().await;
+    let reopened = SqliteStore::open(Path::new(&path)).await.expect("reopen");
+    reopened.migrate().await.expect("migrate");
+    reopened.ping().await.expect("ping");
+}
