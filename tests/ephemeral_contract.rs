@@ -1,0 +1,272 @@
+//! Behaviour of the `Ephemeral` trait: presence across devices, typing
+//! expiry and throttling, unread counters, rate limits. Each case is written
+//! once over `Arc<dyn Ephemeral>`; the Redis implementation joins this suite
+//! in cluster mode. Time is tokio's paused clock, never a sleep.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use parloir::config::RateLimits;
+use parloir::domain::{ConversationId, UserId};
+use parloir::ephemeral::{Ephemeral, MemoryEphemeral, Typist};
+use tokio::time::Instant;
+
+fn limits(send_per_sec: u32, send_burst: u32) -> RateLimits {
+    RateLimits {
+        send_per_sec,
+        send_burst,
+        typing_relay_interval: Duration::from_secs(1),
+    }
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse("user", name).expect("valid test user id")
+}
+
+fn typist(conversation: ConversationId, name: &str) -> Typist {
+    Typist {
+        conversation_id: conversation,
+        user_id: user(name),
+        user_name: name.to_uppercase(),
+    }
+}
+
+mod contract {
+    use super::*;
+
+    pub async fn a_user_is_online_until_the_last_device_leaves(e: Arc<dyn Ephemeral>) {
+        let alice = user("alice");
+        assert!(
+            e.socket_connected(&alice, "s1").await.unwrap(),
+            "first device brings the user online"
+        );
+        assert!(!e.socket_connected(&alice, "s2").await.unwrap());
+        assert!(!e.socket_connected(&alice, "s3").await.unwrap());
+        let now = Utc::now();
+        assert_eq!(
+            e.socket_disconnected(&alice, "s1", now).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            e.socket_disconnected(&alice, "s2", now).await.unwrap(),
+            None
+        );
+        let p = e.presence(std::slice::from_ref(&alice)).await.unwrap();
+        assert!(p[&alice].online);
+        assert_eq!(p[&alice].last_seen, None, "no last-seen while online");
+        assert_eq!(
+            e.socket_disconnected(&alice, "s3", now).await.unwrap(),
+            Some(now)
+        );
+        let p = e.presence(std::slice::from_ref(&alice)).await.unwrap();
+        assert!(!p[&alice].online);
+        assert_eq!(p[&alice].last_seen, Some(now));
+        assert_eq!(
+            e.socket_disconnected(&alice, "s3", now).await.unwrap(),
+            None,
+            "a repeated disconnect is not a second offline"
+        );
+    }
+
+    pub async fn concurrent_last_disconnects_yield_exactly_one_offline(e: Arc<dyn Ephemeral>) {
+        let bob = user("bob");
+        for i in 0..10 {
+            e.socket_connected(&bob, &format!("s{i}")).await.unwrap();
+        }
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let (e, bob) = (e.clone(), bob.clone());
+                tokio::spawn(async move {
+                    e.socket_disconnected(&bob, &format!("s{i}"), Utc::now())
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut offlines = 0;
+        for h in handles {
+            offlines += usize::from(h.await.unwrap().is_some());
+        }
+        assert_eq!(offlines, 1);
+    }
+
+    pub async fn typing_is_relayed_at_most_once_per_interval(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let t = typist(c, "alice");
+        let interval = Duration::from_secs(1);
+        let ttl = Duration::from_secs(5);
+        assert!(
+            e.start_typing(&t, Instant::now() + ttl, interval)
+                .await
+                .unwrap()
+        );
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(
+            !e.start_typing(&t, Instant::now() + ttl, interval)
+                .await
+                .unwrap(),
+            "within the interval: dropped"
+        );
+        tokio::time::advance(Duration::from_millis(700)).await;
+        assert!(
+            e.start_typing(&t, Instant::now() + ttl, interval)
+                .await
+                .unwrap(),
+            "after the interval: relayed"
+        );
+    }
+
+    pub async fn typing_expires_once_after_the_ttl(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let t = typist(c, "alice");
+        let ttl = Duration::from_secs(5);
+        e.start_typing(&t, Instant::now() + ttl, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(e.typing_in(c).await.unwrap(), vec![t.clone()]);
+        tokio::time::advance(Duration::from_millis(4900)).await;
+        assert!(
+            e.take_expired_typing(Instant::now())
+                .await
+                .unwrap()
+                .is_empty(),
+            "not yet expired"
+        );
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(
+            e.take_expired_typing(Instant::now()).await.unwrap(),
+            vec![t]
+        );
+        assert!(
+            e.take_expired_typing(Instant::now())
+                .await
+                .unwrap()
+                .is_empty(),
+            "announced once"
+        );
+        assert!(e.typing_in(c).await.unwrap().is_empty());
+    }
+
+    pub async fn a_repeat_extends_typing(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let t = typist(c, "alice");
+        let ttl = Duration::from_secs(5);
+        e.start_typing(&t, Instant::now() + ttl, Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(4)).await;
+        e.start_typing(&t, Instant::now() + ttl, Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(
+            e.take_expired_typing(Instant::now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn stopping_typing_reports_whether_there_was_a_state(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let t = typist(c, "alice");
+        e.start_typing(
+            &t,
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            e.typing_conversations_of(&t.user_id).await.unwrap(),
+            vec![c]
+        );
+        assert!(e.stop_typing(c, &t.user_id).await.unwrap());
+        assert!(
+            !e.stop_typing(c, &t.user_id).await.unwrap(),
+            "a second stop announces nothing"
+        );
+        assert!(
+            e.typing_conversations_of(&t.user_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn unread_counters_count_only_once_present(e: Arc<dyn Ephemeral>) {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let (c1, c2) = (ConversationId::new_random(), ConversationId::new_random());
+        assert_eq!(
+            e.unread(&alice).await.unwrap(),
+            None,
+            "missing until rebuilt"
+        );
+        let missing = e
+            .increment_unread(c1, std::slice::from_ref(&alice))
+            .await
+            .unwrap();
+        assert_eq!(
+            missing,
+            vec![(alice.clone(), None)],
+            "a missing counter asks for a rebuild"
+        );
+        e.replace_unread(&alice, &HashMap::from([(c1, 2)]))
+            .await
+            .unwrap();
+        e.replace_unread(&bob, &HashMap::new()).await.unwrap();
+        let updated = e
+            .increment_unread(c2, &[alice.clone(), bob.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            updated,
+            vec![(alice.clone(), Some((1, 3))), (bob.clone(), Some((1, 1)))]
+        );
+        assert_eq!(
+            e.unread(&alice).await.unwrap(),
+            Some(HashMap::from([(c1, 2), (c2, 1)]))
+        );
+    }
+
+    pub async fn sends_beyond_the_burst_are_refused(e: Arc<dyn Ephemeral>) {
+        let alice = user("alice");
+        for i in 0..3 {
+            assert!(
+                e.try_acquire_send(&alice).await.unwrap(),
+                "send {i} is within the burst"
+            );
+        }
+        assert!(!e.try_acquire_send(&alice).await.unwrap());
+        assert!(
+            e.try_acquire_send(&user("bob")).await.unwrap(),
+            "buckets are per user"
+        );
+    }
+}
+
+macro_rules! memory_cases {
+    ($($case:ident),* $(,)?) => {$(
+        #[tokio::test(start_paused = true)]
+        async fn $case() {
+            contract::$case(Arc::new(MemoryEphemeral::new(&limits(1, 3)))).await;
+        }
+    )*};
+}
+
+mod memory {
+    use super::*;
+
+    memory_cases!(
+        a_user_is_online_until_the_last_device_leaves,
+        concurrent_last_disconnects_yield_exactly_one_offline,
+        typing_is_relayed_at_most_once_per_interval,
+        typing_expires_once_after_the_ttl,
+        a_repeat_extends_typing,
+        stopping_typing_reports_whether_there_was_a_state,
+        unread_counters_count_only_once_present,
+        sends_beyond_the_burst_are_refused,
+    );
+}

@@ -1,0 +1,316 @@
+//! Use-case rules checked below the transports, on the embedded store and
+//! in-process state: idempotency under concurrency, and unread counters
+//! maintained per event agreeing with a recount from read cursors.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parloir::auth::User;
+use parloir::config::RateLimits;
+use parloir::domain::{Limits, MessageId, UserId};
+use parloir::ephemeral::{Ephemeral, MemoryEphemeral};
+use parloir::fanout::{Audience, Fanout};
+use parloir::protocol::{SendMessage, ev};
+use parloir::service::{Messaging, ServiceSettings};
+use parloir::store::{SqliteStore, Store};
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// Records every broadcast so tests can count what was announced.
+#[derive(Default)]
+struct RecordingFanout {
+    events: Mutex<Vec<(&'static str, Vec<String>, Value)>>,
+}
+
+impl RecordingFanout {
+    fn count(&self, event: &str) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _, _)| *e == event)
+            .count()
+    }
+}
+
+#[async_trait]
+impl Fanout for RecordingFanout {
+    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((event, audience.to, payload));
+    }
+    fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((event, vec![socket_id.to_owned()], payload.clone()));
+    }
+    fn join(&self, _: &str, _: String) {}
+    fn leave(&self, _: &str, _: String) {}
+}
+
+struct Fixture {
+    service: Messaging,
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    fanout: Arc<RecordingFanout>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("t.db"))
+        .await
+        .expect("sqlite opens");
+    store.migrate().await.expect("migrations apply");
+    let store: Arc<dyn Store> = Arc::new(store);
+    // Generous limits: these tests are about storage rules, not rate limits.
+    let rate_limits = RateLimits {
+        send_per_sec: 10_000,
+        send_burst: 10_000,
+        typing_relay_interval: Duration::from_secs(1),
+    };
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new(&rate_limits));
+    let fanout = Arc::new(RecordingFanout::default());
+    let settings = ServiceSettings {
+        limits: Limits::default(),
+        rate_limits,
+        typing_ttl: Duration::from_secs(5),
+    };
+    let service = Messaging::new(store.clone(), ephemeral.clone(), fanout.clone(), settings);
+    Fixture {
+        service,
+        store,
+        ephemeral,
+        fanout,
+        _dir: dir,
+    }
+}
+
+fn user(name: &str) -> User {
+    User {
+        id: UserId::parse("user", name).expect("valid test user id"),
+        role: None,
+        name: None,
+        email: None,
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    }
+}
+
+fn send(conversation: &str, content: &str, client_message_id: Option<&str>) -> SendMessage {
+    SendMessage {
+        conversation_id: conversation.to_owned(),
+        content: content.to_owned(),
+        attachments: vec![],
+        client_message_id: client_message_id.map(str::to_owned),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_sends_with_one_client_message_id_store_and_announce_once() {
+    let f = fixture().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (conversation, _) = f
+        .service
+        .create_conversation(&alice, &["bob".into()], None)
+        .await
+        .unwrap();
+    let id = conversation.id.to_string();
+    let sends: Vec<_> = (0..50)
+        .map(|_| {
+            let (service, alice, id) = (f.service.clone(), alice.clone(), id.clone());
+            tokio::spawn(async move {
+                service
+                    .send_message(&alice, send(&id, "hello", Some("retry-1")))
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for s in sends {
+        ids.push(s.await.unwrap().expect("every duplicate send succeeds").id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "all 50 acks carry the one stored message");
+    let history = f
+        .service
+        .history(
+            &bob,
+            conversation.id,
+            parloir::domain::PageRequest::latest(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(history.messages.len(), 1);
+    assert_eq!(
+        f.fanout.count(ev::NEW_MESSAGE),
+        1,
+        "only the first send is broadcast"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_creates_of_a_pair_announce_one_conversation() {
+    let f = fixture().await;
+    let creates: Vec<_> = (0..20)
+        .map(|i| {
+            let service = f.service.clone();
+            // Half from each side: the pair is unordered.
+            let (me, other) = if i % 2 == 0 {
+                ("alice", "bob")
+            } else {
+                ("bob", "alice")
+            };
+            tokio::spawn(async move {
+                service
+                    .create_conversation(&user(me), &[other.into()], None)
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in creates {
+        ids.push(c.await.unwrap().expect("create succeeds").0.id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(f.fanout.count(ev::CONVERSATION_CREATED), 1);
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_tell_a_conversation_exists() {
+    let f = fixture().await;
+    let (conversation, _) = f
+        .service
+        .create_conversation(&user("alice"), &["bob".into()], None)
+        .await
+        .unwrap();
+    let mallory = user("mallory");
+    let real = f
+        .service
+        .send_message(&mallory, send(&conversation.id.to_string(), "hi", None))
+        .await
+        .unwrap_err();
+    let unknown = f
+        .service
+        .send_message(
+            &mallory,
+            send(
+                &parloir::domain::ConversationId::new_random().to_string(),
+                "hi",
+                None,
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(real.code(), unknown.code());
+    assert_eq!(real.to_string(), unknown.to_string());
+    assert_eq!(f.fanout.count(ev::NEW_MESSAGE), 0);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send { from: usize, conversation: usize },
+    ReadAll { user: usize, conversation: usize },
+    ReadOne { user: usize, nth: usize },
+    DeleteOwn { user: usize, nth: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 0..3usize).prop_map(|(from, conversation)| Op::Send { from, conversation }),
+        1 => (0..3usize, 0..3usize).prop_map(|(user, conversation)| Op::ReadAll { user, conversation }),
+        1 => (0..3usize, 0..40usize).prop_map(|(user, nth)| Op::ReadOne { user, nth }),
+        1 => (0..3usize, 0..40usize).prop_map(|(user, nth)| Op::DeleteOwn { user, nth }),
+    ]
+}
+
+/// Three users, three conversations (two pairs and a group). After any
+/// sequence of sends, reads and deletes, the counters maintained event by
+/// event equal the counts rebuilt from the read cursors.
+async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
+    let f = fixture().await;
+    let users = [user("ann"), user("ben"), user("cat")];
+    let conversations = [
+        f.service
+            .create_conversation(&users[0], &["ben".into()], None)
+            .await
+            .unwrap()
+            .0,
+        f.service
+            .create_conversation(&users[1], &["cat".into()], None)
+            .await
+            .unwrap()
+            .0,
+        f.service
+            .create_conversation(&users[2], &["ann".into(), "ben".into()], None)
+            .await
+            .unwrap()
+            .0,
+    ];
+    for u in &users {
+        // As at connect: counters start from the store.
+        f.service.socket_connected(u, "socket").await.unwrap();
+    }
+    let mut sent: Vec<(usize, MessageId)> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Send { from, conversation } => {
+                let c = &conversations[conversation];
+                if c.participant_ids.contains(&users[from].id) {
+                    let m = f
+                        .service
+                        .send_message(&users[from], send(&c.id.to_string(), "m", None))
+                        .await
+                        .unwrap();
+                    sent.push((from, m.id));
+                }
+            }
+            Op::ReadAll { user, conversation } => {
+                // Non-participants get NOT_FOUND, which is fine here.
+                let _ = f
+                    .service
+                    .mark_conversation_as_read(&users[user], conversations[conversation].id)
+                    .await;
+            }
+            Op::ReadOne { user, nth } => {
+                if let Some((_, id)) = sent.get(nth) {
+                    let _ = f.service.mark_as_read(&users[user], *id).await;
+                }
+            }
+            Op::DeleteOwn { user, nth } => {
+                if let Some((from, id)) = sent.get(nth)
+                    && *from == user
+                {
+                    let _ = f.service.delete_message(&users[user], *id).await;
+                }
+            }
+        }
+    }
+    for u in &users {
+        let maintained: HashMap<_, _> = f
+            .ephemeral
+            .unread(&u.id)
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let rebuilt = f.store.unread_counts(&u.id).await.unwrap();
+        assert_eq!(maintained, rebuilt, "counters of {}", u.id);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn unread_counters_match_a_recount_after_any_sequence(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(maintained_unread_equals_rebuilt(ops));
+    }
+}
