@@ -244,7 +244,7 @@ async fn sweep_typing(service: Messaging, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(e) = service.sweep_expired_typing_once(tokio::time::Instant::now()).await {
+                if let Err(e) = service.sweep_expired_typing_once(crate::service::now_unix_millis()).await {
                     warn!(error = %e, "typing sweep failed");
                 }
             }

@@ -1,7 +1,7 @@
 //! Behaviour of the `Ephemeral` trait: presence across devices, typing
 //! expiry and throttling, unread counters, rate limits. Each case is written
-//! once over `Arc<dyn Ephemeral>`; the Redis implementation joins this suite
-//! in cluster mode. Time is tokio's paused clock, never a sleep.
+//! once over `Arc<dyn Ephemeral>` and instantiated for every implementation.
+//! Time is passed in explicitly, never waited for.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +10,12 @@ use std::time::Duration;
 use chrono::Utc;
 use parloir::config::RateLimits;
 use parloir::domain::{ConversationId, UserId};
+use parloir::ephemeral::UnixMillis;
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral, Typist};
-use tokio::time::Instant;
+
+fn now() -> UnixMillis {
+    Utc::now().timestamp_millis()
+}
 
 fn limits(send_per_sec: u32, send_burst: u32) -> RateLimits {
     RateLimits {
@@ -95,90 +99,70 @@ mod contract {
     pub async fn typing_is_relayed_at_most_once_per_interval(e: Arc<dyn Ephemeral>) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
-        let interval = Duration::from_secs(1);
-        let ttl = Duration::from_secs(5);
+        let (ttl, interval) = (Duration::from_secs(5), Duration::from_secs(1));
+        let t0 = now();
+        assert!(e.start_typing(&t, t0, ttl, interval).await.unwrap());
         assert!(
-            e.start_typing(&t, Instant::now() + ttl, interval)
-                .await
-                .unwrap()
-        );
-        tokio::time::advance(Duration::from_millis(400)).await;
-        assert!(
-            !e.start_typing(&t, Instant::now() + ttl, interval)
-                .await
-                .unwrap(),
+            !e.start_typing(&t, t0 + 400, ttl, interval).await.unwrap(),
             "within the interval: dropped"
         );
-        tokio::time::advance(Duration::from_millis(700)).await;
         assert!(
-            e.start_typing(&t, Instant::now() + ttl, interval)
-                .await
-                .unwrap(),
+            e.start_typing(&t, t0 + 1100, ttl, interval).await.unwrap(),
             "after the interval: relayed"
+        );
+        assert!(
+            !e.start_typing(&t, t0 + 1500, ttl, interval).await.unwrap(),
+            "the interval restarts at the relay"
         );
     }
 
     pub async fn typing_expires_once_after_the_ttl(e: Arc<dyn Ephemeral>) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
-        let ttl = Duration::from_secs(5);
-        e.start_typing(&t, Instant::now() + ttl, Duration::from_secs(1))
+        let t0 = now();
+        e.start_typing(&t, t0, Duration::from_secs(5), Duration::from_secs(1))
             .await
             .unwrap();
-        assert_eq!(e.typing_in(c).await.unwrap(), vec![t.clone()]);
-        tokio::time::advance(Duration::from_millis(4900)).await;
+        assert_eq!(e.typing_in(c, t0 + 10).await.unwrap(), vec![t.clone()]);
         assert!(
-            e.take_expired_typing(Instant::now())
-                .await
-                .unwrap()
-                .is_empty(),
+            !e.take_expired_typing(t0 + 4900).await.unwrap().contains(&t),
             "not yet expired"
         );
-        tokio::time::advance(Duration::from_millis(200)).await;
         assert_eq!(
-            e.take_expired_typing(Instant::now()).await.unwrap(),
-            vec![t]
+            e.typing_in(c, t0 + 5100).await.unwrap(),
+            vec![],
+            "an expired state is not reported as typing"
         );
+        assert!(e.take_expired_typing(t0 + 5100).await.unwrap().contains(&t));
         assert!(
-            e.take_expired_typing(Instant::now())
-                .await
-                .unwrap()
-                .is_empty(),
+            !e.take_expired_typing(t0 + 5200).await.unwrap().contains(&t),
             "announced once"
         );
-        assert!(e.typing_in(c).await.unwrap().is_empty());
-    }
-
-    pub async fn a_repeat_extends_typing(e: Arc<dyn Ephemeral>) {
-        let c = ConversationId::new_random();
-        let t = typist(c, "alice");
-        let ttl = Duration::from_secs(5);
-        e.start_typing(&t, Instant::now() + ttl, Duration::from_secs(1))
-            .await
-            .unwrap();
-        tokio::time::advance(Duration::from_secs(4)).await;
-        e.start_typing(&t, Instant::now() + ttl, Duration::from_secs(1))
-            .await
-            .unwrap();
-        tokio::time::advance(Duration::from_secs(4)).await;
         assert!(
-            e.take_expired_typing(Instant::now())
+            e.typing_conversations_of(&t.user_id)
                 .await
                 .unwrap()
                 .is_empty()
         );
     }
 
+    pub async fn a_repeat_extends_typing(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let t = typist(c, "alice");
+        let t0 = now();
+        let (ttl, interval) = (Duration::from_secs(5), Duration::from_secs(1));
+        e.start_typing(&t, t0, ttl, interval).await.unwrap();
+        e.start_typing(&t, t0 + 4000, ttl, interval).await.unwrap();
+        assert!(!e.take_expired_typing(t0 + 8000).await.unwrap().contains(&t));
+        assert!(e.take_expired_typing(t0 + 9100).await.unwrap().contains(&t));
+    }
+
     pub async fn stopping_typing_reports_whether_there_was_a_state(e: Arc<dyn Ephemeral>) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
-        e.start_typing(
-            &t,
-            Instant::now() + Duration::from_secs(5),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        e.start_typing(&t, now(), Duration::from_secs(5), Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(
             e.typing_conversations_of(&t.user_id).await.unwrap(),
             vec![c]
@@ -193,6 +177,37 @@ mod contract {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    pub async fn concurrent_sweeps_announce_each_expiry_once(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let t0 = now();
+        let typists: Vec<_> = (0..20).map(|i| typist(c, &format!("user{i}"))).collect();
+        for t in &typists {
+            e.start_typing(t, t0, Duration::from_secs(1), Duration::from_secs(1))
+                .await
+                .unwrap();
+        }
+        let sweeps: Vec<_> = (0..4)
+            .map(|_| {
+                let e = e.clone();
+                tokio::spawn(async move { e.take_expired_typing(t0 + 2000).await.unwrap() })
+            })
+            .collect();
+        let mut announced = Vec::new();
+        for s in sweeps {
+            announced.extend(
+                s.await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|t| t.conversation_id == c),
+            );
+        }
+        assert_eq!(
+            announced.len(),
+            typists.len(),
+            "each expired state is claimed by exactly one sweep"
         );
     }
 
@@ -249,7 +264,7 @@ mod contract {
 
 macro_rules! memory_cases {
     ($($case:ident),* $(,)?) => {$(
-        #[tokio::test(start_paused = true)]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
             contract::$case(Arc::new(MemoryEphemeral::new(&limits(1, 3)))).await;
         }
@@ -266,6 +281,7 @@ mod memory {
         typing_expires_once_after_the_ttl,
         a_repeat_extends_typing,
         stopping_typing_reports_whether_there_was_a_state,
+        concurrent_sweeps_announce_each_expiry_once,
         unread_counters_count_only_once_present,
         sends_beyond_the_burst_are_refused,
     );

@@ -7,19 +7,17 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::{Ephemeral, EphemeralError, Presence, Typist, UnixMillis, UnreadCounts};
+use crate::config::RateLimits;
+use crate::domain::{ConversationId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::time::Instant;
-
-use super::{Ephemeral, EphemeralError, Presence, Typist, UnreadCounts};
-use crate::config::RateLimits;
-use crate::domain::{ConversationId, UserId};
 
 struct TypingEntry {
     user_name: String,
-    expires_at: Instant,
-    last_relayed: Instant,
+    expires_at: UnixMillis,
+    last_relayed: UnixMillis,
 }
 
 #[derive(Default)]
@@ -120,20 +118,33 @@ impl Ephemeral for MemoryEphemeral {
             .collect())
     }
 
+    async fn heartbeat(&self, _now: UnixMillis, _ttl: Duration) -> Result<(), EphemeralError> {
+        Ok(())
+    }
+
+    /// A single node has no peers whose sockets could be orphaned.
+    async fn sweep_dead_nodes(
+        &self,
+        _now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
+        Ok(Vec::new())
+    }
+
     async fn start_typing(
         &self,
         typist: &Typist,
-        expires_at: Instant,
+        now: UnixMillis,
+        ttl: Duration,
         relay_interval: Duration,
     ) -> Result<bool, EphemeralError> {
-        let now = Instant::now();
+        let expires_at = now.saturating_add(millis(ttl));
         let mut state = self.state();
         let room = state.typing.entry(typist.conversation_id).or_default();
         match room.get_mut(&typist.user_id) {
             Some(entry) => {
                 entry.expires_at = expires_at;
                 entry.user_name.clone_from(&typist.user_name);
-                let relay = now.duration_since(entry.last_relayed) >= relay_interval;
+                let relay = now - entry.last_relayed >= millis(relay_interval);
                 if relay {
                     entry.last_relayed = now;
                 }
@@ -182,8 +193,11 @@ impl Ephemeral for MemoryEphemeral {
             .collect())
     }
 
-    async fn typing_in(&self, conversation: ConversationId) -> Result<Vec<Typist>, EphemeralError> {
-        let now = Instant::now();
+    async fn typing_in(
+        &self,
+        conversation: ConversationId,
+        now: UnixMillis,
+    ) -> Result<Vec<Typist>, EphemeralError> {
         let state = self.state();
         Ok(state
             .typing
@@ -199,7 +213,7 @@ impl Ephemeral for MemoryEphemeral {
             .collect())
     }
 
-    async fn take_expired_typing(&self, now: Instant) -> Result<Vec<Typist>, EphemeralError> {
+    async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError> {
         let mut state = self.state();
         let mut expired = Vec::new();
         state.typing.retain(|conversation, room| {
@@ -257,4 +271,8 @@ impl Ephemeral for MemoryEphemeral {
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
         Ok(self.state().unread.get(user).cloned())
     }
+}
+
+fn millis(d: Duration) -> UnixMillis {
+    UnixMillis::try_from(d.as_millis()).unwrap_or(UnixMillis::MAX)
 }

@@ -42,6 +42,11 @@ pub struct Typist {
     pub user_name: String,
 }
 
+/// Wall-clock time in Unix milliseconds. Time-dependent operations take it
+/// as an argument so every implementation (and every node of a cluster)
+/// decides expiry from the caller's clock reading, and tests choose the time.
+pub type UnixMillis = i64;
+
 /// Per-conversation unread counts of one user (zero entries may be absent).
 pub type UnreadCounts = HashMap<ConversationId, u64>;
 
@@ -77,15 +82,33 @@ pub trait Ephemeral: Send + Sync + 'static {
     async fn presence(&self, users: &[UserId])
     -> Result<HashMap<UserId, Presence>, EphemeralError>;
 
+    /// Marks this node alive until `now + ttl`. Called periodically; a node
+    /// whose heartbeat lapses is considered dead and swept by the others.
+    async fn heartbeat(
+        &self,
+        now: UnixMillis,
+        ttl: std::time::Duration,
+    ) -> Result<(), EphemeralError>;
+
+    /// Removes the sockets of every node whose heartbeat lapsed before `now`
+    /// and returns the users left with no socket anywhere, with their
+    /// last-seen time. Each such user is returned to exactly one caller,
+    /// cluster-wide, so exactly one node announces each `user-offline`.
+    async fn sweep_dead_nodes(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
+
     // ---- typing ----
 
-    /// Starts or refreshes typing state until `expires_at`. Returns true when
-    /// the state should be relayed to others (not relayed in the last
-    /// `relay_interval` for this user and conversation).
+    /// Starts or refreshes typing state until `now + ttl`. Returns true when
+    /// the state should be relayed to others: it is new, or it was last
+    /// relayed at least `relay_interval` before `now`.
     async fn start_typing(
         &self,
         typist: &Typist,
-        expires_at: tokio::time::Instant,
+        now: UnixMillis,
+        ttl: std::time::Duration,
         relay_interval: std::time::Duration,
     ) -> Result<bool, EphemeralError>;
 
@@ -103,15 +126,16 @@ pub trait Ephemeral: Send + Sync + 'static {
         user: &UserId,
     ) -> Result<Vec<ConversationId>, EphemeralError>;
 
-    /// Who is typing in a conversation now.
-    async fn typing_in(&self, conversation: ConversationId) -> Result<Vec<Typist>, EphemeralError>;
+    /// Who is typing in a conversation at `now` (expired states excluded).
+    async fn typing_in(
+        &self,
+        conversation: ConversationId,
+        now: UnixMillis,
+    ) -> Result<Vec<Typist>, EphemeralError>;
 
     /// Removes and returns every typing state expired at `now`. Each expired
-    /// state is returned to exactly one caller.
-    async fn take_expired_typing(
-        &self,
-        now: tokio::time::Instant,
-    ) -> Result<Vec<Typist>, EphemeralError>;
+    /// state is returned to exactly one caller, cluster-wide.
+    async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError>;
 
     // ---- unread counters ----
 

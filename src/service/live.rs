@@ -10,7 +10,7 @@ use tracing::{instrument, warn};
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{self, ConversationId, MessageId, UserId, ValidationError, format_time};
-use crate::ephemeral::{Typist, UnreadCounts};
+use crate::ephemeral::{Typist, UnixMillis, UnreadCounts};
 use crate::fanout::Audience;
 use crate::protocol::{ev, rooms};
 
@@ -283,12 +283,12 @@ impl Messaging {
             user_name: user.display_name().to_owned(),
         };
         let settings = &self.inner.settings;
-        let expires_at = tokio::time::Instant::now() + settings.typing_ttl;
         let relay = self
             .ephemeral()
             .start_typing(
                 &typist,
-                expires_at,
+                now_unix_millis(),
+                settings.typing_ttl,
                 settings.rate_limits.typing_relay_interval,
             )
             .await?;
@@ -328,10 +328,7 @@ impl Messaging {
 
     /// Announces the stop of every typing state expired at `now`. Called
     /// periodically by the node's typing sweeper.
-    pub async fn sweep_expired_typing_once(
-        &self,
-        now: tokio::time::Instant,
-    ) -> ServiceResult<usize> {
+    pub async fn sweep_expired_typing_once(&self, now: UnixMillis) -> ServiceResult<usize> {
         let expired = self.ephemeral().take_expired_typing(now).await?;
         for typist in &expired {
             self.announce_typing(ev::USER_STOPPED_TYPING, typist).await;
@@ -357,7 +354,11 @@ impl Messaging {
         user: &User,
         conversation: ConversationId,
     ) {
-        let typists = match self.ephemeral().typing_in(conversation).await {
+        let typists = match self
+            .ephemeral()
+            .typing_in(conversation, now_unix_millis())
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "typing state unavailable");
@@ -482,4 +483,9 @@ fn unread_update(counts: &UnreadCounts, conversation: Option<ConversationId>) ->
         conversation_id: conversation,
         conversation_unread: conversation.map(|c| counts.get(&c).copied().unwrap_or(0)),
     }
+}
+
+/// The wall clock in the unit the ephemeral state keeps time in.
+pub fn now_unix_millis() -> UnixMillis {
+    Utc::now().timestamp_millis()
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use conversations::{ConversationList, History};
 pub use error::ServiceError;
-pub use live::{PresenceReport, ReadReceipt, UnreadReport};
+pub use live::{PresenceReport, ReadReceipt, UnreadReport, now_unix_millis};
 
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, Limits, UserId};

@@ -58,6 +58,8 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// A store over an existing pool (tests, or a pool shared with other
+    /// code); the caller has configured it and runs `migrate` if needed.
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
     }
@@ -73,6 +75,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::from_sqlx("migrate", e.into()))
     }
 
+    /// The underlying pool, for health checks and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

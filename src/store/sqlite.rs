@@ -82,6 +82,8 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// A store over an existing pool (tests, or a pool shared with other
+    /// code); the caller has configured it and runs `migrate` if needed.
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self { pool }
     }
@@ -95,6 +97,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::from_sqlx("migrate", e.into()))
     }
 
+    /// The underlying pool, for health checks and tests.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
