@@ -133,6 +133,7 @@ impl AppBuilder {
             service: service.clone(),
             authenticator,
             readiness: readiness.clone(),
+            cluster: false,
         };
         let router = http::router(state, config.max_frame_bytes)
             .layer(sio_layer)

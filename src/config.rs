@@ -26,6 +26,25 @@ pub struct RawConfig {
     /// Redis URL (cluster mode, with a Postgres DATABASE_URL).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis connections in the pool used for presence, typing, counters and limits.
+    #[arg(long, env = "PARLOIR_REDIS_POOL_SIZE", default_value_t = 4)]
+    pub redis_pool_size: usize,
+    /// Deadline of every Redis command, in milliseconds.
+    #[arg(long, env = "PARLOIR_REDIS_TIMEOUT_MS", default_value_t = 2000)]
+    pub redis_timeout_ms: u64,
+    /// Prefix of every Redis key and pub/sub channel (several deployments may share a Redis).
+    #[arg(long, env = "PARLOIR_REDIS_PREFIX", default_value = "parloir:")]
+    pub redis_prefix: String,
+    /// This node's id in the cluster (default: a random id per process).
+    #[arg(long, env = "PARLOIR_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Interval of this node's liveness heartbeat, in milliseconds.
+    #[arg(long, env = "PARLOIR_HEARTBEAT_MS", default_value_t = 5000)]
+    pub heartbeat_ms: u64,
+    /// A node whose heartbeat is older than this is dead: its sockets are
+    /// swept and its users go offline (milliseconds).
+    #[arg(long, env = "PARLOIR_NODE_TTL_MS", default_value_t = 20_000)]
+    pub node_ttl_ms: u64,
     /// HS256 secret (at least 32 bytes). Unset, and no public key: dev mode.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -78,6 +97,26 @@ pub struct RawConfig {
     pub drain_grace_secs: u64,
 }
 
+/// Where presence, typing, unread counters and rate limits live, and how
+/// room broadcasts reach other nodes.
+#[derive(Debug, Clone)]
+pub enum SharedState {
+    /// One node: in-process state and the in-process Socket.IO adapter.
+    InProcess,
+    /// A cluster: Redis state and the Redis Socket.IO adapter.
+    Redis(RedisConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub command_timeout: Duration,
+    pub prefix: String,
+    pub heartbeat: Duration,
+    pub node_ttl: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     Sqlite { path: PathBuf },
@@ -128,6 +167,9 @@ pub struct RateLimits {
 pub struct Config {
     pub bind: SocketAddr,
     pub store: StoreConfig,
+    pub shared: SharedState,
+    /// Unique per process; names this node in presence and logs.
+    pub node_id: String,
     pub data_dir: PathBuf,
     pub jwt: JwtConfig,
     /// No JWT secret or key configured: dev conveniences are on (generated
@@ -190,12 +232,56 @@ impl RawConfig {
                 path: self.data_dir.join("parloir.db"),
             },
         };
-        if self.redis_url.is_some() {
-            return Err(match store {
-                StoreConfig::Sqlite { .. } => ConfigError::RedisNeedsPostgres,
-                StoreConfig::Postgres { .. } => ConfigError::ClusterNotYetSupported,
-            });
-        }
+        let shared = match (self.redis_url, &store) {
+            (None, _) => SharedState::InProcess,
+            (Some(_), StoreConfig::Sqlite { .. }) => return Err(ConfigError::RedisNeedsPostgres),
+            (Some(url), StoreConfig::Postgres { .. }) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(invalid("REDIS_URL", "must be a redis:// or rediss:// URL"));
+                }
+                if !(1..=256).contains(&self.redis_pool_size) {
+                    return Err(invalid("PARLOIR_REDIS_POOL_SIZE", "must be 1 to 256"));
+                }
+                if !(10..=60_000).contains(&self.redis_timeout_ms) {
+                    return Err(invalid("PARLOIR_REDIS_TIMEOUT_MS", "must be 10 to 60000"));
+                }
+                if !(100..=60_000).contains(&self.heartbeat_ms) {
+                    return Err(invalid("PARLOIR_HEARTBEAT_MS", "must be 100 to 60000"));
+                }
+                if self.node_ttl_ms < 2 * self.heartbeat_ms || self.node_ttl_ms > 600_000 {
+                    return Err(invalid(
+                        "PARLOIR_NODE_TTL_MS",
+                        "must be at least twice PARLOIR_HEARTBEAT_MS and at most 600000",
+                    ));
+                }
+                SharedState::Redis(RedisConfig {
+                    url: SecretString::from(url),
+                    pool_size: self.redis_pool_size,
+                    command_timeout: Duration::from_millis(self.redis_timeout_ms),
+                    prefix: self.redis_prefix,
+                    heartbeat: Duration::from_millis(self.heartbeat_ms),
+                    node_ttl: Duration::from_millis(self.node_ttl_ms),
+                })
+            }
+        };
+        let node_id = match self.node_id {
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+            {
+                id
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "PARLOIR_NODE_ID",
+                    "must be 1 to 64 characters of [A-Za-z0-9._-]",
+                ));
+            }
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         let key = match (self.jwt_secret, self.jwt_public_key_file) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -324,6 +410,8 @@ impl RawConfig {
         Ok(Config {
             bind,
             store,
+            shared,
+            node_id,
             data_dir: self.data_dir,
             jwt: JwtConfig {
                 key,
@@ -358,6 +446,8 @@ impl Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: std::env::temp_dir(),
             store,
+            shared: SharedState::InProcess,
+            node_id: uuid::Uuid::new_v4().simple().to_string(),
             jwt: JwtConfig {
                 key: JwtKey::Hs256 {
                     secret: SecretString::from(jwt_secret.to_owned()),

@@ -59,20 +59,25 @@ struct ReadyBody {
 
 pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let lifecycle = state.readiness.state();
-    let store_up = matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.service.store().ping()).await,
-        Ok(Ok(()))
+    let (store, shared) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, state.service.store().ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.service.ephemeral().ping()),
     );
+    let store_up = matches!(store, Ok(Ok(())));
+    let redis = match (state.cluster, shared) {
+        (false, _) => "disabled",
+        (true, Ok(Ok(()))) => "up",
+        (true, _) => "down",
+    };
     let body = ReadyBody {
         status: match (lifecycle, store_up) {
             (STARTING, _) => "starting",
             (DRAINING, _) => "draining",
-            (_, true) => "ready",
-            (_, false) => "degraded",
+            _ if store_up && redis != "down" => "ready",
+            _ => "degraded",
         },
         store: if store_up { "up" } else { "down" },
-        // Single-node modes keep shared state in process.
-        redis: "disabled",
+        redis,
     };
     let status = if lifecycle == READY {
         StatusCode::OK

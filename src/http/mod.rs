@@ -25,6 +25,8 @@ pub struct HttpState {
     pub service: Messaging,
     pub authenticator: Authenticator,
     pub readiness: Readiness,
+    /// Cluster mode: shared state lives in Redis, which readiness reports.
+    pub cluster: bool,
 }
 
 /// The API router. Socket.IO and CORS layers are added by `app`.

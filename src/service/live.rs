@@ -463,6 +463,31 @@ impl Messaging {
         Ok(())
     }
 
+    /// One round of cluster membership: renew this node's heartbeat (valid
+    /// for `node_ttl`), then sweep nodes whose heartbeat lapsed and announce
+    /// `user-offline` for every user they leave without a device. Each such
+    /// user is claimed by exactly one node, so each offline is announced once.
+    #[instrument(skip_all)]
+    pub async fn cluster_membership_once(
+        &self,
+        node_ttl: std::time::Duration,
+    ) -> ServiceResult<usize> {
+        let now = now_unix_millis();
+        self.ephemeral().heartbeat(now, node_ttl).await?;
+        let gone = self.ephemeral().sweep_dead_nodes(now).await?;
+        for (user, last_seen) in &gone {
+            let event = OfflineEvent {
+                user_id: user,
+                last_seen_at: format_time(last_seen),
+            };
+            self.tell_contacts(user, ev::USER_OFFLINE, &event).await;
+        }
+        if !gone.is_empty() {
+            tracing::info!(users = gone.len(), "users of dead nodes went offline");
+        }
+        Ok(gone.len())
+    }
+
     async fn tell_contacts<T: Serialize>(&self, user: &UserId, event: &'static str, payload: &T) {
         match self.store().contacts(user).await {
             Ok(contacts) if !contacts.is_empty() => {
