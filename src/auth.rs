@@ -108,16 +108,18 @@ impl Authenticator {
         // none` and any other algorithm are refused before the signature check.
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway_secs;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
         validation.validate_aud = false;
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
-            validation.set_required_spec_claims(&["exp", "iss"]);
+            required.push("iss");
         }
         if let Some(aud) = &config.audience {
             validation.set_audience(&[aud]);
             validation.validate_aud = true;
+            required.push("aud");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key, validation })
     }
 

@@ -81,6 +81,7 @@ describe('join-conversation', () => {
     const mallory = await actor('mallory');
     await join(alice.socket, conversation.id);
     await join(bob.socket, conversation.id);
+    await waitFor(alice.socket, 'user-joined', { predicate: (e) => e.userId === bob.id });
     const since = [mark(alice.socket), mark(bob.socket)];
     const sinceMallory = mark(mallory.socket);
     const forbidden = await expectFailure(mallory.socket, 'join-conversation', { conversationId: conversation.id }, 'NOT_FOUND');
@@ -91,7 +92,7 @@ describe('join-conversation', () => {
       const m = await send(alice.socket, conversation.id, 'barrier');
       await waitFor(alice.socket, 'new-message', { predicate: (x) => x.id === m.id });
       await waitFor(bob.socket, 'new-message', { predicate: (x) => x.id === m.id });
-    }, { since });
+    }, { since, predicate: (e) => e.userId === mallory.id });
     // mallory is not in the room: no history, no message.
     assert.deepEqual(received(mallory.socket, 'conversation-history', { since: sinceMallory }), []);
     assert.deepEqual(received(mallory.socket, 'new-message', { since: sinceMallory }), []);
@@ -208,6 +209,7 @@ describe('leave-conversation', () => {
     const { alice, bob, conversation } = await pair();
     await join(alice.socket, conversation.id);
     await join(bob.socket, conversation.id);
+    await waitFor(alice.socket, 'user-joined', { predicate: (e) => e.userId === bob.id });
     const since = mark(alice.socket);
     bob.socket.disconnect();
     // Barrier: bob reconnects and joins; alice sees user-joined after any user-left would have.
