@@ -134,9 +134,14 @@ impl AppBuilder {
             authenticator,
             readiness: readiness.clone(),
             cluster: false,
+            metrics: crate::instruments::install(),
         };
         let router = http::router(state, config.max_frame_bytes)
             .layer(sio_layer)
+            .layer(axum::middleware::from_fn_with_state(
+                readiness.clone(),
+                http::refuse_new_sessions_while_draining,
+            ))
             .layer(cors_layer(&config.cors));
         info!(addr = %local_addr, store = store_kind(&config.store), dev_mode = config.dev_mode, "node built");
         Ok(App {
@@ -224,6 +229,7 @@ impl App {
         shutdown.await;
         info!("draining");
         readiness.set_draining();
+        crate::instruments::draining(true);
         io.close().await;
         drain.cancel();
         match tokio::time::timeout(drain_grace, server).await {

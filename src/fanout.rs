@@ -85,6 +85,7 @@ impl<A: Adapter> Fanout for SioFanout<A> {
         let ops = ns.to(audience.to).except(audience.except);
         if let Err(e) = ops.emit(event, &payload).await {
             warn!(event, error = %e, "broadcast failed");
+            crate::instruments::broadcast_failure();
         }
     }
 

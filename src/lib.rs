@@ -13,6 +13,7 @@ pub mod ephemeral;
 pub mod fanout;
 pub mod gateway;
 pub mod http;
+pub mod instruments;
 pub mod protocol;
 pub mod service;
 pub mod store;

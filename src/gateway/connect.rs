@@ -9,6 +9,7 @@ use tracing::{Instrument, info_span, instrument};
 
 use super::events;
 use crate::auth::{AuthError, Authenticator, User, bearer};
+use crate::instruments;
 use crate::protocol::{ErrorCode, ErrorEvent, ev, rooms};
 use crate::service::Messaging;
 
@@ -49,12 +50,17 @@ pub async fn authenticate<A: Adapter>(
         Ok(user) => {
             span.record("user.id", tracing::field::display(&user.id));
             span.record("outcome", "ok");
+            instruments::handshake("ok");
             s.extensions.insert(user);
             Ok(())
         }
         Err(e) => {
             span.record("outcome", tracing::field::display(&e));
             tracing::debug!(reason = %e, "handshake refused");
+            instruments::handshake(match e {
+                AuthError::Unauthorized => "unauthorized",
+                AuthError::Expired => "token_expired",
+            });
             Err(e)
         }
     }
@@ -68,6 +74,7 @@ pub async fn on_connect<A: Adapter>(
     Extension(user): Extension<User>,
     State(svc): State<Messaging>,
 ) {
+    instruments::socket_connected();
     let socket_id = s.id.to_string();
     s.join([rooms::user(&user.id), rooms::socket(&socket_id)]);
     events::register(&s);
@@ -89,6 +96,7 @@ async fn on_disconnect<A: Adapter>(
     State(svc): State<Messaging>,
 ) {
     lifetime.0.cancel();
+    instruments::socket_disconnected();
     let socket_id = s.id.to_string();
     let span = info_span!("socket.disconnect", socket.id = %socket_id, user.id = %user.id);
     async {

@@ -9,6 +9,7 @@ use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryDa
 use super::respond::{parse, respond};
 use crate::auth::User;
 use crate::domain::{ConversationId, MessageId, PageRequest, ValidationError};
+use crate::instruments;
 use crate::protocol::{self, Empty, ev};
 use crate::service::{Messaging, ServiceResult};
 
@@ -47,9 +48,11 @@ macro_rules! handler {
                 socket.id = %s.id,
                 outcome = tracing::field::Empty,
             );
+            let started = std::time::Instant::now();
             let $sid = s.id.to_string();
             let result = tracing::Instrument::instrument(async { $body }, span.clone()).await;
-            span.in_scope(|| respond(&s, ack, $event, result));
+            let outcome = span.in_scope(|| respond(&s, ack, $event, result));
+            instruments::event($event, outcome, started.elapsed());
         }
     };
 }
@@ -141,5 +144,6 @@ async fn unknown_event<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, Event(eve
     let name: String = event.chars().take(64).collect();
     let result: ServiceResult<()> =
         Err(ValidationError::new("event", "is not an event of this protocol").into());
-    span.in_scope(|| respond(&s, ack, &name, result));
+    let outcome = span.in_scope(|| respond(&s, ack, &name, result));
+    instruments::event("unknown", outcome, std::time::Duration::ZERO);
 }

@@ -34,12 +34,13 @@ pub fn parse<T: DeserializeOwned>(
 }
 
 /// Acks the result and, on failure, emits `error` to this socket only.
+/// Returns the outcome (`ok` or the error code) for metrics.
 pub fn respond<A: Adapter, T: Serialize>(
     s: &SocketRef<A>,
     ack: AckSender<A>,
     event: &str,
     result: ServiceResult<T>,
-) {
+) -> &'static str {
     let span = tracing::Span::current();
     match result {
         Ok(data) => {
@@ -47,6 +48,7 @@ pub fn respond<A: Adapter, T: Serialize>(
             if let Err(e) = ack.send(&Ack::ok(data)) {
                 tracing::debug!(event, error = %e, "ack not sent (socket closing)");
             }
+            "ok"
         }
         Err(err) => {
             let code = err.code();
@@ -68,6 +70,7 @@ pub fn respond<A: Adapter, T: Serialize>(
             if let Err(e) = s.emit(ev::ERROR, &error) {
                 tracing::debug!(event, error = %e, "error event not sent (socket closing)");
             }
+            code.as_str()
         }
     }
 }

@@ -69,6 +69,9 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         (true, Ok(Ok(()))) => "up",
         (true, _) => "down",
     };
+    if state.cluster {
+        crate::instruments::redis_up(redis == "up");
+    }
     let body = ReadyBody {
         status: match (lifecycle, store_up) {
             (STARTING, _) => "starting",
@@ -85,4 +88,20 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    match &state.metrics {
+        Some(handle) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+    }
 }

@@ -10,6 +10,7 @@ mod openapi;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::response::IntoResponse as _;
 use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
@@ -27,6 +28,8 @@ pub struct HttpState {
     pub readiness: Readiness,
     /// Cluster mode: shared state lives in Redis, which readiness reports.
     pub cluster: bool,
+    /// Renders `/metrics`; `None` when another recorder owns the process.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The API router. Socket.IO and CORS layers are added by `app`.
@@ -48,7 +51,9 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(count_request))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -67,4 +72,38 @@ fn request_span(req: &Request) -> tracing::Span {
         user.id = tracing::field::Empty,
         outcome = tracing::field::Empty,
     )
+}
+
+/// Counts requests by route template and status, with their latency.
+async fn count_request(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    // Unmatched paths share one label so scanners cannot grow the label set.
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    crate::instruments::http_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// While draining, a new Engine.IO session (a `/socket.io/` request without a
+/// `sid`) is answered 503, so the client's reconnect logic tries again —
+/// through the load balancer, on another node. Established sessions go on
+/// until the node closes them.
+pub async fn refuse_new_sessions_while_draining(
+    axum::extract::State(readiness): axum::extract::State<Readiness>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_new_session = req.uri().path().starts_with("/socket.io")
+        && !req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));
+    if is_new_session && readiness.is_draining() {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    next.run(req).await
 }

@@ -47,20 +47,28 @@ impl ServiceError {
 }
 
 impl From<StoreError> for ServiceError {
+    /// Every store failure a use case meets passes here, so this is where it is counted.
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable { .. } => Self::Unavailable(e),
+            StoreError::Unavailable { .. } => {
+                crate::instruments::store_error("unavailable");
+                Self::Unavailable(e)
+            }
             StoreError::ClientMessageIdReused => Self::Validation(ValidationError::new(
                 "clientMessageId",
                 "was already used for another conversation",
             )),
-            StoreError::Query { .. } | StoreError::Corrupt { .. } => Self::Internal(Box::new(e)),
+            StoreError::Query { .. } | StoreError::Corrupt { .. } => {
+                crate::instruments::store_error("query");
+                Self::Internal(Box::new(e))
+            }
         }
     }
 }
 
 impl From<EphemeralError> for ServiceError {
     fn from(e: EphemeralError) -> Self {
+        crate::instruments::shared_state_error();
         Self::Internal(Box::new(e))
     }
 }

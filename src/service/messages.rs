@@ -44,6 +44,7 @@ impl Messaging {
             .await?;
         span.record("message.id", tracing::field::display(message.id));
         if inserted == Inserted::New {
+            crate::instruments::message_stored();
             self.announce_new_message(user, &message).await;
         }
         Ok(message)

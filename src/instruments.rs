@@ -1,0 +1,126 @@
+//! The Prometheus metrics this node exports, named in one place. Recording
+//! goes through the `metrics` facade (cheap when nothing is installed);
+//! `install` sets up the exporter once per process and gives the handle
+//! that `/metrics` renders.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const SOCKETS_CONNECTED: &str = "parloir_sockets_connected";
+pub const HANDSHAKES: &str = "parloir_handshakes_total";
+pub const EVENTS: &str = "parloir_events_total";
+pub const EVENT_SECONDS: &str = "parloir_event_duration_seconds";
+pub const HTTP_REQUESTS: &str = "parloir_http_requests_total";
+pub const HTTP_SECONDS: &str = "parloir_http_request_duration_seconds";
+pub const MESSAGES_STORED: &str = "parloir_messages_stored_total";
+pub const STORE_ERRORS: &str = "parloir_store_errors_total";
+pub const SHARED_STATE_ERRORS: &str = "parloir_shared_state_errors_total";
+pub const BROADCAST_FAILURES: &str = "parloir_broadcast_failures_total";
+pub const REDIS_UP: &str = "parloir_redis_up";
+pub const DRAINING: &str = "parloir_draining";
+
+/// Latency buckets in seconds: sub-millisecond to several seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle). `None` if another recorder was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        SOCKETS_CONNECTED,
+        "Socket.IO sockets connected to this node"
+    );
+    describe_counter!(HANDSHAKES, "Socket.IO handshakes by outcome");
+    describe_counter!(EVENTS, "client events by name and outcome");
+    describe_histogram!(EVENT_SECONDS, "client event handling latency");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
+    describe_histogram!(HTTP_SECONDS, "HTTP request latency by route");
+    describe_counter!(MESSAGES_STORED, "messages committed by this node");
+    describe_counter!(STORE_ERRORS, "store operations that failed, by kind");
+    describe_counter!(
+        SHARED_STATE_ERRORS,
+        "shared-state (Redis or in-process) operations that failed"
+    );
+    describe_counter!(
+        BROADCAST_FAILURES,
+        "room broadcasts the adapter failed to publish"
+    );
+    describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answers the readiness probe, 0 when it does not"
+    );
+    describe_gauge!(DRAINING, "1 once the node drains after SIGTERM");
+}
+
+pub fn socket_connected() {
+    gauge!(SOCKETS_CONNECTED).increment(1.0);
+}
+
+pub fn socket_disconnected() {
+    gauge!(SOCKETS_CONNECTED).decrement(1.0);
+}
+
+pub fn handshake(outcome: &'static str) {
+    counter!(HANDSHAKES, "outcome" => outcome).increment(1);
+}
+
+pub fn event(event: &'static str, outcome: &'static str, elapsed: Duration) {
+    counter!(EVENTS, "event" => event, "outcome" => outcome).increment(1);
+    histogram!(EVENT_SECONDS, "event" => event).record(elapsed.as_secs_f64());
+}
+
+pub fn http_request(route: String, status: u16, elapsed: Duration) {
+    histogram!(HTTP_SECONDS, "route" => route.clone()).record(elapsed.as_secs_f64());
+    counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+}
+
+pub fn message_stored() {
+    counter!(MESSAGES_STORED).increment(1);
+}
+
+pub fn store_error(kind: &'static str) {
+    counter!(STORE_ERRORS, "kind" => kind).increment(1);
+}
+
+pub fn shared_state_error() {
+    counter!(SHARED_STATE_ERRORS).increment(1);
+}
+
+pub fn broadcast_failure() {
+    counter!(BROADCAST_FAILURES).increment(1);
+}
+
+pub fn redis_up(up: bool) {
+    gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn draining(on: bool) {
+    gauge!(DRAINING).set(if on { 1.0 } else { 0.0 });
+}
