@@ -92,6 +92,12 @@ pub struct RawConfig {
     pub db_max_connections: u32,
     #[arg(long, env = "PARLOIR_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
     pub db_acquire_timeout_ms: u64,
+    /// OTLP/gRPC collector for spans (e.g. http://otel-collector:4317). Unset: no export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+    /// Service name on exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "parloir")]
+    pub otel_service_name: String,
     /// Seconds a draining node waits for in-flight work after SIGTERM.
     #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
     pub drain_grace_secs: u64,
@@ -184,6 +190,7 @@ pub struct Config {
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
     pub drain_grace: Duration,
+    pub otlp: crate::telemetry::Otlp,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -433,6 +440,23 @@ impl RawConfig {
             db_max_connections,
             db_acquire_timeout: Duration::from_millis(acquire_ms as u64),
             drain_grace: Duration::from_secs(drain_secs as u64),
+            otlp: match self.otel_endpoint.filter(|e| !e.is_empty()) {
+                None => crate::telemetry::Otlp::Disabled,
+                Some(endpoint)
+                    if endpoint.starts_with("http://") || endpoint.starts_with("https://") =>
+                {
+                    crate::telemetry::Otlp::Enabled {
+                        endpoint,
+                        service_name: self.otel_service_name,
+                    }
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        "must be an http(s):// URL",
+                    ));
+                }
+            },
         })
     }
 }
@@ -471,6 +495,7 @@ impl Config {
             db_max_connections: 10,
             db_acquire_timeout: Duration::from_secs(3),
             drain_grace: Duration::from_secs(5),
+            otlp: crate::telemetry::Otlp::Disabled,
         }
     }
 }

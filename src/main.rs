@@ -75,9 +75,18 @@ fn main() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve);
-    if !matches!(command, Command::Token { .. }) {
-        telemetry::init(cli.log_format);
-    }
+    let _telemetry = if matches!(command, Command::Token { .. }) {
+        None
+    } else {
+        // The OTLP exporter spawns onto the runtime, so it starts inside it.
+        match runtime.block_on(async { telemetry::init(cli.log_format, &config.otlp) }) {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                eprintln!("parloir: cannot start telemetry: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

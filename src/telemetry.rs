@@ -1,7 +1,14 @@
-//! Logging and tracing setup: human-readable by default, JSON with
-//! `LOG_FORMAT=json`, levels from `RUST_LOG`.
+//! Logging and tracing setup: human-readable logs by default, JSON with
+//! `LOG_FORMAT=json`, levels from `RUST_LOG`, and spans exported with OTLP
+//! (gRPC) when an endpoint is configured. The OpenTelemetry SDK itself reads
+//! the standard `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_TRACES_SAMPLER*` variables.
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -11,21 +18,97 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(format: LogFormat) {
+/// Span export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Otlp {
+    Disabled,
+    Enabled {
+        endpoint: String,
+        service_name: String,
+    },
+}
+
+/// Flushes and stops span export when dropped (at process exit).
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("parloir: span export did not shut down cleanly: {e}");
+        }
+    }
+}
+
+/// Builds an OTLP/gRPC tracer provider exporting in batches to `endpoint`.
+pub fn otlp_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build())
+}
+
+/// Installs the global subscriber and, with OTLP enabled, the exporter.
+/// Call once, from `main`, inside the runtime; keep the guard alive.
+pub fn init(format: LogFormat, otlp: &Otlp) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
-            .init(),
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
+    };
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let (provider, spans) = match otlp {
+        Otlp::Disabled => (None, None),
+        Otlp::Enabled {
+            endpoint,
+            service_name,
+        } => {
+            let provider = otlp_provider(endpoint, service_name)?;
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("parloir"));
+            (Some(provider), Some(layer))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .try_init()?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// Makes `span` a child of the W3C `traceparent` in `headers`, if any.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    struct Headers<'a>(&'a axum::http::HeaderMap);
+    impl opentelemetry::propagation::Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    if headers.contains_key("traceparent") {
+        let parent =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+        // Fails only when the span is disabled; nothing to continue then.
+        let _ = span.set_parent(parent);
     }
 }

@@ -65,13 +65,15 @@ fn request_span(req: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "http.request",
         http.method = %req.method(),
         http.route = %route,
         user.id = tracing::field::Empty,
         outcome = tracing::field::Empty,
-    )
+    );
+    crate::telemetry::continue_trace(&span, req.headers());
+    span
 }
 
 /// Counts requests by route template and status, with their latency.

@@ -1,0 +1,144 @@
+//! `/metrics` in Prometheus text format, with counters that move: sockets,
+//! handshakes, events by name and outcome, HTTP requests by route, messages
+//! stored.
+
+mod common;
+
+use std::path::Path;
+
+use common::TestNode;
+use parloir::Config;
+use parloir::config::StoreConfig;
+
+const SECRET: &str = "metrics-test-secret-metrics-test-secret";
+
+fn token(user: &str) -> String {
+    let secret = secrecy::SecretString::from(SECRET.to_owned());
+    let user = parloir::domain::UserId::parse("user", user).expect("valid user");
+    parloir::auth::mint_hs256(
+        &secret,
+        &user,
+        None,
+        None,
+        None,
+        chrono::Duration::minutes(5),
+    )
+    .expect("token")
+}
+
+async fn curl(args: &[&str]) -> String {
+    let out = tokio::process::Command::new("curl")
+        .arg("-sS")
+        .args(args)
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 body")
+}
+
+/// The value of one sample (`name{labels} value`), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map_or(0.0, |v| v.trim().parse().expect("a numeric sample"))
+}
+
+async fn socket_send(
+    node: &TestNode,
+    token: &str,
+    payload: serde_json::Value,
+) -> serde_json::Value {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    let out = tokio::process::Command::new("node")
+        .current_dir(&js)
+        .arg("bin/sio-client.mjs")
+        .arg(node.url())
+        .arg("/messaging")
+        .arg(serde_json::json!({ "token": token }).to_string())
+        .arg("send-message")
+        .arg(serde_json::json!([payload]).to_string())
+        .output()
+        .await
+        .expect("node runs the client");
+    serde_json::from_slice(&out.stdout).expect("the client prints one JSON line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_with_traffic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = TestNode::spawn(Config::for_tests(
+        StoreConfig::Sqlite {
+            path: dir.path().join("m.db"),
+        },
+        SECRET,
+    ))
+    .await;
+    let metrics_url = format!("{}/metrics", node.url());
+    let before = curl(&[&metrics_url]).await;
+
+    let alice = token("m-alice");
+    let auth = format!("Authorization: Bearer {alice}");
+    let created = curl(&[
+        "-X",
+        "POST",
+        &format!("{}/api/v1/conversations", node.url()),
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"participantIds":["m-bob"]}"#,
+    ])
+    .await;
+    let conversation: serde_json::Value =
+        serde_json::from_str(&created).expect("JSON conversation");
+    let id = conversation["id"].as_str().expect("an id");
+    let ok = socket_send(
+        &node,
+        &alice,
+        serde_json::json!({"conversationId": id, "content": "hi"}),
+    )
+    .await;
+    assert_eq!(ok["ack"]["ok"], true, "{ok}");
+    let bad = socket_send(
+        &node,
+        &alice,
+        serde_json::json!({"conversationId": id, "content": ""}),
+    )
+    .await;
+    assert_eq!(bad["ack"]["error"]["code"], "VALIDATION", "{bad}");
+
+    let after = curl(&[&metrics_url]).await;
+    let moved = |series: &str, by: f64| {
+        let (b, a) = (sample(&before, series), sample(&after, series));
+        assert!(a - b >= by, "{series}: {b} -> {a}, expected +{by}\n{after}");
+    };
+    moved("parloir_messages_stored_total", 1.0);
+    moved(
+        r#"parloir_events_total{event="send-message",outcome="ok"}"#,
+        1.0,
+    );
+    moved(
+        r#"parloir_events_total{event="send-message",outcome="VALIDATION"}"#,
+        1.0,
+    );
+    moved(r#"parloir_handshakes_total{outcome="ok"}"#, 2.0);
+    moved(
+        r#"parloir_http_requests_total{route="/api/v1/conversations",status="201"}"#,
+        1.0,
+    );
+    assert!(
+        after.contains("# TYPE parloir_event_duration_seconds histogram"),
+        "{after}"
+    );
+    assert!(after.contains("parloir_sockets_connected"), "{after}");
+    node.shutdown().await.expect("the node drains");
+}
