@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::{HeaderValue, Method, header};
+use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,8 +23,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::{self, Authenticator};
-use crate::config::{Config, CorsOrigins, JwtKey, StoreConfig};
-use crate::ephemeral::{Ephemeral, MemoryEphemeral};
+use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, StoreConfig};
+use crate::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral, RedisSettings};
 use crate::fanout::{Audience, Fanout, SioFanout};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
@@ -80,8 +82,9 @@ impl AppBuilder {
         Self { config }
     }
 
-    /// Opens storage (migrating it unless disabled), binds the listener and
-    /// assembles the node. Nothing is served until `run_until_stopped`.
+    /// Opens storage (migrating it unless disabled), connects shared state,
+    /// binds the listener and assembles the node. Nothing is served until
+    /// `run_until_stopped`.
     pub async fn build(self) -> anyhow::Result<App> {
         let mut config = self.config;
         if let JwtKey::DevGenerated { path } = &config.jwt.key {
@@ -98,62 +101,224 @@ impl AppBuilder {
         }
         let authenticator = Authenticator::new(&config.jwt)?;
         let store = open_store(&config, config.migrate_on_start).await?;
-        let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new(&config.rate_limits));
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let local_addr = listener.local_addr()?;
-
-        let fanout = Arc::new(LateFanout::<LocalAdapter>::default());
-        let service = Messaging::new(
-            store,
-            ephemeral,
-            fanout.clone(),
-            ServiceSettings {
-                limits: config.limits.clone(),
-                rate_limits: config.rate_limits,
-                typing_ttl: config.typing_ttl,
-            },
-        );
-        let (sio_layer, io) = SocketIo::builder()
-            .max_payload(config.max_frame_bytes as u64)
-            .ws_max_message_size(config.max_frame_bytes)
-            .ws_max_frame_size(config.max_frame_bytes)
-            .with_state(service.clone())
-            .with_state(authenticator.clone())
-            .build_layer();
-        io.ns(
-            NAMESPACE,
-            gateway::on_connect::<LocalAdapter>.with(gateway::authenticate::<LocalAdapter>),
-        );
-        fanout.bind(io.clone());
-
         let readiness = Readiness::default();
-        let state = HttpState {
-            service: service.clone(),
-            authenticator,
-            readiness: readiness.clone(),
-            cluster: false,
-            metrics: crate::instruments::install(),
+
+        // The mode is decided here, once; everything above the seams is the same.
+        let (wired, cluster) = match &config.shared {
+            SharedState::InProcess => {
+                let ephemeral: Arc<dyn Ephemeral> =
+                    Arc::new(MemoryEphemeral::new(&config.rate_limits));
+                let deps = Deps {
+                    config: &config,
+                    store,
+                    ephemeral,
+                    authenticator,
+                    readiness: readiness.clone(),
+                };
+                let (wired, io) = wire(SocketIo::builder(), deps);
+                io.ns(
+                    NAMESPACE,
+                    gateway::on_connect::<LocalAdapter>.with(gateway::authenticate::<LocalAdapter>),
+                );
+                (wired, None)
+            }
+            SharedState::Redis(redis) => {
+                let settings = RedisSettings {
+                    url: redis.url.clone(),
+                    pool_size: redis.pool_size,
+                    command_timeout: redis.command_timeout,
+                    connect_timeout: redis.command_timeout,
+                };
+                let ephemeral = RedisEphemeral::connect(
+                    settings,
+                    redis.prefix.clone(),
+                    config.node_id.clone(),
+                    &config.rate_limits,
+                )
+                .await
+                .context("connecting to Redis (shared state)")?;
+                let ephemeral: Arc<dyn Ephemeral> = Arc::new(ephemeral);
+                let subscriber =
+                    redis_subscriber(redis).context("configuring the Redis adapter")?;
+                let adapter_config = RedisAdapterConfig::default()
+                    .with_prefix(format!("{}socket.io", redis.prefix))
+                    .with_request_timeout(redis.command_timeout);
+                let ctr = RedisAdapterCtr::new_with_fred_config(subscriber, adapter_config)
+                    .await
+                    .context("connecting the Redis adapter")?;
+                let deps = Deps {
+                    config: &config,
+                    store,
+                    ephemeral,
+                    authenticator,
+                    readiness: readiness.clone(),
+                };
+                let (wired, io) = wire(
+                    SocketIo::builder().with_adapter::<ClusterAdapter>(ctr),
+                    deps,
+                );
+                io.ns(
+                    NAMESPACE,
+                    gateway::on_connect::<ClusterAdapter>
+                        .with(gateway::authenticate::<ClusterAdapter>),
+                )
+                .await
+                .context("registering the namespace on the Redis adapter")?;
+                (
+                    wired,
+                    Some(Cluster {
+                        heartbeat: redis.heartbeat,
+                        node_ttl: redis.node_ttl,
+                    }),
+                )
+            }
         };
-        let router = http::router(state, config.max_frame_bytes)
-            .layer(sio_layer)
-            .layer(axum::middleware::from_fn_with_state(
-                readiness.clone(),
-                http::refuse_new_sessions_while_draining,
-            ))
-            .layer(cors_layer(&config.cors));
-        info!(addr = %local_addr, store = store_kind(&config.store), dev_mode = config.dev_mode, "node built");
+        info!(
+            addr = %local_addr,
+            node.id = %config.node_id,
+            store = store_kind(&config.store),
+            cluster = cluster.is_some(),
+            dev_mode = config.dev_mode,
+            "node built"
+        );
         Ok(App {
             listener,
             local_addr,
-            router,
-            io,
-            service,
+            router: wired.router,
+            close_sockets: wired.close_sockets,
+            service: wired.service,
             readiness,
+            cluster,
             drain_grace: config.drain_grace,
         })
     }
+}
+
+/// The Socket.IO adapter of cluster mode.
+type ClusterAdapter = FredAdapter<socketioxide::adapter::Emitter>;
+
+fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::SubscriberClient> {
+    use fred::prelude::*;
+    let mut config = fred::types::config::Config::from_url(redis.url.expose_secret())?;
+    // The adapter uses sharded pub/sub, which fred speaks over RESP3 only
+    // (and fred ignores `?protocol=` in URLs).
+    config.version = fred::types::RespVersion::RESP3;
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = redis.command_timeout;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = redis.command_timeout;
+        })
+        // Retry forever with backoff: a node outlives a Redis restart.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_subscriber_client()?;
+    resubscribe_after_reconnects(&client);
+    Ok(client)
+}
+
+/// Re-subscribes the adapter's sharded channels after every reconnect, so
+/// cross-node delivery resumes by itself after a Redis restart. (fred's own
+/// `manage_subscriptions` also re-sends empty SUBSCRIBE/PSUBSCRIBE lists,
+/// which Redis rejects, and the error lands on the adapter's next call.)
+fn resubscribe_after_reconnects(client: &fred::clients::SubscriberClient) {
+    use fred::prelude::*;
+    let client = client.clone();
+    let mut reconnects = client.reconnect_rx();
+    tokio::spawn(
+        async move {
+            while reconnects.recv().await.is_ok() {
+                let channels: Vec<fred::types::Key> =
+                    client.tracked_shard_channels().into_iter().map(Into::into).collect();
+                if channels.is_empty() {
+                    continue; // the first connection: nothing subscribed yet
+                }
+                match client.ssubscribe(channels).await {
+                    Ok(()) => info!("Redis adapter channels re-subscribed after a reconnect"),
+                    Err(e) => warn!(error = %e, "re-subscribing the Redis adapter channels failed"),
+                }
+            }
+        }
+        .instrument(info_span!("redis_resubscriber")),
+    );
+}
+
+/// What `wire` needs besides the Socket.IO builder.
+struct Deps<'a> {
+    config: &'a Config,
+    store: Arc<dyn Store>,
+    ephemeral: Arc<dyn Ephemeral>,
+    authenticator: Authenticator,
+    readiness: Readiness,
+}
+
+/// A node's parts once the Socket.IO instance exists.
+struct Wired {
+    service: Messaging,
+    router: Router,
+    close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+}
+
+/// Builds the service, the Socket.IO instance and the router for one adapter.
+/// (Registering the namespace is left to the caller: it differs per adapter.)
+fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, SocketIo<A>) {
+    let config = deps.config;
+    let readiness = deps.readiness;
+    let fanout = Arc::new(LateFanout::<A>::default());
+    let service = Messaging::new(
+        deps.store,
+        deps.ephemeral,
+        fanout.clone(),
+        ServiceSettings {
+            limits: config.limits.clone(),
+            rate_limits: config.rate_limits,
+            typing_ttl: config.typing_ttl,
+        },
+    );
+    let (sio_layer, io) = builder
+        .max_payload(config.max_frame_bytes as u64)
+        .ws_max_message_size(config.max_frame_bytes)
+        .ws_max_frame_size(config.max_frame_bytes)
+        .with_state(service.clone())
+        .with_state(deps.authenticator.clone())
+        .build_layer();
+    fanout.bind(io.clone());
+    let state = HttpState {
+        service: service.clone(),
+        authenticator: deps.authenticator,
+        readiness: readiness.clone(),
+        cluster: matches!(config.shared, SharedState::Redis(_)),
+        metrics: crate::instruments::install(),
+    };
+    let router = http::router(state, config.max_frame_bytes)
+        .layer(sio_layer)
+        .layer(axum::middleware::from_fn_with_state(
+            readiness,
+            http::refuse_new_sessions_while_draining,
+        ))
+        .layer(cors_layer(&config.cors));
+    let closer = io.clone();
+    let close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send> =
+        Box::new(move || Box::pin(async move { closer.close().await }));
+    (
+        Wired {
+            service,
+            router,
+            close_sockets,
+        },
+        io,
+    )
+}
+
+/// Timings of cluster membership.
+#[derive(Debug, Clone, Copy)]
+struct Cluster {
+    heartbeat: Duration,
+    node_ttl: Duration,
 }
 
 fn store_kind(store: &StoreConfig) -> &'static str {
@@ -185,9 +350,10 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
-    io: SocketIo<LocalAdapter>,
+    close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
     service: Messaging,
     readiness: Readiness,
+    cluster: Option<Cluster>,
     drain_grace: Duration,
 }
 
@@ -207,9 +373,10 @@ impl App {
             listener,
             local_addr,
             router,
-            io,
+            close_sockets,
             service,
             readiness,
+            cluster,
             drain_grace,
         } = self;
         let tasks = TaskTracker::new();
@@ -218,6 +385,17 @@ impl App {
             sweep_typing(service.clone(), stop_tasks.clone())
                 .instrument(info_span!("typing_sweeper")),
         );
+        if let Some(cluster) = cluster {
+            // Join the cluster before the first socket arrives, so that if
+            // this node dies, its peers know to sweep its sockets.
+            if let Err(e) = service.cluster_membership_once(cluster.node_ttl).await {
+                warn!(error = %e, "first cluster heartbeat failed; retrying in the background");
+            }
+            tasks.spawn(
+                keep_membership(service.clone(), cluster, stop_tasks.clone())
+                    .instrument(info_span!("cluster_membership")),
+            );
+        }
 
         let drain = CancellationToken::new();
         let server =
@@ -230,7 +408,7 @@ impl App {
         info!("draining");
         readiness.set_draining();
         crate::instruments::draining(true);
-        io.close().await;
+        close_sockets().await;
         drain.cancel();
         match tokio::time::timeout(drain_grace, server).await {
             Ok(joined) => joined.context("server task")?.context("server")?,
@@ -241,6 +419,27 @@ impl App {
         tasks.wait().await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Cluster membership: heartbeats this node and sweeps nodes that died
+/// without a goodbye, announcing `user-offline` for their users.
+async fn keep_membership(service: Messaging, cluster: Cluster, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(cluster.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                match service.cluster_membership_once(cluster.node_ttl).await {
+                    Ok(_) => crate::instruments::redis_up(true),
+                    Err(e) => {
+                        crate::instruments::redis_up(false);
+                        warn!(error = %e, "cluster heartbeat or sweep failed");
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -3,11 +3,15 @@
 //! told what; this module only carries it out. Payloads are serialised once
 //! per call, whatever the number of recipients.
 
+use std::sync::Mutex;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::socket::Sid;
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::protocol::NAMESPACE;
@@ -56,14 +60,39 @@ pub trait Fanout: Send + Sync + 'static {
     fn leave(&self, socket_id: &str, room: String);
 }
 
+/// After a failed publish, broadcasts stay local this long before the
+/// adapter is tried again, so an outage of the adapter's backend (Redis)
+/// costs one command deadline per window rather than one per event.
+const LOCAL_ONLY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
 /// [`Fanout`] over a socketioxide instance, generic over its adapter.
 pub struct SioFanout<A: Adapter> {
     io: SocketIo<A>,
+    /// While set and in the future, skip the adapter and deliver locally.
+    local_only_until: Mutex<Option<Instant>>,
 }
 
 impl<A: Adapter> SioFanout<A> {
     pub fn new(io: SocketIo<A>) -> Self {
-        Self { io }
+        Self {
+            io,
+            local_only_until: Mutex::new(None),
+        }
+    }
+
+    fn local_only(&self) -> bool {
+        let guard = self
+            .local_only_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        guard.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn set_local_only(&self) {
+        *self
+            .local_only_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + LOCAL_ONLY_AFTER_FAILURE);
     }
 
     fn socket(&self, socket_id: &str) -> Option<socketioxide::extract::SocketRef<A>> {
@@ -82,10 +111,25 @@ impl<A: Adapter> Fanout for SioFanout<A> {
             warn!(event, "namespace not registered; event dropped");
             return;
         };
-        let ops = ns.to(audience.to).except(audience.except);
-        if let Err(e) = ops.emit(event, &payload).await {
-            warn!(event, error = %e, "broadcast failed");
-            crate::instruments::broadcast_failure();
+        if !self.local_only() {
+            let ops = ns
+                .clone()
+                .to(audience.to.clone())
+                .except(audience.except.clone());
+            match ops.emit(event, &payload).await {
+                Ok(()) => return,
+                Err(e) => {
+                    // The adapter publishes before it delivers locally, so a
+                    // failed publish delivered nothing: deliver here at least.
+                    warn!(event, error = %e, "broadcast to other nodes failed; delivering on this node only");
+                    crate::instruments::broadcast_failure();
+                    self.set_local_only();
+                }
+            }
+        }
+        let local = ns.local().to(audience.to).except(audience.except);
+        if let Err(e) = local.emit(event, &payload).await {
+            warn!(event, error = %e, "local broadcast failed");
         }
     }
 

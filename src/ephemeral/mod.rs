@@ -1,8 +1,8 @@
 //! Ephemeral shared state: presence, typing, unread counters and rate limits.
 //! Everything here can be rebuilt (unread counters from the store's read
 //! cursors) or may be lost (presence, typing) without losing messages.
-//! `MemoryEphemeral` serves a single node; the Redis implementation
-//! (cluster mode, TODO(#5)) implements the same trait.
+//! `MemoryEphemeral` serves a single node; `RedisEphemeral` (cluster mode)
+//! implements the same trait over one Redis shared by every node.
 
 use std::collections::HashMap;
 
@@ -12,8 +12,10 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ConversationId, UserId};
 
 pub mod memory;
+pub mod redis;
 
 pub use memory::MemoryEphemeral;
+pub use redis::{RedisEphemeral, RedisSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EphemeralError {

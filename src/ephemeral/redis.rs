@@ -1,0 +1,739 @@
+//! Redis-backed ephemeral state for cluster mode: presence, typing, unread
+//! counters and send rate limits, shared by every node through one Redis.
+//! Owns the key layout (DESIGN.md "Data") and the Lua scripts in `lua/`:
+//! every multi-key update is one script (loaded at connect, run by EVALSHA),
+//! never a read-modify-write from the node. No business rules: what to
+//! announce, and to whom, is the service's job.
+//!
+//! Keys are `{prefix}{name}`. Some scripts (dead-node sweep, typing expiry)
+//! derive keys from stored ids, so with Redis Cluster the prefix must carry a
+//! hash tag (e.g. `{parloir}:`) to keep every key in one slot.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use fred::prelude::{
+    Builder, ClientLike, Config, FromValue, HashesInterface, Key, LuaInterface, Pool,
+    ReconnectPolicy, SetsInterface, Value,
+};
+use fred::types::RespVersion;
+use fred::types::scripts::Script;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Ephemeral, EphemeralError, Presence, Typist, UnixMillis, UnreadCounts};
+use crate::config::RateLimits;
+use crate::domain::{ConversationId, UserId};
+
+/// Used when a timeout setting is zero, which fred would read as "wait forever".
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect backoff: 100 ms, doubling, capped at 5 s, retried forever.
+const RECONNECT_MIN_DELAY_MS: u32 = 100;
+const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
+/// Expired typing states removed per script call, to keep each call short.
+const TYPING_SWEEP_BATCH: usize = 500;
+/// Field that keeps an `unread:{userId}` hash existing when every count is zero.
+const UNREAD_SENTINEL: &str = "_";
+
+/// How to reach Redis. The URL may carry credentials
+/// (`redis://user:password@host:6379/0`); `rediss://` means TLS with the
+/// system's root certificates.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    /// Connections in the pool (at least 1); commands are spread round-robin.
+    pub pool_size: usize,
+    /// Deadline of every command, retries included (zero: 1 s).
+    pub command_timeout: Duration,
+    /// Deadline of the TCP/TLS connection and handshake, at start and on
+    /// reconnect (zero: 5 s). `connect` gives up after twice this.
+    pub connect_timeout: Duration,
+}
+
+pub struct RedisEphemeral {
+    pool: Pool,
+    keys: Keys,
+    node_id: String,
+    send_per_sec: u32,
+    send_burst: u32,
+    scripts: Scripts,
+}
+
+impl RedisEphemeral {
+    /// Connects the pool (failing fast if Redis cannot be reached within the
+    /// connect timeout) and loads the scripts. After that, lost connections
+    /// are re-established forever with exponential backoff; commands issued
+    /// meanwhile fail with `Unavailable` at their deadline.
+    pub async fn connect(
+        settings: RedisSettings,
+        prefix: String,
+        node_id: String,
+        rate_limits: &RateLimits,
+    ) -> Result<Self, EphemeralError> {
+        const OP: &str = "connect";
+        // Parses host, port, database, username/password and picks TLS for
+        // `rediss://`. fred ignores `?protocol=`: RESP3 is set here.
+        let mut config =
+            Config::from_url(settings.url.expose_secret()).map_err(|e| unavailable(OP, e))?;
+        config.version = RespVersion::RESP3;
+        let command_timeout = nonzero_or(settings.command_timeout, DEFAULT_COMMAND_TIMEOUT);
+        let connect_timeout = nonzero_or(settings.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        let pool = Builder::from_config(config)
+            .with_performance_config(|perf| perf.default_command_timeout = command_timeout)
+            .with_connection_config(|conn| {
+                conn.connection_timeout = connect_timeout;
+                conn.internal_command_timeout = connect_timeout;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(
+                0, // no limit: keep trying until Redis is back
+                RECONNECT_MIN_DELAY_MS,
+                RECONNECT_MAX_DELAY_MS,
+                2,
+            ))
+            .build_pool(settings.pool_size.max(1))
+            .map_err(|e| unavailable(OP, e))?;
+
+        // `fail_fast` (fred's default) makes `init` return the first
+        // connection error; the outer deadline covers a handshake that hangs.
+        let deadline = connect_timeout.saturating_mul(2);
+        match tokio::time::timeout(deadline, pool.init()).await {
+            Ok(Ok(_connection_task)) => {}
+            Ok(Err(e)) => return Err(unavailable(OP, e)),
+            Err(elapsed) => {
+                let _ = tokio::time::timeout(deadline, pool.quit()).await;
+                return Err(unavailable(OP, elapsed));
+            }
+        }
+
+        let scripts = Scripts::new();
+        for lua in scripts.all() {
+            let loaded: Result<String, _> = pool.script_load(lua.source).await;
+            if let Err(e) = loaded {
+                let _ = pool.quit().await;
+                return Err(unavailable(OP, e));
+            }
+        }
+
+        Ok(Self {
+            pool,
+            keys: Keys { prefix },
+            node_id,
+            send_per_sec: rate_limits.send_per_sec.max(1),
+            send_burst: rate_limits.send_burst.max(1),
+            scripts,
+        })
+    }
+
+    /// The id under which this node's sockets and heartbeat are recorded.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Closes every connection of the pool (at shutdown); later calls fail.
+    pub async fn quit(&self) {
+        let _ = self.pool.quit().await;
+    }
+
+    /// Runs a script by its SHA. If Redis lost its script cache (restart,
+    /// failover, `SCRIPT FLUSH`), runs it once by source, which caches it again.
+    async fn eval<R: FromValue>(
+        &self,
+        op: &'static str,
+        lua: &Lua,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+    ) -> Result<R, EphemeralError> {
+        let client = self.pool.next_connected();
+        let by_sha = client
+            .evalsha(
+                lua.script.sha1().clone(),
+                keys.clone(),
+                Value::Array(args.clone()),
+            )
+            .await;
+        let result = match by_sha {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                client.eval(lua.source, keys, Value::Array(args)).await
+            }
+            other => other,
+        };
+        result.map_err(|e| unavailable(op, e))
+    }
+}
+
+#[async_trait]
+impl Ephemeral for RedisEphemeral {
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        self.pool
+            .ping::<()>(None)
+            .await
+            .map_err(|e| unavailable("ping", e))
+    }
+
+    async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError> {
+        let allowed: i64 = self
+            .eval(
+                "try_acquire_send",
+                &self.scripts.try_acquire_send,
+                vec![self.keys.rate_send(user)],
+                vec![self.send_per_sec.into(), self.send_burst.into()],
+            )
+            .await?;
+        Ok(allowed == 1)
+    }
+
+    async fn socket_connected(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+    ) -> Result<bool, EphemeralError> {
+        let first: i64 = self
+            .eval(
+                "socket_connected",
+                &self.scripts.socket_connected,
+                vec![
+                    self.keys.user_sockets(user),
+                    self.keys.node_sockets(&self.node_id),
+                ],
+                vec![
+                    socket_id.into(),
+                    self.node_id.as_str().into(),
+                    user.as_str().into(),
+                ],
+            )
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn socket_disconnected(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, EphemeralError> {
+        let last: i64 = self
+            .eval(
+                "socket_disconnected",
+                &self.scripts.socket_disconnected,
+                vec![
+                    self.keys.user_sockets(user),
+                    self.keys.node_sockets(&self.node_id),
+                    self.keys.last_seen(user),
+                ],
+                vec![socket_id.into(), encode_last_seen(now).into()],
+            )
+            .await?;
+        Ok((last == 1).then_some(now))
+    }
+
+    async fn presence(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Presence>, EphemeralError> {
+        const OP: &str = "presence";
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys = users
+            .iter()
+            .flat_map(|u| [self.keys.user_sockets(u), self.keys.last_seen(u)])
+            .collect();
+        let reply: Vec<Value> = self
+            .eval(OP, &self.scripts.presence, keys, Vec::new())
+            .await?;
+        if reply.len() != users.len() * 2 {
+            return Err(unexpected(OP));
+        }
+        Ok(users
+            .iter()
+            .zip(reply.chunks_exact(2))
+            .map(|(user, pair)| {
+                let online = pair.first().and_then(Value::as_i64) == Some(1);
+                let last_seen = if online {
+                    None
+                } else {
+                    pair.get(1)
+                        .and_then(Value::as_str)
+                        .and_then(|s| decode_last_seen(&s))
+                };
+                (user.clone(), Presence { online, last_seen })
+            })
+            .collect())
+    }
+
+    async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<(), EphemeralError> {
+        self.eval::<()>(
+            "heartbeat",
+            &self.scripts.heartbeat,
+            vec![self.keys.nodes(), self.keys.node(&self.node_id)],
+            vec![
+                self.node_id.as_str().into(),
+                millis(ttl).max(1).into(),
+                now.into(),
+            ],
+        )
+        .await
+    }
+
+    /// Liveness is the node key's TTL, counted by the Redis clock; `now` is
+    /// only the last-seen time given to the users who go offline.
+    async fn sweep_dead_nodes(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
+        const OP: &str = "sweep_dead_nodes";
+        let last_seen = DateTime::from_timestamp_millis(now).ok_or_else(|| unexpected(OP))?;
+        let dead: Vec<String> = self
+            .eval(
+                OP,
+                &self.scripts.dead_nodes,
+                vec![self.keys.nodes()],
+                vec![self.keys.prefix.as_str().into()],
+            )
+            .await?;
+        let mut gone = Vec::new();
+        for node in dead {
+            let claimed: Result<Vec<String>, _> = self
+                .eval(
+                    OP,
+                    &self.scripts.claim_node,
+                    vec![
+                        self.keys.nodes(),
+                        self.keys.node(&node),
+                        self.keys.node_sockets(&node),
+                    ],
+                    vec![
+                        node.as_str().into(),
+                        self.keys.prefix.as_str().into(),
+                        now.into(),
+                    ],
+                )
+                .await;
+            match claimed {
+                Ok(users) => gone.extend(
+                    users
+                        .iter()
+                        .filter_map(|u| stored_user(u))
+                        .map(|u| (u, last_seen)),
+                ),
+                Err(e) if gone.is_empty() => return Err(e),
+                // Users already claimed must still be announced; the node
+                // that failed stays registered and is retried next sweep.
+                Err(e) => {
+                    tracing::warn!(error = %e, "dead-node sweep interrupted");
+                    break;
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    async fn start_typing(
+        &self,
+        typist: &Typist,
+        now: UnixMillis,
+        ttl: Duration,
+        relay_interval: Duration,
+    ) -> Result<bool, EphemeralError> {
+        let (c, u) = (typist.conversation_id, &typist.user_id);
+        let relay: i64 = self
+            .eval(
+                "start_typing",
+                &self.scripts.start_typing,
+                self.keys.typing_state(c, u),
+                vec![
+                    u.as_str().into(),
+                    typist.user_name.as_str().into(),
+                    now.into(),
+                    now.saturating_add(millis(ttl)).into(),
+                    millis(relay_interval).into(),
+                    typing_member(c, u).into(),
+                    c.to_string().into(),
+                ],
+            )
+            .await?;
+        Ok(relay == 1)
+    }
+
+    async fn stop_typing(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, EphemeralError> {
+        let removed: i64 = self
+            .eval(
+                "stop_typing",
+                &self.scripts.stop_typing,
+                self.keys.typing_state(conversation, user),
+                vec![
+                    user.as_str().into(),
+                    typing_member(conversation, user).into(),
+                    conversation.to_string().into(),
+                ],
+            )
+            .await?;
+        Ok(removed == 1)
+    }
+
+    async fn typing_conversations_of(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ConversationId>, EphemeralError> {
+        let ids: Vec<String> = self
+            .pool
+            .smembers(self.keys.typing_user(user))
+            .await
+            .map_err(|e| unavailable("typing_conversations_of", e))?;
+        Ok(ids.iter().filter_map(|c| stored_conversation(c)).collect())
+    }
+
+    async fn typing_in(
+        &self,
+        conversation: ConversationId,
+        now: UnixMillis,
+    ) -> Result<Vec<Typist>, EphemeralError> {
+        let reply: Vec<Value> = self
+            .eval(
+                "typing_in",
+                &self.scripts.typing_in,
+                vec![
+                    self.keys.typing(conversation),
+                    self.keys.typing_names(conversation),
+                ],
+                vec![now.into()],
+            )
+            .await?;
+        Ok(reply
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let [user, name] = pair else { return None };
+                Some(Typist {
+                    conversation_id: conversation,
+                    user_id: stored_user(&user.as_str()?)?,
+                    user_name: name.as_string().unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError> {
+        let mut expired = Vec::new();
+        loop {
+            let batch: Result<Vec<Value>, _> = self
+                .eval(
+                    "take_expired_typing",
+                    &self.scripts.take_expired_typing,
+                    vec![self.keys.typing_expiries()],
+                    vec![
+                        now.into(),
+                        TYPING_SWEEP_BATCH.to_string().into(),
+                        self.keys.prefix.as_str().into(),
+                    ],
+                )
+                .await;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) if expired.is_empty() => return Err(e),
+                // What was already removed must still be announced; the rest
+                // is taken by the next sweep.
+                Err(e) => {
+                    tracing::warn!(error = %e, "typing sweep interrupted");
+                    break;
+                }
+            };
+            let taken = batch.len() / 3;
+            expired.extend(batch.chunks_exact(3).filter_map(|triple| {
+                let [c, u, name] = triple else { return None };
+                Some(Typist {
+                    conversation_id: stored_conversation(&c.as_str()?)?,
+                    user_id: stored_user(&u.as_str()?)?,
+                    user_name: name.as_string().unwrap_or_default(),
+                })
+            }));
+            if taken < TYPING_SWEEP_BATCH {
+                break;
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn increment_unread(
+        &self,
+        conversation: ConversationId,
+        recipients: &[UserId],
+    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError> {
+        const OP: &str = "increment_unread";
+        if recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<Value> = self
+            .eval(
+                OP,
+                &self.scripts.increment_unread,
+                recipients.iter().map(|u| self.keys.unread(u)).collect(),
+                vec![conversation.to_string().into()],
+            )
+            .await?;
+        if reply.len() != recipients.len() * 2 {
+            return Err(unexpected(OP));
+        }
+        Ok(recipients
+            .iter()
+            .zip(reply.chunks_exact(2))
+            .map(|(user, pair)| {
+                let count = pair.first().and_then(Value::as_i64);
+                let total = pair.get(1).and_then(Value::as_i64);
+                let counts = match (count, total) {
+                    (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
+                    _ => None,
+                };
+                (user.clone(), counts)
+            })
+            .collect())
+    }
+
+    async fn replace_unread(
+        &self,
+        user: &UserId,
+        counts: &UnreadCounts,
+    ) -> Result<(), EphemeralError> {
+        let mut args = Vec::with_capacity(counts.len() * 2);
+        for (conversation, n) in counts.iter().filter(|(_, n)| **n > 0) {
+            args.push(conversation.to_string().into());
+            args.push(n.to_string().into());
+        }
+        self.eval::<()>(
+            "replace_unread",
+            &self.scripts.replace_unread,
+            vec![self.keys.unread(user)],
+            args,
+        )
+        .await
+    }
+
+    async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
+        let fields: HashMap<String, String> = self
+            .pool
+            .hgetall(self.keys.unread(user))
+            .await
+            .map_err(|e| unavailable("unread", e))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            fields
+                .iter()
+                .filter(|(field, _)| field.as_str() != UNREAD_SENTINEL)
+                .filter_map(|(field, n)| {
+                    let n: u64 = n.parse().ok()?;
+                    Some((stored_conversation(field)?, n)).filter(|_| n > 0)
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Key names, `{prefix}{name}`. The Lua scripts that derive keys from stored
+/// ids (`dead_nodes`, `claim_node`, `take_expired_typing`) spell the same
+/// names: change both together.
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn key(&self, name: std::fmt::Arguments<'_>) -> Key {
+        Key::from(format!("{}{}", self.prefix, name))
+    }
+    /// Hash socketId → nodeId: a user's live sockets cluster-wide.
+    fn user_sockets(&self, user: &UserId) -> Key {
+        self.key(format_args!("presence:user:{user}"))
+    }
+    /// Hash socketId → userId: the sockets a node holds.
+    fn node_sockets(&self, node: &str) -> Key {
+        self.key(format_args!("presence:sockets:{node}"))
+    }
+    /// Set of node ids that have heartbeated and not been swept.
+    fn nodes(&self) -> Key {
+        self.key(format_args!("presence:nodes"))
+    }
+    /// String with a TTL: the node is alive while it exists.
+    fn node(&self, node: &str) -> Key {
+        self.key(format_args!("presence:node:{node}"))
+    }
+    fn last_seen(&self, user: &UserId) -> Key {
+        self.key(format_args!("presence:lastseen:{user}"))
+    }
+    /// Sorted set userId → expiry ms.
+    fn typing(&self, c: ConversationId) -> Key {
+        self.key(format_args!("typing:{c}"))
+    }
+    fn typing_names(&self, c: ConversationId) -> Key {
+        self.key(format_args!("typing:names:{c}"))
+    }
+    fn typing_relayed(&self, c: ConversationId) -> Key {
+        self.key(format_args!("typing:relayed:{c}"))
+    }
+    /// Sorted set `{conversationId}|{userId}` → expiry ms, across conversations.
+    fn typing_expiries(&self) -> Key {
+        self.key(format_args!("typing:expiries"))
+    }
+    /// Set of conversation ids in which the user has a typing state.
+    fn typing_user(&self, user: &UserId) -> Key {
+        self.key(format_args!("typing:user:{user}"))
+    }
+    /// The five keys of one typing state, in the order of `start_typing.lua`.
+    fn typing_state(&self, c: ConversationId, user: &UserId) -> Vec<Key> {
+        vec![
+            self.typing(c),
+            self.typing_names(c),
+            self.typing_relayed(c),
+            self.typing_expiries(),
+            self.typing_user(user),
+        ]
+    }
+    fn unread(&self, user: &UserId) -> Key {
+        self.key(format_args!("unread:{user}"))
+    }
+    fn rate_send(&self, user: &UserId) -> Key {
+        self.key(format_args!("ratelimit:send:{user}"))
+    }
+}
+
+struct Lua {
+    script: Script,
+    source: &'static str,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Self {
+            script: Script::from_lua(source),
+            source,
+        }
+    }
+}
+
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        /// One field per `lua/{name}.lua`.
+        struct Scripts {
+            $($name: Lua,)*
+        }
+
+        impl Scripts {
+            fn new() -> Self {
+                Self {
+                    $($name: Lua::new(include_str!(concat!("lua/", stringify!($name), ".lua"))),)*
+                }
+            }
+
+            fn all(&self) -> Vec<&Lua> {
+                vec![$(&self.$name),*]
+            }
+        }
+    };
+}
+
+scripts!(
+    socket_connected,
+    socket_disconnected,
+    presence,
+    heartbeat,
+    dead_nodes,
+    claim_node,
+    start_typing,
+    stop_typing,
+    typing_in,
+    take_expired_typing,
+    increment_unread,
+    replace_unread,
+    try_acquire_send,
+);
+
+/// A reply whose shape does not match the script that produced it.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from Redis")]
+struct UnexpectedReply;
+
+fn unavailable(
+    op: &'static str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> EphemeralError {
+    EphemeralError::Unavailable {
+        op,
+        source: Box::new(source),
+    }
+}
+
+fn unexpected(op: &'static str) -> EphemeralError {
+    unavailable(op, UnexpectedReply)
+}
+
+/// Ids read back from Redis were written from valid values; anything else
+/// is skipped rather than failing every later sweep on one bad entry.
+fn stored_user(raw: &str) -> Option<UserId> {
+    UserId::parse("userId", raw).ok()
+}
+
+fn stored_conversation(raw: &str) -> Option<ConversationId> {
+    ConversationId::parse("conversationId", raw).ok()
+}
+
+fn typing_member(c: ConversationId, user: &UserId) -> String {
+    format!("{c}|{user}")
+}
+
+fn nonzero_or(d: Duration, default: Duration) -> Duration {
+    if d.is_zero() { default } else { d }
+}
+
+fn millis(d: Duration) -> UnixMillis {
+    UnixMillis::try_from(d.as_millis()).unwrap_or(UnixMillis::MAX)
+}
+
+/// Last-seen as Unix milliseconds, with the sub-millisecond nanoseconds as a
+/// 6-digit fraction when there are any, so a time reads back exactly as it
+/// was given (the dead-node sweep writes plain milliseconds).
+fn encode_last_seen(t: DateTime<Utc>) -> String {
+    let sub_ms_nanos = t.timestamp_subsec_nanos() % 1_000_000;
+    if sub_ms_nanos == 0 {
+        t.timestamp_millis().to_string()
+    } else {
+        format!("{}.{sub_ms_nanos:06}", t.timestamp_millis())
+    }
+}
+
+fn decode_last_seen(raw: &str) -> Option<DateTime<Utc>> {
+    let (ms, nanos) = match raw.split_once('.') {
+        Some((ms, frac)) if frac.len() == 6 => (ms, frac.parse::<i64>().ok()?),
+        Some(_) => return None,
+        None => (raw, 0),
+    };
+    DateTime::from_timestamp_millis(ms.parse().ok()?)?
+        .checked_add_signed(TimeDelta::nanoseconds(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_seen_reads_back_exactly() {
+        for t in [
+            Utc::now(),
+            DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
+            DateTime::from_timestamp(-1, 999_999_999).unwrap(),
+            DateTime::from_timestamp(0, 1).unwrap(),
+        ] {
+            assert_eq!(decode_last_seen(&encode_last_seen(t)), Some(t), "{t:?}");
+        }
+        assert_eq!(
+            decode_last_seen("1700000000123"),
+            DateTime::from_timestamp_millis(1_700_000_000_123)
+        );
+        assert_eq!(decode_last_seen(""), None);
+        assert_eq!(decode_last_seen("12.3"), None);
+    }
+}
