@@ -232,8 +232,11 @@ fn resubscribe_after_reconnects(client: &fred::clients::SubscriberClient) {
     tokio::spawn(
         async move {
             while reconnects.recv().await.is_ok() {
-                let channels: Vec<fred::types::Key> =
-                    client.tracked_shard_channels().into_iter().map(Into::into).collect();
+                let channels: Vec<fred::types::Key> = client
+                    .tracked_shard_channels()
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
                 if channels.is_empty() {
                     continue; // the first connection: nothing subscribed yet
                 }
@@ -293,6 +296,10 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         readiness: readiness.clone(),
         cluster: matches!(config.shared, SharedState::Redis(_)),
         metrics: crate::instruments::install(),
+        dev_signing_secret: match (&config.jwt.key, config.dev_mode) {
+            (JwtKey::Hs256 { secret, .. }, true) => Some(secret.clone()),
+            _ => None,
+        },
     };
     let router = http::router(state, config.max_frame_bytes)
         .layer(sio_layer)

@@ -3,6 +3,7 @@
 
 mod auth;
 mod conversations;
+mod devpage;
 mod error;
 mod health;
 mod messages;
@@ -30,6 +31,9 @@ pub struct HttpState {
     pub cluster: bool,
     /// Renders `/metrics`; `None` when another recorder owns the process.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Dev mode only: the HS256 secret the demo page's sign-in mints tokens
+    /// with. `None` in production, where the page and sign-in do not exist.
+    pub dev_signing_secret: Option<secrecy::SecretString>,
 }
 
 /// The API router. Socket.IO and CORS layers are added by `app`.
@@ -47,8 +51,14 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/messages/{id}", delete(messages::delete))
         .route("/unread", get(conversations::unread))
         .route("/openapi.json", get(openapi::document));
+    let dev_page = if state.dev_signing_secret.is_some() {
+        devpage::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .nest("/api/v1", api)
+        .merge(dev_page)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
