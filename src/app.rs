@@ -405,8 +405,11 @@ impl App {
         }
 
         let drain = CancellationToken::new();
-        let server =
-            axum::serve(listener, router).with_graceful_shutdown(drain.clone().cancelled_owned());
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(drain.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
         readiness.set_ready();
         info!(addr = %local_addr, "serving");

@@ -14,6 +14,7 @@ import {
   join,
   mark,
   okData,
+  openSocket,
   received,
   rs256Token,
   send,
@@ -191,6 +192,29 @@ describe('acks and resilience', () => {
     const bob = await actor('bob');
     const conversation = await conversationOf(alice, [bob]);
     await join(alice.socket, conversation.id);
+  });
+
+  test('an event emitted the moment the socket connects is handled, on many sockets at once', async () => {
+    // Clients commonly emit from their `connect` listener: the server must be listening by
+    // the time it tells the client it is connected (no window where events are dropped).
+    const alice = await actor('alice');
+    const bob = await actor('bob');
+    const conversation = await conversationOf(alice, [bob]);
+    const acks = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => {
+        const socket = openSocket(alice.token, { label: `${alice.id}#burst${i}` });
+        return new Promise((resolve, reject) => {
+          socket.once('connect_error', reject);
+          socket.once('connect', () => {
+            socket.timeout(5000).emit('join-conversation', { conversationId: conversation.id }, (err, res) => {
+              if (err) reject(new Error(`${socket.label}: the join emitted on connect was never acked`));
+              else resolve(res);
+            });
+          });
+        });
+      }),
+    );
+    for (const res of acks) assert.deepEqual(okData(res), { conversationId: conversation.id });
   });
 
   test('the same user may connect several devices at once', async () => {
