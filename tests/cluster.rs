@@ -1,0 +1,380 @@
+//! Cluster behaviour through failures, with real processes: two parloir
+//! nodes sharing a Redis and a Postgres of this test's own, the official
+//! Socket.IO client, and a node SIGKILLed, Redis killed and restarted empty,
+//! Postgres stopped and started.
+
+mod common;
+
+use std::time::Duration;
+
+use common::PostgresDatabase;
+use common::processes::{Driver, NodeProcess, PostgresServer, RedisServer};
+use serde_json::{Value, json};
+
+const SECRET: &str = "cluster-test-secret-cluster-test-secret";
+/// Heartbeat every 200 ms; a node silent for 1 s is dead.
+const HEARTBEAT_MS: &str = "200";
+const NODE_TTL_MS: &str = "1000";
+const EVENT: Duration = Duration::from_secs(5);
+
+fn user(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+fn token(user: &str) -> String {
+    let secret = secrecy::SecretString::from(SECRET.to_owned());
+    let user = parloir::domain::UserId::parse("user", user).expect("valid user");
+    parloir::auth::mint_hs256(
+        &secret,
+        &user,
+        None,
+        Some(user.as_str()),
+        None,
+        chrono::Duration::minutes(10),
+    )
+    .expect("token")
+}
+
+fn node_env(
+    database_url: &str,
+    redis: Option<&RedisServer>,
+    prefix: &str,
+    id: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("PARLOIR_NODE_ID", id.to_owned()),
+        ("PARLOIR_DB_ACQUIRE_TIMEOUT_MS", "1000".to_owned()),
+        ("PARLOIR_DRAIN_GRACE_SECS", "1".to_owned()),
+    ];
+    if let Some(redis) = redis {
+        env.extend([
+            ("REDIS_URL", redis.url()),
+            ("PARLOIR_REDIS_PREFIX", prefix.to_owned()),
+            ("PARLOIR_REDIS_TIMEOUT_MS", "500".to_owned()),
+            ("PARLOIR_HEARTBEAT_MS", HEARTBEAT_MS.to_owned()),
+            ("PARLOIR_NODE_TTL_MS", NODE_TTL_MS.to_owned()),
+        ]);
+    }
+    env
+}
+
+async fn create_conversation(
+    d: &mut Driver,
+    node: &NodeProcess,
+    creator: &str,
+    others: &[&str],
+) -> String {
+    let (status, body) = d
+        .http(
+            "POST",
+            &format!("{}/api/v1/conversations", node.url),
+            &token(creator),
+            Some(json!({"participantIds": others})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("a conversation id").to_owned()
+}
+
+fn ok_data(ack: &Value) -> &Value {
+    assert_eq!(ack["ok"], true, "expected a successful ack, got {ack}");
+    &ack["data"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once() {
+    let db = PostgresDatabase::create().await;
+    let redis = RedisServer::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
+    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    create_conversation(&mut d, &b, &carol, &[&bob]).await;
+
+    d.connect("bob", &b.url, &token(&bob)).await;
+    d.connect("alice-1", &a.url, &token(&alice)).await;
+    d.wait("bob", "user-online", json!({"userId": alice}), EVENT)
+        .await;
+    d.connect("alice-2", &b.url, &token(&alice)).await;
+    d.close("alice-1").await;
+    // Barrier: carol comes online after alice's device changes; bob must see
+    // carol's online, and nothing about alice in between.
+    d.connect("carol", &a.url, &token(&carol)).await;
+    d.wait("bob", "user-online", json!({"userId": carol}), EVENT)
+        .await;
+    let between = d.drain("bob").await;
+    assert!(
+        !between
+            .iter()
+            .any(|e| e["args"][0]["userId"] == json!(alice)),
+        "alice kept a device on node B: no offline and no second online, got {between:?}"
+    );
+    let presence = d
+        .emit(
+            "bob",
+            "get-presence",
+            json!({"userIds": [alice.clone(), carol.clone()]}),
+        )
+        .await;
+    assert_eq!(ok_data(&presence)["online"][&alice], true, "{presence}");
+
+    // Node A dies without a goodbye; carol was only there.
+    a.kill().await;
+    let offline = d
+        .wait(
+            "bob",
+            "user-offline",
+            json!({"userId": carol}),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(offline["lastSeenAt"].is_string(), "{offline}");
+    let presence = d
+        .emit(
+            "bob",
+            "get-presence",
+            json!({"userIds": [alice.clone(), carol.clone()]}),
+        )
+        .await;
+    assert_eq!(
+        ok_data(&presence)["online"][&alice],
+        true,
+        "alice's device on B is unaffected: {presence}"
+    );
+    assert_eq!(ok_data(&presence)["online"][&carol], false, "{presence}");
+    // Barrier: alice's last device leaves; by then any duplicate offline for carol would have arrived.
+    d.close("alice-2").await;
+    d.wait("bob", "user-offline", json!({"userId": alice}), EVENT)
+        .await;
+    let rest = d.drain("bob").await;
+    assert!(
+        !rest
+            .iter()
+            .any(|e| e["event"] == "user-offline" && e["args"][0]["userId"] == json!(carol)),
+        "carol's offline is announced exactly once: {rest:?}"
+    );
+    drop(b);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
+    let db = PostgresDatabase::create().await;
+    let mut redis = RedisServer::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
+    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    for who in ["alice", "bob"] {
+        ok_data(
+            &d.emit(
+                who,
+                "join-conversation",
+                json!({"conversationId": conversation}),
+            )
+            .await,
+        );
+        d.wait(
+            who,
+            "conversation-history",
+            json!({"conversationId": conversation}),
+            EVENT,
+        )
+        .await;
+    }
+    let send = |content: String| json!({"conversationId": conversation, "content": content});
+
+    let first = d
+        .emit("alice", "send-message", send("before the outage".into()))
+        .await;
+    let first_id = ok_data(&first)["id"].as_str().expect("an id").to_owned();
+    d.wait("bob", "new-message", json!({"id": first_id}), EVENT)
+        .await;
+
+    redis.kill().await;
+    let during = d
+        .emit("alice", "send-message", send("during the outage".into()))
+        .await;
+    let during_id = ok_data(&during)["id"]
+        .as_str()
+        .expect("stored and acked while Redis is down")
+        .to_owned();
+    d.wait("alice", "new-message", json!({"id": during_id}), EVENT)
+        .await; // local delivery still works
+
+    redis.restart().await;
+    let mut sent = vec![first_id.clone(), during_id.clone()];
+    let mut resumed = false;
+    for attempt in 0..40 {
+        let ack = d
+            .emit(
+                "alice",
+                "send-message",
+                send(format!("after the restart #{attempt}")),
+            )
+            .await;
+        let id = ok_data(&ack)["id"].as_str().expect("an id").to_owned();
+        sent.push(id.clone());
+        if d.try_wait(
+            "bob",
+            "new-message",
+            json!({"id": id}),
+            Duration::from_millis(500),
+        )
+        .await
+        .is_some()
+        {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(
+        resumed,
+        "cross-node delivery did not resume after Redis came back"
+    );
+
+    // Bob rejoins from the last message he is sure of and gets exactly what followed.
+    let ack = d
+        .emit(
+            "bob",
+            "join-conversation",
+            json!({"conversationId": conversation, "after": first_id}),
+        )
+        .await;
+    ok_data(&ack);
+    let history = d
+        .wait(
+            "bob",
+            "conversation-history",
+            json!({"conversationId": conversation}),
+            EVENT,
+        )
+        .await;
+    let ids: Vec<String> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        sent[1..].to_vec(),
+        "everything after the last seen message, once, in order"
+    );
+
+    // Redis lost the unread counters: the next send rebuilds them from the read cursors.
+    let (_, unread) = d
+        .http(
+            "GET",
+            &format!("{}/api/v1/unread", b.url),
+            &token(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(unread["totalUnread"], json!(sent.len()), "{unread}");
+    let last = d
+        .emit("alice", "send-message", send("counted".into()))
+        .await;
+    ok_data(&last);
+    let update = d
+        .wait(
+            "bob",
+            "unread-count-updated",
+            json!({"conversationId": conversation, "totalUnread": sent.len() + 1}),
+            EVENT,
+        )
+        .await;
+    assert_eq!(
+        update["conversationUnread"],
+        json!(sent.len() + 1),
+        "{update}"
+    );
+    drop((a, b));
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_answers_unavailable_broadcasts_nothing_and_heals() {
+    let pg = PostgresServer::start().await;
+    let node = NodeProcess::start(&node_env(&pg.url("postgres"), None, "", "solo")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conversation = create_conversation(&mut d, &node, &alice, &[&bob]).await;
+    d.connect("alice", &node.url, &token(&alice)).await;
+    d.connect("bob", &node.url, &token(&bob)).await;
+    ok_data(
+        &d.emit(
+            "bob",
+            "join-conversation",
+            json!({"conversationId": conversation}),
+        )
+        .await,
+    );
+    let send = |content: &str| json!({"conversationId": conversation, "content": content});
+    ok_data(&d.emit("alice", "send-message", send("before")).await);
+    d.wait("bob", "new-message", json!({"content": "before"}), EVENT)
+        .await;
+
+    pg.stop().await;
+    let refused = d.emit("alice", "send-message", send("while down")).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "UNAVAILABLE", "{refused}");
+    d.wait(
+        "alice",
+        "error",
+        json!({"code": "UNAVAILABLE", "event": "send-message"}),
+        EVENT,
+    )
+    .await;
+
+    pg.start_again().await;
+    let mut healed = None;
+    for attempt in 0..20 {
+        let ack = d
+            .emit("alice", "send-message", send(&format!("after #{attempt}")))
+            .await;
+        if ack["ok"] == true {
+            healed = Some(ack);
+            break;
+        }
+        assert_eq!(ack["error"]["code"], "UNAVAILABLE", "{ack}");
+    }
+    let healed = healed.expect("sends succeed again once Postgres is back");
+    let id = ok_data(&healed)["id"].clone();
+    // Barrier: bob receives the healed message; nothing of the refused one came before it.
+    d.wait("bob", "new-message", json!({"id": id}), EVENT).await;
+    let (_, history) = d
+        .http(
+            "GET",
+            &format!("{}/api/v1/conversations/{conversation}/messages", node.url),
+            &token(&bob),
+            None,
+        )
+        .await;
+    let contents: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(
+        !contents.contains(&"while down"),
+        "the refused send stored nothing: {contents:?}"
+    );
+    let seen = d.drain("bob").await;
+    assert!(
+        !seen.iter().any(|e| e["args"][0]["content"] == "while down"),
+        "{seen:?}"
+    );
+}

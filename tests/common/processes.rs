@@ -1,0 +1,419 @@
+//! Real processes for failure tests: parloir nodes (the built binary), a
+//! private Redis and a private Postgres that a test may kill and restart,
+//! and the official Socket.IO client driven line by line
+//! (`tests/js/bin/sio-driver.mjs`). Readiness is read from the processes'
+//! own output ("serving", "ready to accept connections"), never guessed.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Reads lines of `stream` until one contains `needle`; returns that line.
+/// Keeps draining the stream afterwards so the process never blocks on a full pipe.
+async fn wait_for_line<R>(stream: R, needle: &'static str, what: &str) -> String
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        let mut tx = Some(tx);
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match tx.take() {
+                Some(found) if line.contains(needle) => {
+                    let _ = found.send(Ok(line));
+                }
+                Some(waiting) => {
+                    seen.push(line);
+                    tx = Some(waiting);
+                }
+                None => {} // found already: keep draining the pipe
+            }
+        }
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(Err(seen.join("\n")));
+        }
+    });
+    match tokio::time::timeout(START_DEADLINE, rx).await {
+        Ok(Ok(Ok(line))) => line,
+        Ok(Ok(Err(output))) => panic!("{what} exited before printing {needle:?}:\n{output}"),
+        Ok(Err(_)) => panic!("{what}: output reader vanished"),
+        Err(_) => panic!("{what} did not print {needle:?} within {START_DEADLINE:?}"),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// A Redis server of this test only, on a free port, restartable on the same port.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port, empty: it keeps nothing on disk.
+    pub async fn restart(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts (scripts/test installs it)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        wait_for_line(stdout, "Ready to accept connections", "redis-server").await;
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: every key is lost.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("redis-server killed");
+        }
+    }
+}
+
+/// A Postgres cluster of this test only (`initdb` in a temp dir, run as the
+/// `postgres` user when we are root), stoppable and restartable.
+pub struct PostgresServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+fn postgres_bin() -> PathBuf {
+    for dir in [
+        "/usr/lib/postgresql/17/bin",
+        "/usr/lib/postgresql/16/bin",
+        "/usr/lib/postgresql/15/bin",
+    ] {
+        if Path::new(dir).join("pg_ctl").exists() {
+            return PathBuf::from(dir);
+        }
+    }
+    PathBuf::from("/usr/local/bin")
+}
+
+fn as_postgres_user(program: &Path) -> Command {
+    // initdb and the server refuse to run as root.
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl PostgresServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = postgres_bin();
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "chown of the Postgres temp dir"
+            );
+        }
+        let data = dir.path().join("data");
+        let out = as_postgres_user(&bin.join("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "--no-sync"])
+            .output()
+            .await
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let server = Self {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        server.start_again().await;
+        server
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub async fn start_again(&self) {
+        let data = self.dir.path().join("data");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = as_postgres_user(&self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .await
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub async fn stop(&self) {
+        let data = self.dir.path().join("data");
+        let out = as_postgres_user(&self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .await
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            std::process::Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = cmd
+            .args(["-D"])
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A parloir node as its own process (so a test can SIGKILL it).
+pub struct NodeProcess {
+    pub url: String,
+    child: Child,
+}
+
+impl NodeProcess {
+    /// Starts the binary with `env` (on a port it picks) and returns once it serves.
+    pub async fn start(env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parloir"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PARLOIR_BIND", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.arg("serve").spawn().expect("the parloir binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let line = wait_for_line(stdout, "\"message\":\"serving\"", "parloir").await;
+        let log: Value = serde_json::from_str(&line).expect("a JSON log line");
+        let addr = log["addr"]
+            .as_str()
+            .expect("the serving line names the address");
+        Self {
+            url: format!("http://{addr}"),
+            child,
+        }
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("node killed");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running node has a pid")
+    }
+}
+
+/// The official Socket.IO client, commanded from the test.
+pub struct Driver {
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    next_id: u64,
+    _child: Child,
+}
+
+impl Driver {
+    pub async fn start() -> Self {
+        let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+        let mut child = Command::new("node")
+            .current_dir(&js)
+            .arg("bin/sio-driver.mjs")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs the driver");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        Self {
+            stdin,
+            lines,
+            next_id: 0,
+            _child: child,
+        }
+    }
+
+    /// Sends one command and returns its answer.
+    pub async fn call(&mut self, mut command: Value) -> Value {
+        self.next_id += 1;
+        command["id"] = json!(self.next_id);
+        let line = format!("{command}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("driver stdin");
+        // Every command answers within its own deadline (at most a minute).
+        let answer = tokio::time::timeout(Duration::from_secs(90), self.lines.next_line())
+            .await
+            .expect("the driver answers")
+            .expect("driver stdout")
+            .expect("the driver is alive");
+        let answer: Value = serde_json::from_str(&answer).expect("one JSON line");
+        assert_eq!(answer["id"], json!(self.next_id), "answers come in order");
+        answer
+    }
+
+    pub async fn connect(&mut self, name: &str, url: &str, token: &str) {
+        let a = self
+            .call(json!({"op": "connect", "name": name, "url": url, "token": token}))
+            .await;
+        assert_eq!(a["ok"], true, "{name} connects to {url}: {a}");
+    }
+
+    pub async fn emit(&mut self, name: &str, event: &str, payload: Value) -> Value {
+        let a = self
+            .call(json!({"op": "emit", "name": name, "event": event, "payload": payload}))
+            .await;
+        assert!(a.get("error").is_none(), "{name} {event}: {a}");
+        a["ack"].clone()
+    }
+
+    /// The first unconsumed `event` on `name` whose first argument contains `matching`.
+    pub async fn wait(
+        &mut self,
+        name: &str,
+        event: &str,
+        matching: Value,
+        timeout: Duration,
+    ) -> Value {
+        let a = self
+            .call(json!({"op": "wait", "name": name, "event": event, "match": matching, "timeoutMs": timeout.as_millis() as u64}))
+            .await;
+        assert!(
+            a.get("error").is_none(),
+            "{name} waited for {event} {matching}: {a:#}"
+        );
+        a["args"][0].clone()
+    }
+
+    /// Like `wait`, but a timeout is an answer (`None`), not a failure.
+    pub async fn try_wait(
+        &mut self,
+        name: &str,
+        event: &str,
+        matching: Value,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let a = self
+            .call(json!({"op": "wait", "name": name, "event": event, "match": matching, "timeoutMs": timeout.as_millis() as u64}))
+            .await;
+        a.get("error").is_none().then(|| a["args"][0].clone())
+    }
+
+    /// Every event `name` received and no `wait` consumed yet.
+    pub async fn drain(&mut self, name: &str) -> Vec<Value> {
+        let a = self.call(json!({"op": "drain", "name": name})).await;
+        a["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// An HTTP request through Node's `fetch`; returns `(status, body)`.
+    pub async fn http(
+        &mut self,
+        method: &str,
+        url: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let a = self
+            .call(json!({"op": "http", "method": method, "url": url, "token": token, "body": body}))
+            .await;
+        assert!(a.get("error").is_none(), "{method} {url}: {a}");
+        (
+            a["status"].as_u64().expect("a status") as u16,
+            a["body"].clone(),
+        )
+    }
+
+    pub async fn close(&mut self, name: &str) {
+        self.call(json!({"op": "close", "name": name})).await;
+    }
+}

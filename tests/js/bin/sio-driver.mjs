@@ -1,0 +1,99 @@
+// A Socket.IO client driver for Rust tests: the official socket.io-client v4,
+// commanded one JSON line at a time on stdin, answering one JSON line per
+// command on stdout (same `id`). Every event a socket receives is recorded;
+// `wait` consumes the first unconsumed matching one, or fails after its
+// deadline listing what did arrive.
+//
+// commands:
+//   {id, op:"connect", name, url, token, transports?}   -> {id, ok:true, sid} | {id, error}
+//   {id, op:"emit", name, event, payload, timeoutMs?}   -> {id, ack}            | {id, error}
+//   {id, op:"wait", name, event, match?, timeoutMs?}     -> {id, args}           | {id, error, seen}
+//   {id, op:"drain", name}                               -> {id, events}  (all unconsumed, consumed now)
+//   {id, op:"close", name}                               -> {id, ok:true}
+//   {id, op:"http", method, url, token?, body?}          -> {id, status, body}
+// `match` is a partial object compared with the event's first argument.
+import { createRequire } from 'node:module';
+import readline from 'node:readline';
+const { io } = createRequire(process.cwd() + '/')('socket.io-client');
+
+const sockets = new Map(); // name -> { socket, events: [{event, args, used}], waiters: [] }
+const reply = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+
+const matches = (arg, want) =>
+  want == null || (arg != null && typeof arg === 'object' &&
+    Object.entries(want).every(([k, v]) => JSON.stringify(arg[k]) === JSON.stringify(v)));
+
+function tryWaiters(entry) {
+  entry.waiters = entry.waiters.filter((w) => {
+    const hit = entry.events.find((e) => !e.used && e.event === w.event && matches(e.args[0], w.match));
+    if (!hit) return true;
+    hit.used = true;
+    clearTimeout(w.timer);
+    reply({ id: w.id, args: hit.args });
+    return false;
+  });
+}
+
+async function handle(cmd) {
+  const { id, op, name } = cmd;
+  try {
+    if (op === 'connect') {
+      const socket = io(cmd.url.replace(/\/$/, '') + '/messaging', {
+        auth: { token: cmd.token }, reconnection: cmd.reconnection ?? false, timeout: 5000,
+        transports: cmd.transports ?? ['websocket'],
+      });
+      const entry = { socket, events: [], waiters: [] };
+      sockets.set(name, entry);
+      socket.onAny((event, ...args) => { entry.events.push({ event, args, used: false }); tryWaiters(entry); });
+      socket.on('disconnect', (reason) => { entry.events.push({ event: 'disconnect', args: [{ reason }], used: false }); tryWaiters(entry); });
+      await new Promise((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('connect_error', (e) => reject(new Error(`connect_error: ${e.message}`)));
+      });
+      return reply({ id, ok: true, sid: socket.id });
+    }
+    if (op === 'http') {
+      const headers = { 'content-type': 'application/json' };
+      if (cmd.token) headers.authorization = `Bearer ${cmd.token}`;
+      const res = await fetch(cmd.url, { method: cmd.method, headers, body: cmd.body == null ? undefined : JSON.stringify(cmd.body) });
+      const text = await res.text();
+      let body = text;
+      try { body = JSON.parse(text); } catch { /* not JSON: keep the text */ }
+      return reply({ id, status: res.status, body });
+    }
+    const entry = sockets.get(name);
+    if (!entry) return reply({ id, error: `no socket named ${name}` });
+    if (op === 'emit') {
+      const ack = await entry.socket.timeout(cmd.timeoutMs ?? 5000).emitWithAck(cmd.event, cmd.payload);
+      return reply({ id, ack });
+    }
+    if (op === 'wait') {
+      const w = { id, event: cmd.event, match: cmd.match };
+      w.timer = setTimeout(() => {
+        entry.waiters = entry.waiters.filter((x) => x !== w);
+        reply({ id, error: 'timeout', seen: entry.events.map((e) => ({ event: e.event, arg: e.args[0], used: e.used })) });
+      }, cmd.timeoutMs ?? 5000);
+      entry.waiters.push(w);
+      return tryWaiters(entry);
+    }
+    if (op === 'drain') {
+      const events = entry.events.filter((e) => !e.used).map((e) => { e.used = true; return { event: e.event, args: e.args }; });
+      return reply({ id, events });
+    }
+    if (op === 'close') {
+      entry.socket.close();
+      sockets.delete(name);
+      return reply({ id, ok: true });
+    }
+    reply({ id, error: `unknown op ${op}` });
+  } catch (e) {
+    reply({ id, error: String(e?.message ?? e) });
+  }
+}
+
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim()) handle(JSON.parse(line));
+}).on('close', () => {
+  for (const { socket } of sockets.values()) socket.close();
+  process.exit(0);
+});
