@@ -511,11 +511,18 @@ mod tests {
         raw: RawConfig,
     }
 
+    /// Parses flags only: the environment is ignored (tests run with
+    /// `DATABASE_URL` and friends exported by scripts/test).
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        use clap::{CommandFactory, FromArgMatches};
         let mut argv = vec!["parloir"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
-            .expect("flags parse")
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None::<&'static str>))
+            .try_get_matches_from(argv)
+            .expect("flags parse");
+        Cli::from_arg_matches(&matches)
+            .expect("flags map")
             .raw
             .validate()
     }

@@ -21,7 +21,7 @@ pub struct HandshakeAuth {
 
 /// Cancelled when the socket disconnects, ending its per-socket tasks.
 #[derive(Clone)]
-struct SocketLifetime(CancellationToken);
+pub struct SocketLifetime(CancellationToken);
 
 /// Connect middleware: a refused handshake never reaches a handler. The
 /// client's `connect_error` message is the `AuthError` text. Tokens are read
@@ -51,7 +51,8 @@ pub async fn authenticate<A: Adapter>(
             span.record("user.id", tracing::field::display(&user.id));
             span.record("outcome", "ok");
             instruments::handshake("ok");
-            s.extensions.insert(user);
+            s.extensions.insert(user.clone());
+            prepare_socket(&s, &user);
             Ok(())
         }
         Err(e) => {
@@ -66,26 +67,41 @@ pub async fn authenticate<A: Adapter>(
     }
 }
 
-/// A socket passed authentication: join its rooms, register the event
-/// handlers, record presence, and schedule the disconnect at token expiry.
+/// Readies an authenticated socket before its CONNECT packet goes out:
+/// socketioxide sends CONNECT and only then spawns the connect handler, so
+/// handlers registered there would miss an event the client emits the
+/// moment it is connected (the event would be dropped without an ack).
+fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User) {
+    let socket_id = s.id.to_string();
+    s.join([rooms::user(&user.id), rooms::socket(&socket_id)]);
+    events::register(s);
+    s.extensions
+        .insert(SocketLifetime(CancellationToken::new()));
+    s.on_disconnect(on_disconnect::<A>);
+}
+
+/// A socket is connected: record presence (announcing the user online on
+/// their first device), send the unread totals, and schedule the
+/// disconnect at token expiry.
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = %user.id))]
 pub async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
     Extension(user): Extension<User>,
+    Extension(lifetime): Extension<SocketLifetime>,
     State(svc): State<Messaging>,
 ) {
     instruments::socket_connected();
     let socket_id = s.id.to_string();
-    s.join([rooms::user(&user.id), rooms::socket(&socket_id)]);
-    events::register(&s);
-
-    let lifetime = SocketLifetime(CancellationToken::new());
-    s.extensions.insert(lifetime.clone());
-    s.on_disconnect(on_disconnect::<A>);
-    disconnect_at_expiry(s.clone(), &user, lifetime.0);
-
+    disconnect_at_expiry(s.clone(), &user, lifetime.0.clone());
     if let Err(e) = svc.socket_connected(&user, &socket_id).await {
         tracing::warn!(error = %e, "presence or unread state unavailable at connect");
+    }
+    // The socket may have closed while presence was being recorded; its
+    // disconnect handler then ran first, so undo what it could not see.
+    if lifetime.0.is_cancelled()
+        && let Err(e) = svc.socket_disconnected(&user, &socket_id).await
+    {
+        tracing::warn!(error = %e, "presence state unavailable at disconnect");
     }
 }
 

@@ -47,6 +47,18 @@ export const config = Object.freeze({
   url2: process.env.PARLOIR_URL_2 ? trimSlash(process.env.PARLOIR_URL_2) : null,
 });
 
+/**
+ * The node the next socket or request goes to. With `PARLOIR_URL_2` (a cluster run) the two
+ * nodes alternate, so a user's devices, senders and receivers land on different nodes and every
+ * test also checks delivery across them.
+ */
+let urlTurn = 0;
+export function nextUrl() {
+  if (!config.url2) return config.url;
+  urlTurn += 1;
+  return urlTurn % 2 === 1 ? config.url : config.url2;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Well-known shapes (PROTOCOL.md "Conventions")
 
@@ -177,7 +189,7 @@ function tracked(socket, label) {
 }
 
 /** Creates a socket without waiting for the outcome of its handshake. */
-export function openSocket(tok, { url = config.url, transports, auth, extraHeaders, query, label } = {}) {
+export function openSocket(tok, { url = nextUrl(), transports, auth, extraHeaders, query, label } = {}) {
   const socket = io(`${url}${NAMESPACE}`, {
     auth: auth ?? (tok === undefined || tok === null ? {} : { token: tok }),
     transports: transports ?? ['polling', 'websocket'],
@@ -206,6 +218,12 @@ export function connect(tok, options = {}) {
       socket.off('connect', onConnect);
       socket.disconnect();
       openSockets.delete(socket);
+      if (err.type === 'TransportError') {
+        // Not a refusal by the server's middleware: say which request failed and how.
+        const status = err.context?.status ?? err.description?.message ?? err.description ?? '?';
+        const transport = socket.io.engine?.transport?.name ?? 'none';
+        err.message = `${err.message} (status ${status}, transport ${transport}) connecting ${socket.label}`;
+      }
       reject(err);
     };
     socket.once('connect', onConnect);
@@ -390,7 +408,7 @@ export async function sendMany(socket, conversationId, n, prefix = 'm') {
  * Calls the HTTP API. `body` is JSON-encoded (any JSON value); `rawBody` is sent as is.
  * Resolves with `{status, body, headers}`, `body` parsed as JSON when it is JSON.
  */
-export async function api(tok, method, path, body, { url = config.url, headers = {}, rawBody } = {}) {
+export async function api(tok, method, path, body, { url = nextUrl(), headers = {}, rawBody } = {}) {
   const h = { ...headers };
   if (tok) h.authorization = `Bearer ${tok}`;
   let payload;

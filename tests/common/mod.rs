@@ -1,0 +1,219 @@
+//! Shared helpers for integration tests: real parloir nodes on random loopback
+//! ports (`TestNode`) and throwaway Postgres databases on the server that
+//! `DATABASE_URL` points at (scripts/test starts one). Nothing here reads
+//! other configuration from the environment: nodes are configured in code.
+#![allow(dead_code)] // every test binary uses a different subset
+
+pub mod processes;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use parloir::{AppBuilder, Config};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long a node may take to report ready on `/readyz`.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The Postgres server the tests may create databases on.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: run scripts/test (it starts a throwaway Postgres and exports it), \
+             or `scripts/test -- cargo nextest run ...` to run a subset with the same services"
+        )
+    })
+}
+
+/// `url` with its database name replaced by `database` (query string kept).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").expect("a database URL has a scheme") + 3;
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{database}", &base[..path]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// A fresh, empty database `parloir_test_<uuid>` on the `DATABASE_URL` server;
+/// returns its URL. The database outlives the test (scripts/test throws the
+/// whole server away); use [`PostgresDatabase`] to drop it when done.
+pub async fn fresh_postgres_url() -> String {
+    PostgresDatabase::create().await.leak()
+}
+
+/// A fresh, empty database on the `DATABASE_URL` server, dropped (connections
+/// and all) when this value is dropped.
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+    dropped: bool,
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> Self {
+        let admin_url = database_url();
+        let name = format!("parloir_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to DATABASE_URL: {e}"));
+        // The name is ours (letters, digits, underscores): safe to splice.
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        admin.close().await.expect("closing the admin connection");
+        let url = with_database(&admin_url, &name);
+        Self {
+            admin_url,
+            name,
+            url,
+            dropped: false,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Keeps the database after this value is gone; returns its URL.
+    pub fn leak(mut self) -> String {
+        self.dropped = true;
+        std::mem::take(&mut self.url)
+    }
+
+    /// Drops the database now, ending any connection still open to it.
+    pub async fn drop_database(mut self) {
+        self.dropped = true;
+        drop_database(&self.admin_url, &self.name).await;
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to DATABASE_URL: {e}"));
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
+    admin.close().await.expect("closing the admin connection");
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if self.dropped || std::thread::panicking() {
+            return; // a failed test keeps its database for a post-mortem
+        }
+        // Drop may run inside a runtime, which must not block: use a thread of its own.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the test database")
+                .block_on(drop_database(&admin_url, &name));
+        })
+        .join()
+        .expect("dropping the test database");
+    }
+}
+
+/// A parloir node serving on a random loopback port, stopped when dropped.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestNode {
+    /// Builds the node (migrating its store), serves it, and returns once
+    /// `/readyz` answers 200.
+    pub async fn spawn(config: Config) -> Self {
+        let app = AppBuilder::new(config)
+            .build()
+            .await
+            .expect("the test node builds");
+        let addr = app.local_addr();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
+        let node = Self {
+            addr,
+            stop,
+            task: Some(task),
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    /// `http://127.0.0.1:PORT`, the base URL clients use.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the node, waits for its drain, and returns how its run ended.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let task = self.task.take().expect("the task is only taken here");
+        task.await?
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + READY_DEADLINE;
+        loop {
+            let status = self.get_status("/readyz").await;
+            if status == Some(200) {
+                return;
+            }
+            if let Some(task) = &self.task {
+                assert!(
+                    !task.is_finished(),
+                    "the test node stopped before it was ready"
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the test node at {} was not ready within {READY_DEADLINE:?} (last /readyz: {status:?})",
+                self.addr
+            );
+            // Readiness is a state flip with no event to await from outside: poll it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The status code of a plain `GET path`, or None if the node did not answer.
+    pub async fn get_status(&self, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(self.addr).await.ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let head = String::from_utf8_lossy(&response);
+        head.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
