@@ -190,6 +190,7 @@ impl AppBuilder {
             local_addr,
             router: wired.router,
             close_sockets: wired.close_sockets,
+            in_flight: wired.in_flight,
             service: wired.service,
             readiness,
             cluster,
@@ -262,6 +263,7 @@ struct Deps<'a> {
 /// A node's parts once the Socket.IO instance exists.
 struct Wired {
     service: Messaging,
+    in_flight: TaskTracker,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
 }
@@ -271,6 +273,7 @@ struct Wired {
 fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, SocketIo<A>) {
     let config = deps.config;
     let readiness = deps.readiness;
+    let in_flight = gateway::InFlight::default();
     let fanout = Arc::new(LateFanout::<A>::default());
     let service = Messaging::new(
         deps.store,
@@ -287,6 +290,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         .ws_max_message_size(config.max_frame_bytes)
         .ws_max_frame_size(config.max_frame_bytes)
         .with_state(service.clone())
+        .with_state(in_flight.clone())
         .with_state(deps.authenticator.clone())
         .build_layer();
     fanout.bind(io.clone());
@@ -314,6 +318,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
     (
         Wired {
             service,
+            in_flight: in_flight.0,
             router,
             close_sockets,
         },
@@ -358,6 +363,7 @@ pub struct App {
     local_addr: SocketAddr,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+    in_flight: TaskTracker,
     service: Messaging,
     readiness: Readiness,
     cluster: Option<Cluster>,
@@ -381,6 +387,7 @@ impl App {
             local_addr,
             router,
             close_sockets,
+            in_flight,
             service,
             readiness,
             cluster,
@@ -417,6 +424,15 @@ impl App {
         shutdown.await;
         info!("draining");
         readiness.set_draining();
+        // Events already received finish (committed and acked) before the
+        // sockets close; the wait is bounded by the grace period.
+        in_flight.close();
+        if tokio::time::timeout(drain_grace, in_flight.wait())
+            .await
+            .is_err()
+        {
+            warn!("drain grace period elapsed with socket events in flight");
+        }
         crate::instruments::draining(true);
         close_sockets().await;
         drain.cancel();

@@ -15,6 +15,11 @@ use crate::service::{Messaging, ServiceResult};
 
 type Payload = TryData<Value>;
 
+/// Tracks the client events being handled, so a draining node can let them
+/// finish — committed and acked — before it closes the sockets.
+#[derive(Clone, Default)]
+pub struct InFlight(pub tokio_util::task::TaskTracker);
+
 pub fn register<A: Adapter>(s: &SocketRef<A>) {
     s.on(ev::JOIN_CONVERSATION, join_conversation::<A>);
     s.on(ev::LEAVE_CONVERSATION, leave_conversation::<A>);
@@ -39,6 +44,7 @@ macro_rules! handler {
             ack: AckSender<A>,
             Extension($user): Extension<User>,
             State($svc): State<Messaging>,
+            State(in_flight): State<InFlight>,
             TryData($payload): Payload,
         ) {
             let span = tracing::info_span!(
@@ -50,7 +56,10 @@ macro_rules! handler {
             );
             let started = std::time::Instant::now();
             let $sid = s.id.to_string();
-            let result = tracing::Instrument::instrument(async { $body }, span.clone()).await;
+            let result = in_flight
+                .0
+                .track_future(tracing::Instrument::instrument(async { $body }, span.clone()))
+                .await;
             let outcome = span.in_scope(|| respond(&s, ack, $event, result));
             instruments::event($event, outcome, started.elapsed());
         }

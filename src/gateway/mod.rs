@@ -6,3 +6,4 @@ mod events;
 mod respond;
 
 pub use connect::{authenticate, on_connect};
+pub use events::InFlight;

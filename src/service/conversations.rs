@@ -135,9 +135,18 @@ impl Messaging {
         conversation: ConversationId,
         page: PageRequest,
     ) -> ServiceResult<ConversationAck> {
-        let history = self.history(user, conversation, page).await?;
+        self.require_participant(conversation, &user.id).await?;
+        // Join before reading: a message committed in between then arrives
+        // twice (in the page and as `new-message`, same id) rather than never.
         let room = rooms::conversation(conversation);
         self.fanout().join(socket_id, room.clone());
+        let history = match self.store().history(conversation, &page).await {
+            Ok(page) => History::new(conversation, page),
+            Err(e) => {
+                self.fanout().leave(socket_id, room);
+                return Err(e.into());
+            }
+        };
         self.emit_to_socket(socket_id, ev::CONVERSATION_HISTORY, &history);
         let joined = MemberEvent {
             conversation_id: conversation,
