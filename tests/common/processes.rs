@@ -288,6 +288,27 @@ impl NodeProcess {
         self.child.kill().await.expect("node killed");
     }
 
+    /// SIGTERM, then waits for the process to exit; returns its exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM delivered to {pid}");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the node exits within 30 s of SIGTERM")
+            .expect("waiting for the node");
+        status.code()
+    }
+
+    /// `host:port` of the node, for a load balancer's server line.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("a running node has a pid")
     }
@@ -343,9 +364,16 @@ impl Driver {
     }
 
     pub async fn connect(&mut self, name: &str, url: &str, token: &str) {
-        let a = self
-            .call(json!({"op": "connect", "name": name, "url": url, "token": token}))
-            .await;
+        self.connect_with(name, url, token, json!({})).await;
+    }
+
+    /// `connect` with client options (`transports`, `reconnection`).
+    pub async fn connect_with(&mut self, name: &str, url: &str, token: &str, options: Value) {
+        let mut command = json!({"op": "connect", "name": name, "url": url, "token": token});
+        if let (Some(c), Some(o)) = (command.as_object_mut(), options.as_object()) {
+            c.extend(o.clone());
+        }
+        let a = self.call(command).await;
         assert_eq!(a["ok"], true, "{name} connects to {url}: {a}");
     }
 
@@ -415,5 +443,69 @@ impl Driver {
 
     pub async fn close(&mut self, name: &str) {
         self.call(json!({"op": "close", "name": name})).await;
+    }
+}
+
+/// HAProxy in front of nodes with the repository's own configuration
+/// (`deploy/haproxy.cfg.tmpl`: cookie affinity, /readyz health checks).
+pub struct LoadBalancer {
+    pub url: String,
+    _config: tempfile::NamedTempFile,
+    _child: Child,
+}
+
+impl LoadBalancer {
+    pub async fn start(nodes: &[&NodeProcess]) -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let port = free_port();
+        let mut args = vec![
+            root.join("deploy/render-haproxy.sh").display().to_string(),
+            root.join("deploy/haproxy.cfg.tmpl").display().to_string(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("n{}={}", i + 1, n.addr())),
+        );
+        let rendered = Command::new("sh")
+            .args(&args)
+            .output()
+            .await
+            .expect("render-haproxy.sh runs");
+        assert!(
+            rendered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let config = tempfile::NamedTempFile::new().expect("a temp file");
+        std::fs::write(config.path(), &rendered.stdout).expect("config written");
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(config.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("haproxy starts (scripts/test installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        // HAProxy announces nothing once it listens: try the port until it answers.
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "haproxy did not listen on {port}"
+            );
+            tokio::task::yield_now().await;
+        }
+        Self {
+            url,
+            _config: config,
+            _child: child,
+        }
     }
 }

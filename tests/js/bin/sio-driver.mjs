@@ -11,9 +11,15 @@
 //   {id, op:"drain", name}                               -> {id, events}  (all unconsumed, consumed now)
 //   {id, op:"close", name}                               -> {id, ok:true}
 //   {id, op:"http", method, url, token?, body?}          -> {id, status, body}
+//   {id, op:"stream", name, conversationId, count, intervalMs, prefix}
+//        starts sending `count` messages, one every `intervalMs`, with clientMessageIds
+//        `${prefix}${i}`; a send that fails or times out is retried with the same id once
+//        the socket is (re)connected, so every message ends acked exactly once -> {id, ok}
+//   {id, op:"stream-result", name}                        -> {id, acked: [{clientMessageId, id}], retries, reconnects}
 // `match` is a partial object compared with the event's first argument.
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
+import { setTimeout as pause } from 'node:timers/promises';
 const { io } = createRequire(process.cwd() + '/')('socket.io-client');
 
 const sockets = new Map(); // name -> { socket, events: [{event, args, used}], waiters: [] }
@@ -41,6 +47,8 @@ async function handle(cmd) {
       const socket = io(cmd.url.replace(/\/$/, '') + '/messaging', {
         auth: { token: cmd.token }, reconnection: cmd.reconnection ?? false, timeout: 5000,
         transports: cmd.transports ?? ['websocket'],
+        withCredentials: true, // keep the load balancer's affinity cookie (Node's client has a jar)
+        forceNew: true,
       });
       const entry = { socket, events: [], waiters: [] };
       sockets.set(name, entry);
@@ -51,6 +59,20 @@ async function handle(cmd) {
         socket.once('connect_error', (e) => reject(new Error(`connect_error: ${e.message}`)));
       });
       return reply({ id, ok: true, sid: socket.id });
+    }
+    if (op === 'stream') {
+      const entry = sockets.get(name);
+      if (!entry) return reply({ id, error: `no socket named ${name}` });
+      entry.reconnects = 0;
+      entry.socket.io.on('reconnect', () => { entry.reconnects += 1; });
+      entry.stream = runStream(entry, cmd);
+      return reply({ id, ok: true });
+    }
+    if (op === 'stream-result') {
+      const entry = sockets.get(name);
+      if (!entry?.stream) return reply({ id, error: `no stream on ${name}` });
+      const result = await entry.stream;
+      return reply({ id, ...result, reconnects: entry.reconnects });
     }
     if (op === 'http') {
       const headers = { 'content-type': 'application/json' };
@@ -89,6 +111,32 @@ async function handle(cmd) {
   } catch (e) {
     reply({ id, error: String(e?.message ?? e) });
   }
+}
+
+const connected = (socket) =>
+  socket.connected ? Promise.resolve() : new Promise((resolve) => socket.once('connect', resolve));
+
+async function runStream(entry, { conversationId, count, intervalMs, prefix }) {
+  const acked = [];
+  let retries = 0;
+  const started = Date.now();
+  for (let i = 0; i < count; i++) {
+    // Pace the stream on a timetable (this is load generation, not a wait for an event).
+    const due = started + i * intervalMs;
+    if (Date.now() < due) await pause(due - Date.now());
+    const clientMessageId = `${prefix}${i}`;
+    for (;;) {
+      await connected(entry.socket);
+      try {
+        const ack = await entry.socket.timeout(3000).emitWithAck('send-message', { conversationId, content: clientMessageId, clientMessageId });
+        if (ack?.ok) { acked.push({ clientMessageId, id: ack.data.id }); break; }
+        retries += 1; // e.g. UNAVAILABLE: try again
+      } catch {
+        retries += 1; // no ack (the node went away mid-send): resend the same id after reconnecting
+      }
+    }
+  }
+  return { acked, retries };
 }
 
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
