@@ -248,6 +248,41 @@ mod contract {
         );
     }
 
+    pub async fn a_committed_message_ends_typing_and_counts_unread_at_once(e: Arc<dyn Ephemeral>) {
+        let c = ConversationId::new_random();
+        let (alice, bob, cat) = (user("alice"), user("bob"), user("cat"));
+        e.start_typing(
+            &typist(c, "alice"),
+            now(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        e.replace_unread(&bob, &HashMap::from([(c, 1)]))
+            .await
+            .unwrap();
+        let effects = e
+            .message_committed(c, &alice, &[bob.clone(), cat.clone()])
+            .await
+            .unwrap();
+        assert!(effects.sender_was_typing);
+        assert_eq!(
+            effects.unread,
+            vec![(bob.clone(), Some((2, 2))), (cat.clone(), None)]
+        );
+        assert!(
+            e.typing_in(c, now()).await.unwrap().is_empty(),
+            "the sender's typing ended"
+        );
+        let again = e
+            .message_committed(c, &alice, std::slice::from_ref(&bob))
+            .await
+            .unwrap();
+        assert!(!again.sender_was_typing, "a typing state ends once");
+        assert_eq!(again.unread, vec![(bob, Some((3, 3)))]);
+    }
+
     pub async fn sends_beyond_the_burst_are_refused(e: Arc<dyn Ephemeral>) {
         let alice = user("alice");
         for i in 0..3 {
@@ -293,6 +328,7 @@ mod memory {
         a_repeat_extends_typing,
         stopping_typing_reports_whether_there_was_a_state,
         concurrent_sweeps_announce_each_expiry_once,
+        a_committed_message_ends_typing_and_counts_unread_at_once,
         unread_counters_count_only_once_present,
         sends_beyond_the_burst_are_refused,
     );
@@ -370,6 +406,7 @@ mod redis {
         a_repeat_extends_typing,
         stopping_typing_reports_whether_there_was_a_state,
         concurrent_sweeps_announce_each_expiry_once,
+        a_committed_message_ends_typing_and_counts_unread_at_once,
         unread_counters_count_only_once_present,
         sends_beyond_the_burst_are_refused,
     );

@@ -49,6 +49,15 @@ pub struct Typist {
 /// decides expiry from the caller's clock reading, and tests choose the time.
 pub type UnixMillis = i64;
 
+/// What `message_committed` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCommitted {
+    /// The sender had a typing state in the conversation; it has ended.
+    pub sender_was_typing: bool,
+    /// Per recipient, as `increment_unread` returns it.
+    pub unread: Vec<(UserId, Option<(u64, u64)>)>,
+}
+
 /// Per-conversation unread counts of one user (zero entries may be absent).
 pub type UnreadCounts = HashMap<ConversationId, u64>;
 
@@ -150,6 +159,23 @@ pub trait Ephemeral: Send + Sync + 'static {
         conversation: ConversationId,
         recipients: &[UserId],
     ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError>;
+
+    /// After a message is committed: ends the sender's typing state in the
+    /// conversation and counts one more unread for each recipient — what the
+    /// hot path of a send needs, which implementations do in one round trip.
+    async fn message_committed(
+        &self,
+        conversation: ConversationId,
+        sender: &UserId,
+        recipients: &[UserId],
+    ) -> Result<MessageCommitted, EphemeralError> {
+        let sender_was_typing = self.stop_typing(conversation, sender).await?;
+        let unread = self.increment_unread(conversation, recipients).await?;
+        Ok(MessageCommitted {
+            sender_was_typing,
+            unread,
+        })
+    }
 
     /// Replaces a user's counters with counts recomputed from the store.
     async fn replace_unread(

@@ -22,7 +22,9 @@ use fred::types::RespVersion;
 use fred::types::scripts::Script;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Ephemeral, EphemeralError, Presence, Typist, UnixMillis, UnreadCounts};
+use super::{
+    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadCounts,
+};
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
 
@@ -494,6 +496,52 @@ impl Ephemeral for RedisEphemeral {
             .collect())
     }
 
+    async fn message_committed(
+        &self,
+        conversation: ConversationId,
+        sender: &UserId,
+        recipients: &[UserId],
+    ) -> Result<MessageCommitted, EphemeralError> {
+        const OP: &str = "message_committed";
+        let mut keys = self.keys.typing_state(conversation, sender);
+        keys.extend(recipients.iter().map(|u| self.keys.unread(u)));
+        let reply: Vec<Value> = self
+            .eval(
+                OP,
+                &self.scripts.message_committed,
+                keys,
+                vec![
+                    sender.as_str().into(),
+                    typing_member(conversation, sender).into(),
+                    conversation.to_string().into(),
+                ],
+            )
+            .await?;
+        let Some((was_typing, counts)) = reply.split_first() else {
+            return Err(unexpected(OP));
+        };
+        if counts.len() != recipients.len() * 2 {
+            return Err(unexpected(OP));
+        }
+        let unread = recipients
+            .iter()
+            .zip(counts.chunks_exact(2))
+            .map(|(user, pair)| {
+                let count = pair.first().and_then(Value::as_i64);
+                let total = pair.get(1).and_then(Value::as_i64);
+                let counts = match (count, total) {
+                    (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
+                    _ => None,
+                };
+                (user.clone(), counts)
+            })
+            .collect();
+        Ok(MessageCommitted {
+            sender_was_typing: was_typing.as_i64() == Some(1),
+            unread,
+        })
+    }
+
     async fn replace_unread(
         &self,
         user: &UserId,
@@ -648,6 +696,7 @@ scripts!(
     typing_in,
     take_expired_typing,
     increment_unread,
+    message_committed,
     replace_unread,
     try_acquire_send,
 );

@@ -175,25 +175,37 @@ impl Messaging {
         })
     }
 
-    /// After a message is stored: one more unread for each recipient, on the
+    /// After a message is stored (one ephemeral round trip): the sender's
+    /// typing state ends, and each recipient gets one more unread on the
     /// maintained counters (O(1) per recipient); a recipient whose counters
-    /// are missing gets them rebuilt from the store, which already holds the message.
-    pub(super) async fn count_new_unread(
+    /// are missing gets them rebuilt from the store, which already holds the
+    /// message. All of the recipients' devices are told.
+    pub(super) async fn message_committed(
         &self,
+        sender: &User,
         conversation: ConversationId,
         recipients: &[UserId],
     ) {
-        let updated = match self
+        let effects = match self
             .ephemeral()
-            .increment_unread(conversation, recipients)
+            .message_committed(conversation, &sender.id, recipients)
             .await
         {
-            Ok(updated) => updated,
+            Ok(effects) => effects,
             Err(e) => {
-                warn!(error = %e, "unread counters unavailable");
+                warn!(error = %e, "typing state and unread counters unavailable");
                 return;
             }
         };
+        if effects.sender_was_typing {
+            let typist = Typist {
+                conversation_id: conversation,
+                user_id: sender.id.clone(),
+                user_name: sender.display_name().to_owned(),
+            };
+            self.announce_typing(ev::USER_STOPPED_TYPING, &typist).await;
+        }
+        let updated = effects.unread;
         for (user, counts) in updated {
             match counts {
                 Some((in_conversation, total)) => {

@@ -54,18 +54,18 @@ impl Messaging {
         let room = rooms::conversation(message.conversation_id);
         self.emit(Audience::room(room), ev::NEW_MESSAGE, message)
             .await;
-        self.end_typing(message.conversation_id, sender).await;
-        match self.store().participants(message.conversation_id).await {
-            Ok(participants) => {
-                let recipients: Vec<_> = participants
-                    .into_iter()
-                    .filter(|p| *p != sender.id)
-                    .collect();
-                self.count_new_unread(message.conversation_id, &recipients)
-                    .await;
+        let recipients: Vec<_> = match self.store().participants(message.conversation_id).await {
+            Ok(participants) => participants
+                .into_iter()
+                .filter(|p| *p != sender.id)
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "participants unavailable; unread counters not updated");
+                Vec::new()
             }
-            Err(e) => warn!(error = %e, "participants unavailable; unread counters not updated"),
-        }
+        };
+        self.message_committed(sender, message.conversation_id, &recipients)
+            .await;
     }
 
     /// `DELETE /messages/{id}`: the sender soft-deletes their own message.
