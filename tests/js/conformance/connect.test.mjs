@@ -3,6 +3,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ack,
+  api,
+  httpOk,
   ackRaw,
   actor,
   connect,
@@ -243,5 +245,36 @@ describe('acks and resilience', () => {
     // Barrier: alice's second device joins and gets its history after any stray `error`.
     await join(second, conversation.id);
     assert.deepEqual(received(second, 'error', { since: since[1] }), []);
+  });
+});
+
+describe('a token that expires while connected', () => {
+  test('gets error TOKEN_EXPIRED and a server disconnect', async () => {
+    const id = user('brief');
+    const socket = await connect(token({ userId: id, expSeconds: 2 }), { transports: ['websocket'] });
+    const since = mark(socket);
+    const disconnected = new Promise((resolve) => socket.once('disconnect', resolve));
+    const error = await waitFor(socket, 'error', { since, timeoutMs: 8000 });
+    assert.equal(error.code, 'TOKEN_EXPIRED');
+    // The server ends the session: socket.io-client reports it as such and does not reconnect.
+    assert.equal(await disconnected, 'io server disconnect');
+  });
+});
+
+describe('frames larger than the transport limit', () => {
+  test('close only that connection: nothing is stored and the node keeps serving', async () => {
+    const alice = await actor('big', { transports: ['websocket'] });
+    const bob = await actor('peer');
+    const conversation = await conversationOf(alice, [bob]);
+    const disconnected = new Promise((resolve) => alice.socket.once('disconnect', resolve));
+    // 200 KB, above PARLOIR_MAX_FRAME_BYTES (64 KiB in tests): Engine.IO closes the transport,
+    // as its reference server does past maxHttpBufferSize.
+    alice.socket.emit('send-message', { conversationId: conversation.id, content: 'x'.repeat(200_000) });
+    assert.equal(await disconnected, 'transport close');
+    const again = await alice.connect();
+    const history = httpOk(await api(alice.token, 'GET', `/api/v1/conversations/${conversation.id}/messages`));
+    assert.equal(history.messages.length, 0, 'nothing was stored');
+    const stored = await send(again, conversation.id, 'still here');
+    assert.equal(stored.content, 'still here');
   });
 });

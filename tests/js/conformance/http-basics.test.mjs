@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   api,
+  config,
   expiredToken,
   forgedToken,
   httpError,
@@ -75,5 +76,26 @@ describe('HTTP authentication', () => {
   test('a valid token is accepted', async () => {
     const res = await call(token({ userId: user('alice') }));
     assert.equal(res.status, 200, JSON.stringify(res.body));
+  });
+});
+
+describe('CORS (the product page lives on another origin)', () => {
+  const origin = 'https://app.example.test';
+
+  test('the HTTP API answers preflights and names the allowed origin', async () => {
+    const res = await fetch(`${config.url}/api/v1/unread`, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+    });
+    assert.ok(res.status === 200 || res.status === 204, `preflight status ${res.status}`);
+    assert.equal(res.headers.get('access-control-allow-origin'), origin);
+    assert.match(res.headers.get('access-control-allow-headers') ?? '', /authorization/i);
+  });
+
+  test('Socket.IO long-polling responses carry the allowed origin', async () => {
+    const res = await fetch(`${config.url}/socket.io/?EIO=4&transport=polling`, { headers: { origin } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('access-control-allow-origin'), origin);
+    await res.text();
   });
 });
