@@ -24,13 +24,15 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, StoreConfig};
-use crate::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral, RedisSettings};
+use crate::ephemeral::{
+    Ephemeral, MemoryEphemeral, ObservedEphemeral, RedisEphemeral, RedisSettings,
+};
 use crate::fanout::{Audience, Fanout, SioFanout};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
 use crate::service::{Messaging, ServiceSettings};
-use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::store::{ObservedStore, PostgresStore, SqliteStore, Store};
 
 /// How often expired typing states are looked for.
 const TYPING_SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -100,7 +102,10 @@ impl AppBuilder {
             };
         }
         let authenticator = Authenticator::new(&config.jwt)?;
-        let store = open_store(&config, config.migrate_on_start).await?;
+        let store: Arc<dyn Store> = Arc::new(ObservedStore::new(
+            open_store(&config, config.migrate_on_start).await?,
+            store_kind(&config.store),
+        ));
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -110,8 +115,10 @@ impl AppBuilder {
         // The mode is decided here, once; everything above the seams is the same.
         let (wired, cluster) = match &config.shared {
             SharedState::InProcess => {
-                let ephemeral: Arc<dyn Ephemeral> =
-                    Arc::new(MemoryEphemeral::new(&config.rate_limits));
+                let ephemeral: Arc<dyn Ephemeral> = Arc::new(ObservedEphemeral::new(
+                    Arc::new(MemoryEphemeral::new(&config.rate_limits)),
+                    "memory",
+                ));
                 let deps = Deps {
                     config: &config,
                     store,
@@ -141,7 +148,8 @@ impl AppBuilder {
                 )
                 .await
                 .context("connecting to Redis (shared state)")?;
-                let ephemeral: Arc<dyn Ephemeral> = Arc::new(ephemeral);
+                let ephemeral: Arc<dyn Ephemeral> =
+                    Arc::new(ObservedEphemeral::new(Arc::new(ephemeral), "redis"));
                 let subscriber =
                     redis_subscriber(redis).context("configuring the Redis adapter")?;
                 let adapter_config = RedisAdapterConfig::default()
@@ -336,7 +344,7 @@ struct Cluster {
 fn store_kind(store: &StoreConfig) -> &'static str {
     match store {
         StoreConfig::Sqlite { .. } => "sqlite",
-        StoreConfig::Postgres { .. } => "postgres",
+        StoreConfig::Postgres { .. } => "postgresql",
     }
 }
 

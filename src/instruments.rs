@@ -17,6 +17,8 @@ pub const HTTP_REQUESTS: &str = "parloir_http_requests_total";
 pub const HTTP_SECONDS: &str = "parloir_http_request_duration_seconds";
 pub const MESSAGES_STORED: &str = "parloir_messages_stored_total";
 pub const STORE_ERRORS: &str = "parloir_store_errors_total";
+pub const STORE_SECONDS: &str = "parloir_store_call_duration_seconds";
+pub const SHARED_STATE_SECONDS: &str = "parloir_shared_state_call_duration_seconds";
 pub const SHARED_STATE_ERRORS: &str = "parloir_shared_state_errors_total";
 pub const BROADCAST_FAILURES: &str = "parloir_broadcast_failures_total";
 pub const REDIS_UP: &str = "parloir_redis_up";
@@ -53,6 +55,11 @@ pub fn install() -> Option<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(STORE_SECONDS, "store call latency by operation and outcome");
+    describe_histogram!(
+        SHARED_STATE_SECONDS,
+        "shared-state (Redis or in-process) call latency by operation and outcome"
+    );
     describe_gauge!(
         SOCKETS_CONNECTED,
         "Socket.IO sockets connected to this node"
@@ -107,6 +114,18 @@ pub fn message_stored() {
 
 pub fn store_error(kind: &'static str) {
     counter!(STORE_ERRORS, "kind" => kind).increment(1);
+}
+
+pub fn store_call(op: &'static str, outcome: &'static str, elapsed: Duration) {
+    histogram!(STORE_SECONDS, "op" => op, "outcome" => outcome).record(elapsed.as_secs_f64());
+}
+
+pub fn shared_state_call(op: &'static str, outcome: &'static str, elapsed: Duration) {
+    histogram!(SHARED_STATE_SECONDS, "op" => op, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+    if outcome != "ok" {
+        shared_state_error();
+    }
 }
 
 pub fn shared_state_error() {

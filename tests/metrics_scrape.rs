@@ -140,5 +140,12 @@ async fn counters_move_with_traffic() {
         "{after}"
     );
     assert!(after.contains("parloir_sockets_connected"), "{after}");
+    assert!(
+        after.contains(
+            r#"parloir_store_call_duration_seconds_count{op="insert_message",outcome="ok"}"#
+        ),
+        "store latency is recorded per operation: {after}"
+    );
+    assert!(after.contains(r#"parloir_shared_state_call_duration_seconds_count{op="try_acquire_send",outcome="ok"}"#), "{after}");
     node.shutdown().await.expect("the node drains");
 }

@@ -167,6 +167,14 @@ async fn send_message_spans_are_exported_with_their_attributes() {
     let spans = collect_until(&mut collector, |spans| {
         find(spans, "socket.event", &[("event", "send-message")]).is_some()
             && find(spans, "send_message", &[("message.id", &socket_message_id)]).is_some()
+            && spans
+                .iter()
+                .filter(|s| {
+                    s.name == "store"
+                        && attr(s, "db.operation").as_deref() == Some("insert_message")
+                })
+                .count()
+                >= 2
             && find(spans, "send_message", &[("message.id", &http_id)]).is_some()
             && find(
                 spans,

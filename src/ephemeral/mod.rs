@@ -12,9 +12,11 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ConversationId, UserId};
 
 pub mod memory;
+pub mod observed;
 pub mod redis;
 
 pub use memory::MemoryEphemeral;
+pub use observed::ObservedEphemeral;
 pub use redis::{RedisEphemeral, RedisSettings};
 
 #[derive(Debug, thiserror::Error)]

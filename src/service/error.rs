@@ -68,7 +68,6 @@ impl From<StoreError> for ServiceError {
 
 impl From<EphemeralError> for ServiceError {
     fn from(e: EphemeralError) -> Self {
-        crate::instruments::shared_state_error();
         Self::Internal(Box::new(e))
     }
 }

@@ -14,9 +14,11 @@ use crate::domain::{
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
+pub mod observed;
 pub mod postgres;
 pub mod sqlite;
 
+pub use observed::ObservedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
