@@ -212,6 +212,20 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
         .to_owned();
     d.wait("alice", "new-message", json!({"id": during_id}), EVENT)
         .await; // local delivery still works
+    // Readiness stays 200 (a shared outage must not empty the Service) but says so.
+    let (status, ready) = d.http("GET", &format!("{}/readyz", a.url), "", None).await;
+    assert_eq!(
+        (status, &ready["status"], &ready["redis"]),
+        (200, &json!("degraded"), &json!("down")),
+        "{ready}"
+    );
+    let (_, metrics) = d.http("GET", &format!("{}/metrics", a.url), "", None).await;
+    assert!(
+        metrics
+            .as_str()
+            .is_some_and(|m| m.contains("parloir_redis_up 0")),
+        "the outage shows in metrics"
+    );
 
     redis.restart().await;
     let mut sent = vec![first_id.clone(), during_id.clone()];
