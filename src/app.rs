@@ -383,6 +383,11 @@ impl App {
         self.local_addr
     }
 
+    /// The node's readiness, e.g. to wait until it serves.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains: readiness goes false,
     /// sockets are closed (so clients reconnect elsewhere and presence is
     /// cleaned up), in-flight requests finish within the grace period.

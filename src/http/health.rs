@@ -3,7 +3,6 @@
 //! (PROTOCOL.md §5), since a 503 on every node would empty the Service.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -22,27 +21,43 @@ const DRAINING: u8 = 2;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The node's lifecycle as seen by the load balancer.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicU8>);
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<tokio::sync::watch::Sender<u8>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(STARTING)))
+    }
+}
 
 impl Readiness {
     pub fn set_ready(&self) {
         // Never leave DRAINING: a draining node stays unready until it exits.
-        let _ = self
-            .0
-            .compare_exchange(STARTING, READY, Ordering::SeqCst, Ordering::SeqCst);
+        self.0.send_if_modified(|state| {
+            let starting = *state == STARTING;
+            if starting {
+                *state = READY;
+            }
+            starting
+        });
     }
 
     pub fn set_draining(&self) {
-        self.0.store(DRAINING, Ordering::SeqCst);
+        self.0.send_replace(DRAINING);
     }
 
     pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::SeqCst) == DRAINING
+        *self.0.borrow() == DRAINING
+    }
+
+    /// Resolves once the node serves (immediately if it already does).
+    pub async fn wait_ready(&self) {
+        // `wait_for` fails only if the sender is gone; we hold it.
+        let _ = self.0.subscribe().wait_for(|state| *state == READY).await;
     }
 
     fn state(&self) -> u8 {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
     }
 }
 

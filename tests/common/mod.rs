@@ -151,15 +151,24 @@ impl TestNode {
             .await
             .expect("the test node builds");
         let addr = app.local_addr();
+        let readiness = app.readiness();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
-        let node = Self {
+        tokio::time::timeout(READY_DEADLINE, readiness.wait_ready())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the test node at {addr} was not ready within {READY_DEADLINE:?}")
+            });
+        assert_eq!(
+            Self::status_of(addr, "/readyz").await,
+            Some(200),
+            "a ready node answers /readyz with 200"
+        );
+        Self {
             addr,
             stop,
             task: Some(task),
-        };
-        node.wait_ready().await;
-        node
+        }
     }
 
     /// `http://127.0.0.1:PORT`, the base URL clients use.
@@ -174,36 +183,14 @@ impl TestNode {
         task.await?
     }
 
-    async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + READY_DEADLINE;
-        loop {
-            let status = self.get_status("/readyz").await;
-            if status == Some(200) {
-                return;
-            }
-            if let Some(task) = &self.task {
-                assert!(
-                    !task.is_finished(),
-                    "the test node stopped before it was ready"
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the test node at {} was not ready within {READY_DEADLINE:?} (last /readyz: {status:?})",
-                self.addr
-            );
-            // Readiness is a state flip with no event to await from outside: poll it.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// The status code of a plain `GET path`, or None if the node did not answer.
     pub async fn get_status(&self, path: &str) -> Option<u16> {
-        let mut stream = TcpStream::connect(self.addr).await.ok()?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
+        Self::status_of(self.addr, path).await
+    }
+
+    async fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
