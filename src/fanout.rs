@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::socket::Sid;
+use socketioxide::{BroadcastError, SocketIo};
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -118,7 +118,20 @@ impl<A: Adapter> Fanout for SioFanout<A> {
                 .except(audience.except.clone());
             match ops.emit(event, &payload).await {
                 Ok(()) => return,
-                Err(e) => {
+                // Some sockets were closing or full; the others got the event.
+                Err(BroadcastError::Socket(failed)) => {
+                    tracing::debug!(
+                        event,
+                        sockets = failed.len(),
+                        "event not delivered to closing sockets"
+                    );
+                    return;
+                }
+                Err(BroadcastError::Serialize(e)) => {
+                    tracing::error!(event, error = %e, "event payload failed to serialise");
+                    return;
+                }
+                Err(BroadcastError::Adapter(e)) => {
                     // The adapter publishes before it delivers locally, so a
                     // failed publish delivered nothing: deliver here at least.
                     warn!(event, error = %e, "broadcast to other nodes failed; delivering on this node only");
@@ -129,7 +142,7 @@ impl<A: Adapter> Fanout for SioFanout<A> {
         }
         let local = ns.local().to(audience.to).except(audience.except);
         if let Err(e) = local.emit(event, &payload).await {
-            warn!(event, error = %e, "local broadcast failed");
+            tracing::debug!(event, error = %e, "local broadcast incomplete");
         }
     }
 
