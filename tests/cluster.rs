@@ -17,25 +17,8 @@ const HEARTBEAT_MS: &str = "200";
 const NODE_TTL_MS: &str = "1000";
 const EVENT: Duration = Duration::from_secs(5);
 
-fn user(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
 fn token(user: &str) -> String {
-    let secret = secrecy::SecretString::from(SECRET.to_owned());
-    let user = parloir::domain::UserId::parse("user", user).expect("valid user");
-    parloir::auth::mint_hs256(
-        &secret,
-        &user,
-        None,
-        Some(user.as_str()),
-        None,
-        chrono::Duration::minutes(10),
-    )
-    .expect("token")
+    common::mint_token(SECRET, user)
 }
 
 fn node_env(
@@ -94,7 +77,11 @@ async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once() {
     let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
     let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
     let mut d = Driver::start().await;
-    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let (alice, bob, carol) = (
+        common::unique_user("alice"),
+        common::unique_user("bob"),
+        common::unique_user("carol"),
+    );
     create_conversation(&mut d, &a, &alice, &[&bob]).await;
     create_conversation(&mut d, &b, &carol, &[&bob]).await;
 
@@ -172,7 +159,7 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
     let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
     let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
     let mut d = Driver::start().await;
-    let (alice, bob) = (user("alice"), user("bob"));
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
     let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
     d.connect("alice", &a.url, &token(&alice)).await;
     d.connect("bob", &b.url, &token(&bob)).await;
@@ -323,7 +310,7 @@ async fn a_postgres_outage_answers_unavailable_broadcasts_nothing_and_heals() {
     let pg = PostgresServer::start().await;
     let node = NodeProcess::start(&node_env(&pg.url("postgres"), None, "", "solo")).await;
     let mut d = Driver::start().await;
-    let (alice, bob) = (user("alice"), user("bob"));
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
     let conversation = create_conversation(&mut d, &node, &alice, &[&bob]).await;
     d.connect("alice", &node.url, &token(&alice)).await;
     d.connect("bob", &node.url, &token(&bob)).await;

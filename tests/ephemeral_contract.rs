@@ -222,9 +222,10 @@ mod contract {
             "missing until rebuilt"
         );
         let missing = e
-            .increment_unread(c1, std::slice::from_ref(&alice))
+            .message_committed(c1, &user("sender"), std::slice::from_ref(&alice))
             .await
-            .unwrap();
+            .unwrap()
+            .unread;
         assert_eq!(
             missing,
             vec![(alice.clone(), None)],
@@ -235,9 +236,10 @@ mod contract {
             .unwrap();
         e.replace_unread(&bob, &HashMap::new()).await.unwrap();
         let updated = e
-            .increment_unread(c2, &[alice.clone(), bob.clone()])
+            .message_committed(c2, &user("sender"), &[alice.clone(), bob.clone()])
             .await
-            .unwrap();
+            .unwrap()
+            .unread;
         assert_eq!(
             updated,
             vec![(alice.clone(), Some((1, 3))), (bob.clone(), Some((1, 1)))]

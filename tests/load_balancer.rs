@@ -15,25 +15,8 @@ use serde_json::{Value, json};
 const SECRET: &str = "lb-test-secret-lb-test-secret-lb-test!";
 const EVENT: Duration = Duration::from_secs(10);
 
-fn user(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
 fn token(user: &str) -> String {
-    let secret = secrecy::SecretString::from(SECRET.to_owned());
-    let user = parloir::domain::UserId::parse("user", user).expect("valid user");
-    parloir::auth::mint_hs256(
-        &secret,
-        &user,
-        None,
-        None,
-        None,
-        chrono::Duration::minutes(10),
-    )
-    .expect("token")
+    common::mint_token(SECRET, user)
 }
 
 struct Cluster {
@@ -96,7 +79,11 @@ async fn polling_and_websocket_clients_reach_each_other_across_nodes() {
     let c = cluster().await;
     let lb = LoadBalancer::start(&[&c.nodes[0], &c.nodes[1]]).await;
     let mut d = Driver::start().await;
-    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let (alice, bob, carol) = (
+        common::unique_user("alice"),
+        common::unique_user("bob"),
+        common::unique_user("carol"),
+    );
     let conversation = group(&mut d, &lb.url, &[&alice, &bob, &carol]).await;
     // Long-polling needs every request of a session on one node: the cookie does that.
     d.connect_with(
@@ -169,7 +156,9 @@ async fn a_drained_node_loses_nothing_stores_nothing_twice_and_its_clients_move(
     let mut c = cluster().await;
     let lb = LoadBalancer::start(&[&c.nodes[0], &c.nodes[1]]).await;
     let mut d = Driver::start().await;
-    let members: Vec<String> = (0..4).map(|i| user(&format!("sender{i}"))).collect();
+    let members: Vec<String> = (0..4)
+        .map(|i| common::unique_user(&format!("sender{i}")))
+        .collect();
     let refs: Vec<&String> = members.iter().collect();
     let conversation = group(&mut d, &lb.url, &refs).await;
     for (i, m) in members.iter().enumerate() {

@@ -13,17 +13,7 @@ use parloir::config::StoreConfig;
 const SECRET: &str = "metrics-test-secret-metrics-test-secret";
 
 fn token(user: &str) -> String {
-    let secret = secrecy::SecretString::from(SECRET.to_owned());
-    let user = parloir::domain::UserId::parse("user", user).expect("valid user");
-    parloir::auth::mint_hs256(
-        &secret,
-        &user,
-        None,
-        None,
-        None,
-        chrono::Duration::minutes(5),
-    )
-    .expect("token")
+    common::mint_token(SECRET, user)
 }
 
 async fn curl(args: &[&str]) -> String {

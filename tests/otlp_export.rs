@@ -18,17 +18,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 const SECRET: &str = "otlp-test-secret-otlp-test-secret!";
 
 fn token(user: &str) -> String {
-    let secret = secrecy::SecretString::from(SECRET.to_owned());
-    let user = parloir::domain::UserId::parse("user", user).expect("valid user");
-    parloir::auth::mint_hs256(
-        &secret,
-        &user,
-        None,
-        None,
-        None,
-        chrono::Duration::minutes(5),
-    )
-    .expect("token")
+    common::mint_token(SECRET, user)
 }
 
 async fn post(url: &str, token: &str, body: serde_json::Value) -> serde_json::Value {

@@ -7,7 +7,9 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Ephemeral, EphemeralError, Presence, Typist, UnixMillis, UnreadCounts};
+use super::{
+    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadCounts,
+};
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
 use async_trait::async_trait;
@@ -169,15 +171,7 @@ impl Ephemeral for MemoryEphemeral {
         conversation: ConversationId,
         user: &UserId,
     ) -> Result<bool, EphemeralError> {
-        let mut state = self.state();
-        let Some(room) = state.typing.get_mut(&conversation) else {
-            return Ok(false);
-        };
-        let was = room.remove(user).is_some();
-        if room.is_empty() {
-            state.typing.remove(&conversation);
-        }
-        Ok(was)
+        Ok(remove_typing(&mut self.state(), conversation, user))
     }
 
     async fn typing_conversations_of(
@@ -233,13 +227,15 @@ impl Ephemeral for MemoryEphemeral {
         Ok(expired)
     }
 
-    async fn increment_unread(
+    async fn message_committed(
         &self,
         conversation: ConversationId,
+        sender: &UserId,
         recipients: &[UserId],
-    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError> {
+    ) -> Result<MessageCommitted, EphemeralError> {
         let mut state = self.state();
-        Ok(recipients
+        let sender_was_typing = remove_typing(&mut state, conversation, sender);
+        let unread = recipients
             .iter()
             .map(|user| {
                 let counts = state.unread.get_mut(user).map(|counts| {
@@ -250,7 +246,11 @@ impl Ephemeral for MemoryEphemeral {
                 });
                 (user.clone(), counts)
             })
-            .collect())
+            .collect();
+        Ok(MessageCommitted {
+            sender_was_typing,
+            unread,
+        })
     }
 
     async fn replace_unread(
@@ -271,6 +271,18 @@ impl Ephemeral for MemoryEphemeral {
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
         Ok(self.state().unread.get(user).cloned())
     }
+}
+
+/// Ends a typing state; true when there was one.
+fn remove_typing(state: &mut State, conversation: ConversationId, user: &UserId) -> bool {
+    let Some(room) = state.typing.get_mut(&conversation) else {
+        return false;
+    };
+    let was = room.remove(user).is_some();
+    if room.is_empty() {
+        state.typing.remove(&conversation);
+    }
+    was
 }
 
 fn millis(d: Duration) -> UnixMillis {

@@ -56,7 +56,8 @@ pub type UnixMillis = i64;
 pub struct MessageCommitted {
     /// The sender had a typing state in the conversation; it has ended.
     pub sender_was_typing: bool,
-    /// Per recipient, as `increment_unread` returns it.
+    /// Per recipient: `Some((conversation count, total))`, or `None` when the
+    /// recipient's counters are missing (rebuild them from the store).
     pub unread: Vec<(UserId, Option<(u64, u64)>)>,
 }
 
@@ -152,32 +153,17 @@ pub trait Ephemeral: Send + Sync + 'static {
 
     // ---- unread counters ----
 
-    /// Adds one unread message in `conversation` for each recipient whose
-    /// counters are present. Returns, per recipient, `Some((conversation
-    /// count, total))` or `None` when that user's counters are missing and
-    /// must be rebuilt from the store.
-    async fn increment_unread(
-        &self,
-        conversation: ConversationId,
-        recipients: &[UserId],
-    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError>;
-
     /// After a message is committed: ends the sender's typing state in the
-    /// conversation and counts one more unread for each recipient — what the
-    /// hot path of a send needs, which implementations do in one round trip.
+    /// conversation and counts one more unread for each recipient whose
+    /// counters are present — the hot path of a send, in one round trip. A
+    /// recipient's entry is `Some((conversation count, total))`, or `None`
+    /// when that user's counters are missing and must be rebuilt from the store.
     async fn message_committed(
         &self,
         conversation: ConversationId,
         sender: &UserId,
         recipients: &[UserId],
-    ) -> Result<MessageCommitted, EphemeralError> {
-        let sender_was_typing = self.stop_typing(conversation, sender).await?;
-        let unread = self.increment_unread(conversation, recipients).await?;
-        Ok(MessageCommitted {
-            sender_was_typing,
-            unread,
-        })
-    }
+    ) -> Result<MessageCommitted, EphemeralError>;
 
     /// Replaces a user's counters with counts recomputed from the store.
     async fn replace_unread(

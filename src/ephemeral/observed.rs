@@ -152,18 +152,6 @@ impl Ephemeral for ObservedEphemeral {
             .await
     }
 
-    async fn increment_unread(
-        &self,
-        conversation: ConversationId,
-        recipients: &[UserId],
-    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError> {
-        self.observe(
-            "increment_unread",
-            self.inner.increment_unread(conversation, recipients),
-        )
-        .await
-    }
-
     async fn message_committed(
         &self,
         conversation: ConversationId,

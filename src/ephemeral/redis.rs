@@ -461,41 +461,6 @@ impl Ephemeral for RedisEphemeral {
         Ok(expired)
     }
 
-    async fn increment_unread(
-        &self,
-        conversation: ConversationId,
-        recipients: &[UserId],
-    ) -> Result<Vec<(UserId, Option<(u64, u64)>)>, EphemeralError> {
-        const OP: &str = "increment_unread";
-        if recipients.is_empty() {
-            return Ok(Vec::new());
-        }
-        let reply: Vec<Value> = self
-            .eval(
-                OP,
-                &self.scripts.increment_unread,
-                recipients.iter().map(|u| self.keys.unread(u)).collect(),
-                vec![conversation.to_string().into()],
-            )
-            .await?;
-        if reply.len() != recipients.len() * 2 {
-            return Err(unexpected(OP));
-        }
-        Ok(recipients
-            .iter()
-            .zip(reply.chunks_exact(2))
-            .map(|(user, pair)| {
-                let count = pair.first().and_then(Value::as_i64);
-                let total = pair.get(1).and_then(Value::as_i64);
-                let counts = match (count, total) {
-                    (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
-                    _ => None,
-                };
-                (user.clone(), counts)
-            })
-            .collect())
-    }
-
     async fn message_committed(
         &self,
         conversation: ConversationId,
@@ -695,7 +660,6 @@ scripts!(
     stop_typing,
     typing_in,
     take_expired_typing,
-    increment_unread,
     message_committed,
     replace_unread,
     try_acquire_send,

@@ -17,6 +17,26 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// A user id unique to this test run: `{prefix}-{8 hex}`.
+pub fn unique_user(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// An HS256 token for `user` (display name = the id), valid ten minutes.
+pub fn mint_token(secret: &str, user: &str) -> String {
+    let secret = secrecy::SecretString::from(secret.to_owned());
+    let user = parloir::domain::UserId::parse("user", user).expect("a valid test user id");
+    parloir::auth::mint_hs256(
+        &secret,
+        &user,
+        None,
+        Some(user.as_str()),
+        None,
+        chrono::Duration::minutes(10),
+    )
+    .expect("an HS256 token")
+}
+
 /// How long a node may take to report ready on `/readyz`.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 

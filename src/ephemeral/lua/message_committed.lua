@@ -1,6 +1,6 @@
 -- After a message is committed, in one round trip: ends the sender's typing
 -- state in the conversation (as stop_typing.lua) and adds one unread for each
--- recipient whose counters exist (as increment_unread.lua; a missing key is
+-- recipient whose counters exist (a missing key is
 -- never created: it means "rebuild from the store").
 -- KEYS[1..5]: the sender's typing keys (see stop_typing.lua); KEYS[6..]: unread:{recipient}
 -- ARGV[1] senderId, ARGV[2] "{conversationId}|{senderId}", ARGV[3] conversationId
