@@ -37,6 +37,9 @@ use crate::store::{ObservedStore, PostgresStore, SqliteStore, Store};
 /// Capacity of the channels that carry other nodes' broadcasts into this one.
 const ADAPTER_CHANNEL_CAPACITY: usize = 1 << 16;
 
+/// Deadline of the adapter's Redis commands (publishes, subscriptions).
+const ADAPTER_PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
+
 /// How often expired typing states are looked for.
 const TYPING_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
@@ -225,7 +228,10 @@ fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::Subscr
             c.connection_timeout = redis.command_timeout;
         })
         .with_performance_config(|p| {
-            p.default_command_timeout = redis.command_timeout;
+            // A publish that cannot go out within this is delivered locally
+            // instead (see fanout.rs), so keep it short whatever the deadline
+            // of shared-state commands is.
+            p.default_command_timeout = redis.command_timeout.min(ADAPTER_PUBLISH_DEADLINE);
             // Every cross-node broadcast arrives through this channel; fred's
             // default of 32 drops messages under load (measured: 150 lost
             // deliveries at 800 msg/s between two nodes).

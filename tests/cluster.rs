@@ -38,7 +38,6 @@ fn node_env(
         env.extend([
             ("REDIS_URL", redis.url()),
             ("PARLOIR_REDIS_PREFIX", prefix.to_owned()),
-            ("PARLOIR_REDIS_TIMEOUT_MS", "500".to_owned()),
             ("PARLOIR_HEARTBEAT_MS", HEARTBEAT_MS.to_owned()),
             ("PARLOIR_NODE_TTL_MS", NODE_TTL_MS.to_owned()),
         ]);

@@ -19,6 +19,7 @@ use fred::prelude::{
     ReconnectPolicy, SetsInterface, Value,
 };
 use fred::types::RespVersion;
+use fred::types::config::Options;
 use fred::types::scripts::Script;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -147,7 +148,13 @@ impl RedisEphemeral {
         keys: Vec<Key>,
         args: Vec<Value>,
     ) -> Result<R, EphemeralError> {
-        let client = self.pool.next_connected();
+        // Fail at once while the connection is down rather than queue until
+        // the command deadline: callers fall back (rate limits fail open,
+        // counters are rebuilt), so a Redis outage must not slow every send.
+        let client = self.pool.next_connected().with_options(&Options {
+            fail_fast: true,
+            ..Options::default()
+        });
         let by_sha = client
             .evalsha(
                 lua.script.sha1().clone(),
