@@ -32,7 +32,7 @@ use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
 use crate::service::{Messaging, ServiceSettings};
-use crate::store::{ObservedStore, PostgresStore, SqliteStore, Store};
+use crate::store::{ObservedStore, ParticipantCache, PostgresStore, SqliteStore, Store};
 
 /// Capacity of the channels that carry other nodes' broadcasts into this one.
 const ADAPTER_CHANNEL_CAPACITY: usize = 1 << 16;
@@ -108,10 +108,14 @@ impl AppBuilder {
             };
         }
         let authenticator = Authenticator::new(&config.jwt)?;
-        let store: Arc<dyn Store> = Arc::new(ObservedStore::new(
+        let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(
             open_store(&config, config.migrate_on_start).await?,
             store_kind(&config.store),
         ));
+        let store: Arc<dyn Store> = match config.participant_cache_size {
+            0 => observed,
+            capacity => Arc::new(ParticipantCache::new(observed, capacity)),
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;

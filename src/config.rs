@@ -98,6 +98,13 @@ pub struct RawConfig {
     /// Service name on exported spans.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "parloir")]
     pub otel_service_name: String,
+    /// Conversations whose participants are kept in memory (0 turns the cache off).
+    #[arg(
+        long,
+        env = "PARLOIR_PARTICIPANT_CACHE_SIZE",
+        default_value_t = 100_000
+    )]
+    pub participant_cache_size: usize,
     /// Seconds a draining node waits for in-flight work after SIGTERM.
     #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
     pub drain_grace_secs: u64,
@@ -191,6 +198,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     pub drain_grace: Duration,
     pub otlp: crate::telemetry::Otlp,
+    /// 0: no participant cache.
+    pub participant_cache_size: usize,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -440,6 +449,12 @@ impl RawConfig {
             db_max_connections,
             db_acquire_timeout: Duration::from_millis(acquire_ms as u64),
             drain_grace: Duration::from_secs(drain_secs as u64),
+            participant_cache_size: in_range(
+                "PARLOIR_PARTICIPANT_CACHE_SIZE",
+                self.participant_cache_size,
+                0,
+                10_000_000,
+            )?,
             otlp: match self.otel_endpoint.filter(|e| !e.is_empty()) {
                 None => crate::telemetry::Otlp::Disabled,
                 Some(endpoint)
@@ -496,6 +511,7 @@ impl Config {
             db_acquire_timeout: Duration::from_secs(3),
             drain_grace: Duration::from_secs(5),
             otlp: crate::telemetry::Otlp::Disabled,
+            participant_cache_size: 10_000,
         }
     }
 }

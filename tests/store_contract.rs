@@ -994,6 +994,19 @@ macro_rules! contract_tests {
                 }
             )*
         }
+
+        /// The decorators the node wraps every store in keep the contract.
+        mod decorated {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    let observed = std::sync::Arc::new(parloir::store::ObservedStore::new(store, "sqlite"));
+                    let cached = std::sync::Arc::new(parloir::store::ParticipantCache::new(observed, 64));
+                    super::contract::$case(cached).await;
+                }
+            )*
+        }
     };
 }
 

@@ -14,10 +14,12 @@ use crate::domain::{
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
+pub mod cached;
 pub mod observed;
 pub mod postgres;
 pub mod sqlite;
 
+pub use cached::ParticipantCache;
 pub use observed::ObservedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
