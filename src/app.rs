@@ -122,6 +122,14 @@ impl AppBuilder {
         let local_addr = listener.local_addr()?;
         let readiness = Readiness::default();
 
+        // Everything but the shared state is the same in both modes.
+        let deps = |ephemeral| Deps {
+            config: &config,
+            store,
+            ephemeral,
+            authenticator,
+            readiness: readiness.clone(),
+        };
         // The mode is decided here, once; everything above the seams is the same.
         let (wired, cluster) = match &config.shared {
             SharedState::InProcess => {
@@ -129,14 +137,7 @@ impl AppBuilder {
                     Arc::new(MemoryEphemeral::new(&config.rate_limits)),
                     "memory",
                 ));
-                let deps = Deps {
-                    config: &config,
-                    store,
-                    ephemeral,
-                    authenticator,
-                    readiness: readiness.clone(),
-                };
-                let (wired, io) = wire(SocketIo::builder(), deps);
+                let (wired, io) = wire(SocketIo::builder(), deps(ephemeral));
                 io.ns(
                     NAMESPACE,
                     gateway::on_connect::<LocalAdapter>.with(gateway::authenticate::<LocalAdapter>),
@@ -169,16 +170,9 @@ impl AppBuilder {
                 let ctr = RedisAdapterCtr::new_with_fred_config(subscriber, adapter_config)
                     .await
                     .context("connecting the Redis adapter")?;
-                let deps = Deps {
-                    config: &config,
-                    store,
-                    ephemeral,
-                    authenticator,
-                    readiness: readiness.clone(),
-                };
                 let (wired, io) = wire(
                     SocketIo::builder().with_adapter::<ClusterAdapter>(ctr),
-                    deps,
+                    deps(ephemeral),
                 );
                 io.ns(
                     NAMESPACE,

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::TestNode;
 use parloir::Config;
 use parloir::config::StoreConfig;
@@ -41,26 +39,6 @@ fn sample(text: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().expect("a numeric sample"))
 }
 
-async fn socket_send(
-    node: &TestNode,
-    token: &str,
-    payload: serde_json::Value,
-) -> serde_json::Value {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    let out = tokio::process::Command::new("node")
-        .current_dir(&js)
-        .arg("bin/sio-client.mjs")
-        .arg(node.url())
-        .arg("/messaging")
-        .arg(serde_json::json!({ "token": token }).to_string())
-        .arg("send-message")
-        .arg(serde_json::json!([payload]).to_string())
-        .output()
-        .await
-        .expect("node runs the client");
-    serde_json::from_slice(&out.stdout).expect("the client prints one JSON line")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_with_traffic() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -91,15 +69,15 @@ async fn counters_move_with_traffic() {
     let conversation: serde_json::Value =
         serde_json::from_str(&created).expect("JSON conversation");
     let id = conversation["id"].as_str().expect("an id");
-    let ok = socket_send(
-        &node,
+    let ok = common::send_with_official_client(
+        &node.url(),
         &alice,
         serde_json::json!({"conversationId": id, "content": "hi"}),
     )
     .await;
     assert_eq!(ok["ack"]["ok"], true, "{ok}");
-    let bad = socket_send(
-        &node,
+    let bad = common::send_with_official_client(
+        &node.url(),
         &alice,
         serde_json::json!({"conversationId": id, "content": ""}),
     )

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use common::TestNode;
@@ -127,23 +126,12 @@ async fn send_message_spans_are_exported_with_their_attributes() {
     )
     .await;
     // …and over Socket.IO with the official client.
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    let out = tokio::process::Command::new("node")
-        .current_dir(&js)
-        .arg("bin/sio-client.mjs")
-        .arg(node.url())
-        .arg("/messaging")
-        .arg(serde_json::json!({"token": alice}).to_string())
-        .arg("send-message")
-        .arg(
-            serde_json::json!([{"conversationId": conversation_id, "content": "over socket"}])
-                .to_string(),
-        )
-        .output()
-        .await
-        .expect("node runs the client");
-    let reply: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("the client prints one JSON line");
+    let reply = common::send_with_official_client(
+        &node.url(),
+        &alice,
+        serde_json::json!({"conversationId": conversation_id, "content": "over socket"}),
+    )
+    .await;
     let socket_message_id = reply["ack"]["data"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("send acked: {reply}"))

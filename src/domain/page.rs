@@ -10,6 +10,15 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 pub const MAX_PAGE_LIMIT: u32 = 100;
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 
+/// A page size from a client: `default` when absent, else 1 to `MAX_PAGE_LIMIT`.
+pub fn parse_limit(raw: Option<i64>, default: u32) -> Result<u32, ValidationError> {
+    match raw {
+        None => Ok(default),
+        Some(l) if (1..=i64::from(MAX_PAGE_LIMIT)).contains(&l) => Ok(l as u32),
+        Some(_) => Err(ValidationError::new("limit", "must be 1 to 100")),
+    }
+}
+
 /// A validated history request (PROTOCOL.md §3 `join-conversation`, §6).
 ///
 /// - neither bound: the newest `limit` messages;
@@ -31,11 +40,7 @@ impl PageRequest {
         before: Option<&str>,
         after: Option<&str>,
     ) -> Result<Self, ValidationError> {
-        let limit = match limit {
-            None => DEFAULT_PAGE_LIMIT,
-            Some(l) if (1..=i64::from(MAX_PAGE_LIMIT)).contains(&l) => l as u32,
-            Some(_) => return Err(ValidationError::new("limit", "must be 1 to 100")),
-        };
+        let limit = parse_limit(limit, DEFAULT_PAGE_LIMIT)?;
         let before = before.map(|b| MessageId::parse("before", b)).transpose()?;
         let after = after.map(|a| MessageId::parse("after", a)).transpose()?;
         Ok(Self {

@@ -7,7 +7,7 @@ use super::{Messaging, ServiceResult};
 use crate::auth::User;
 use crate::domain::{
     self, Conversation, ConversationId, ConversationSummary, ListCursor, NewConversation, Page,
-    PageRequest, ValidationError,
+    PageRequest,
 };
 use crate::fanout::Audience;
 use crate::protocol::{ConversationAck, MemberEvent, ev, rooms};
@@ -82,11 +82,7 @@ impl Messaging {
         limit: Option<i64>,
         cursor: Option<&str>,
     ) -> ServiceResult<ConversationList> {
-        let limit = match limit {
-            None => domain::page::DEFAULT_LIST_LIMIT,
-            Some(l) if (1..=i64::from(domain::page::MAX_PAGE_LIMIT)).contains(&l) => l as u32,
-            Some(_) => return Err(ValidationError::new("limit", "must be 1 to 100").into()),
-        };
+        let limit = domain::page::parse_limit(limit, domain::page::DEFAULT_LIST_LIMIT)?;
         let cursor = cursor.map(ListCursor::decode).transpose()?;
         // One extra row tells whether another page exists.
         let mut conversations = self

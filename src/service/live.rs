@@ -198,12 +198,8 @@ impl Messaging {
             }
         };
         if effects.sender_was_typing {
-            let typist = Typist {
-                conversation_id: conversation,
-                user_id: sender.id.clone(),
-                user_name: sender.display_name().to_owned(),
-            };
-            self.announce_typing(ev::USER_STOPPED_TYPING, &typist).await;
+            self.announce_typing(ev::USER_STOPPED_TYPING, &typist(sender, conversation))
+                .await;
         }
         let updated = effects.unread;
         for (user, counts) in updated {
@@ -289,23 +285,19 @@ impl Messaging {
         conversation: ConversationId,
     ) -> ServiceResult<()> {
         self.require_participant(conversation, &user.id).await?;
-        let typist = Typist {
-            conversation_id: conversation,
-            user_id: user.id.clone(),
-            user_name: user.display_name().to_owned(),
-        };
+        let typing = typist(user, conversation);
         let settings = &self.inner.settings;
         let relay = self
             .ephemeral()
             .start_typing(
-                &typist,
+                &typing,
                 now_unix_millis(),
                 settings.typing_ttl,
                 settings.rate_limits.typing_relay_interval,
             )
             .await?;
         if relay {
-            self.announce_typing(ev::USER_TYPING, &typist).await;
+            self.announce_typing(ev::USER_TYPING, &typing).await;
         }
         Ok(())
     }
@@ -326,12 +318,8 @@ impl Messaging {
     pub(super) async fn end_typing(&self, conversation: ConversationId, user: &User) {
         match self.ephemeral().stop_typing(conversation, &user.id).await {
             Ok(true) => {
-                let typist = Typist {
-                    conversation_id: conversation,
-                    user_id: user.id.clone(),
-                    user_name: user.display_name().to_owned(),
-                };
-                self.announce_typing(ev::USER_STOPPED_TYPING, &typist).await;
+                self.announce_typing(ev::USER_STOPPED_TYPING, &typist(user, conversation))
+                    .await;
             }
             Ok(false) => {}
             Err(e) => warn!(error = %e, "typing state unavailable"),
@@ -525,4 +513,13 @@ fn unread_update(counts: &UnreadCounts, conversation: Option<ConversationId>) ->
 /// The wall clock in the unit the ephemeral state keeps time in.
 pub fn now_unix_millis() -> UnixMillis {
     Utc::now().timestamp_millis()
+}
+
+/// How `user` appears as a typist in `conversation`.
+fn typist(user: &User, conversation: ConversationId) -> Typist {
+    Typist {
+        conversation_id: conversation,
+        user_id: user.id.clone(),
+        user_name: user.display_name().to_owned(),
+    }
 }

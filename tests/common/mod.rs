@@ -37,6 +37,34 @@ pub fn mint_token(secret: &str, user: &str) -> String {
     .expect("an HS256 token")
 }
 
+/// Emits `send-message` with `payload` once through the official Socket.IO
+/// client (`tests/js/bin/sio-client.mjs`) as `token`'s user, and returns the
+/// client's one-line report (`{"ack": ..., ...}`).
+pub async fn send_with_official_client(
+    url: &str,
+    token: &str,
+    payload: serde_json::Value,
+) -> serde_json::Value {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    let out = tokio::process::Command::new("node")
+        .current_dir(&js)
+        .arg("bin/sio-client.mjs")
+        .arg(url)
+        .arg("/messaging")
+        .arg(serde_json::json!({ "token": token }).to_string())
+        .arg("send-message")
+        .arg(serde_json::json!([payload]).to_string())
+        .output()
+        .await
+        .expect("node runs the client");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the client prints one JSON line ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// How long a node may take to report ready on `/readyz`.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 
