@@ -48,15 +48,6 @@ fn artifacts_dir() -> PathBuf {
         .join("browser-artifacts")
 }
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
 /// A node in dev mode, as `cargo run` starts one: the HS256 secret counts as
 /// generated, so the demo page and the dev sign-in exist.
 fn dev_mode_config(dir: &Path) -> Config {
@@ -184,7 +175,7 @@ fn dechunk(mut rest: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn production_mode_has_no_page_or_dev_sign_in() {
-    init_logs();
+    common::init_logs();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let node = TestNode::spawn(production_config(dir.path())).await;
     for path in ["/", "/app.js", "/style.css", "/vendor/socket.io.min.js"] {
@@ -211,7 +202,7 @@ async fn production_mode_has_no_page_or_dev_sign_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dev_mode_serves_the_page_and_a_loopback_only_sign_in() {
-    init_logs();
+    common::init_logs();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let node = TestNode::spawn(dev_mode_config(dir.path())).await;
     let addr = node.addr;
@@ -306,7 +297,7 @@ async fn dev_mode_serves_the_page_and_a_loopback_only_sign_in() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_users_talk_through_the_demo_page() {
-    init_logs();
+    common::init_logs();
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
     assert!(
         Path::new(&chromium).is_file(),

@@ -94,16 +94,6 @@ fn test_secret() -> String {
     format!("parloir-conformance-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // Several tests share a binary: only the first installs the subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
 /// Runs the JS files of `suite` against `nodes` (with two, the harness
 /// spreads sockets and requests over both), printing node's test output as
 /// it comes, and panics unless every JS test passed.
@@ -213,7 +203,7 @@ async fn run_js_suite(nodes: &[&TestNode], secret: &str, suite: Suite, store: &s
 }
 
 async fn on_sqlite(suite: Suite) {
-    init_logs();
+    common::init_logs();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let secret = test_secret();
     let store = StoreConfig::Sqlite {
@@ -225,7 +215,7 @@ async fn on_sqlite(suite: Suite) {
 }
 
 async fn on_postgres(suite: Suite) {
-    init_logs();
+    common::init_logs();
     let database = PostgresDatabase::create().await;
     let secret = test_secret();
     let store = StoreConfig::Postgres {
@@ -240,7 +230,7 @@ async fn on_postgres(suite: Suite) {
 /// Two nodes sharing one Postgres database and one Redis (a key prefix of
 /// their own), as in production behind a sticky load balancer.
 async fn on_two_nodes(suite: Suite) {
-    init_logs();
+    common::init_logs();
     let database = PostgresDatabase::create().await;
     let redis_url = std::env::var("PARLOIR_TEST_REDIS_URL").expect(
         "PARLOIR_TEST_REDIS_URL is not set: run scripts/test (it starts a throwaway Redis)",

@@ -65,6 +65,17 @@ pub async fn send_with_official_client(
     })
 }
 
+/// Shows the in-process nodes' logs with the test output (`RUST_LOG`,
+/// default `warn`). Several tests share a binary: only the first installs it.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// How long a node may take to report ready on `/readyz`.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 
