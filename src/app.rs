@@ -32,7 +32,10 @@ use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
 use crate::service::{Messaging, ServiceSettings};
-use crate::store::{ObservedStore, ParticipantCache, PostgresStore, SqliteStore, Store};
+use crate::store::{
+    GroupCommit, GroupCommitLimits, ObservedStore, ParticipantCache, PostgresStore, SqliteStore,
+    Store,
+};
 
 /// Capacity of the channels that carry other nodes' broadcasts into this one.
 const ADAPTER_CHANNEL_CAPACITY: usize = 1 << 16;
@@ -108,10 +111,12 @@ impl AppBuilder {
             };
         }
         let authenticator = Authenticator::new(&config.jwt)?;
-        let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(
+        let batched: Arc<dyn Store> = Arc::new(GroupCommit::new(
             open_store(&config, config.migrate_on_start).await?,
-            store_kind(&config.store),
+            group_commit_limits(&config),
         ));
+        let observed: Arc<dyn Store> =
+            Arc::new(ObservedStore::new(batched, store_kind(&config.store)));
         let store: Arc<dyn Store> = match config.participant_cache_size {
             0 => observed,
             capacity => Arc::new(ParticipantCache::new(observed, capacity)),
@@ -351,6 +356,18 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
 struct Cluster {
     heartbeat: Duration,
     node_ttl: Duration,
+}
+
+/// SQLite has one writer, so a second batch in flight would only wait for
+/// the first; Postgres overlaps one batch's flush with the next batches.
+fn group_commit_limits(config: &Config) -> GroupCommitLimits {
+    GroupCommitLimits {
+        max_batch: config.store_batch_max,
+        concurrent_batches: match config.store {
+            StoreConfig::Sqlite { .. } => 1,
+            StoreConfig::Postgres { .. } => 4,
+        },
+    }
 }
 
 fn store_kind(store: &StoreConfig) -> &'static str {

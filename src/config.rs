@@ -105,6 +105,9 @@ pub struct RawConfig {
         default_value_t = 100_000
     )]
     pub participant_cache_size: usize,
+    /// Most messages committed together (group commit); 1 commits every send alone.
+    #[arg(long, env = "PARLOIR_STORE_BATCH_MAX", default_value_t = 256)]
+    pub store_batch_max: usize,
     /// Seconds a draining node waits for in-flight work after SIGTERM.
     #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
     pub drain_grace_secs: u64,
@@ -200,6 +203,8 @@ pub struct Config {
     pub otlp: crate::telemetry::Otlp,
     /// 0: no participant cache.
     pub participant_cache_size: usize,
+    /// Most messages in one group commit (1: no batching).
+    pub store_batch_max: usize,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -455,6 +460,7 @@ impl RawConfig {
                 0,
                 10_000_000,
             )?,
+            store_batch_max: in_range("PARLOIR_STORE_BATCH_MAX", self.store_batch_max, 1, 4096)?,
             otlp: match self.otel_endpoint.filter(|e| !e.is_empty()) {
                 None => crate::telemetry::Otlp::Disabled,
                 Some(endpoint)
@@ -512,6 +518,7 @@ impl Config {
             drain_grace: Duration::from_secs(5),
             otlp: crate::telemetry::Otlp::Disabled,
             participant_cache_size: 10_000,
+            store_batch_max: 256,
         }
     }
 }

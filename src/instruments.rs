@@ -23,11 +23,15 @@ pub const SHARED_STATE_ERRORS: &str = "parloir_shared_state_errors_total";
 pub const BROADCAST_FAILURES: &str = "parloir_broadcast_failures_total";
 pub const REDIS_UP: &str = "parloir_redis_up";
 pub const DRAINING: &str = "parloir_draining";
+pub const INSERT_BATCH_SIZE: &str = "parloir_store_insert_batch_size";
 
 /// Latency buckets in seconds: sub-millisecond to several seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// Messages per group commit: powers of two up to the largest batch.
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -38,6 +42,8 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(INSERT_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
                 .ok()?;
             match builder.install_recorder() {
                 Ok(handle) => {
@@ -56,6 +62,10 @@ pub fn install() -> Option<PrometheusHandle> {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_histogram!(STORE_SECONDS, "store call latency by operation and outcome");
+    describe_histogram!(
+        INSERT_BATCH_SIZE,
+        "messages committed together by one group commit"
+    );
     describe_histogram!(
         SHARED_STATE_SECONDS,
         "shared-state (Redis or in-process) call latency by operation and outcome"
@@ -110,6 +120,10 @@ pub fn http_request(route: String, status: u16, elapsed: Duration) {
 
 pub fn message_stored() {
     counter!(MESSAGES_STORED).increment(1);
+}
+
+pub fn insert_batch(size: usize) {
+    histogram!(INSERT_BATCH_SIZE).record(size as f64);
 }
 
 pub fn store_error(kind: &'static str) {

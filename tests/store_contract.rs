@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parloir::store::{PostgresStore, SqliteStore, Store, StoreError};
+use parloir::store::{
+    GroupCommit, GroupCommitLimits, ObservedStore, ParticipantCache, PostgresStore, SqliteStore,
+    Store, StoreError,
+};
 use sqlx::PgPool;
 use tempfile::TempDir;
 
@@ -28,6 +31,18 @@ async fn sqlite_store() -> (TempDir, Arc<dyn Store>) {
     (dir, Arc::new(store))
 }
 
+/// The store wrapped as the node wraps it: group commit, observation,
+/// participant cache.
+fn decorated(store: Arc<dyn Store>, concurrent_batches: usize) -> Arc<dyn Store> {
+    let limits = GroupCommitLimits {
+        max_batch: 16,
+        concurrent_batches,
+    };
+    let batched = Arc::new(GroupCommit::new(store, limits));
+    let observed = Arc::new(ObservedStore::new(batched, "decorated"));
+    Arc::new(ParticipantCache::new(observed, 64))
+}
+
 mod contract {
     use std::collections::{HashMap, HashSet};
     use std::sync::Arc;
@@ -38,7 +53,7 @@ mod contract {
         Attachment, Conversation, ConversationId, Limits, ListCursor, Message, MessageId,
         NewConversation, NewMessage, PageRequest, UserId, now_millis,
     };
-    use parloir::store::{Created, Inserted, Store, StoreError};
+    use parloir::store::{Created, Inserted, MessageInsert, Store, StoreError};
 
     fn user(name: &str) -> UserId {
         UserId::parse("user", name).expect("valid user id")
@@ -483,6 +498,97 @@ mod contract {
         assert!(
             page.messages.is_empty(),
             "nothing stored in the other conversation"
+        );
+    }
+
+    /// One batch holding every kind of outcome answers each message as
+    /// inserting them one after the other would have.
+    pub async fn batched_inserts_answer_each_message_in_order(store: Arc<dyn Store>) {
+        let base = now_millis();
+        let first = create_at(&store, &["alice", "bob"], base).await;
+        let second = create_at(&store, &["alice", "carol"], base).await;
+        let (earlier, _) = store
+            .insert_message(
+                MessageId::new_v7(),
+                &user("alice"),
+                &text(first.id, "earlier", Some("k-earlier")),
+                at(base, 1),
+            )
+            .await
+            .expect("insert earlier");
+        let item =
+            |conversation: ConversationId, from: &str, body: &str, key: Option<&str>, s: i64| {
+                MessageInsert {
+                    id: MessageId::new_v7(),
+                    sender: user(from),
+                    message: text(conversation, body, key),
+                    now: at(base, s),
+                }
+            };
+        let batch = vec![
+            item(first.id, "alice", "plain", None, 2),
+            item(second.id, "alice", "keyed", Some("k-new"), 3),
+            item(first.id, "bob", "again", Some("k-new"), 4),
+            item(second.id, "alice", "repeat in batch", Some("k-new"), 5),
+            item(first.id, "alice", "repeat of stored", Some("k-earlier"), 6),
+            item(second.id, "alice", "reused elsewhere", Some("k-earlier"), 7),
+            item(second.id, "carol", "latest", None, 9),
+        ];
+        let outcomes = store.insert_messages(&batch).await.expect("batch commits");
+        assert_eq!(outcomes.len(), batch.len());
+        let ok = |i: usize| outcomes[i].as_ref().expect("stored or found").clone();
+
+        for i in [0, 1, 2, 6] {
+            let (message, how) = ok(i);
+            assert_eq!(how, Inserted::New, "item {i}");
+            assert_eq!(message.id, batch[i].id);
+            assert_eq!(message.content, batch[i].message.content.as_str());
+            assert_eq!(message.sender_id, batch[i].sender);
+            assert_eq!(message.created_at, batch[i].now);
+        }
+        let (repeat, how) = ok(3);
+        assert_eq!((repeat.id, how), (batch[1].id, Inserted::Duplicate));
+        let (repeat, how) = ok(4);
+        assert_eq!((repeat.id, how), (earlier.id, Inserted::Duplicate));
+        assert!(matches!(
+            outcomes[5],
+            Err(StoreError::ClientMessageIdReused)
+        ));
+
+        let history = |c: ConversationId| {
+            let store = Arc::clone(&store);
+            async move {
+                let page = store
+                    .history(c, &PageRequest::latest(100))
+                    .await
+                    .expect("history");
+                page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
+            }
+        };
+        let mut in_first = vec![earlier.id, batch[0].id, batch[2].id];
+        in_first.sort();
+        assert_eq!(history(first.id).await, in_first);
+        let mut in_second = vec![batch[1].id, batch[6].id];
+        in_second.sort();
+        assert_eq!(history(second.id).await, in_second);
+
+        // Activity moved to each conversation's newest stored message.
+        let list = store
+            .list_conversations(&user("alice"), 10, None)
+            .await
+            .expect("list");
+        let activity: HashMap<ConversationId, Option<DateTime<Utc>>> = list
+            .iter()
+            .map(|s| (s.conversation.id, s.conversation.last_message_at))
+            .collect();
+        assert_eq!(activity[&first.id], Some(at(base, 4)));
+        assert_eq!(activity[&second.id], Some(at(base, 9)));
+        assert!(
+            store
+                .insert_messages(&[])
+                .await
+                .expect("empty batch")
+                .is_empty()
         );
     }
 
@@ -1001,9 +1107,17 @@ macro_rules! contract_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let (_dir, store) = super::sqlite_store().await;
-                    let observed = std::sync::Arc::new(parloir::store::ObservedStore::new(store, "sqlite"));
-                    let cached = std::sync::Arc::new(parloir::store::ParticipantCache::new(observed, 64));
-                    super::contract::$case(cached).await;
+                    super::contract::$case(super::decorated(store, 1)).await;
+                }
+            )*
+        }
+
+        /// The same on Postgres, with several group commits in flight.
+        mod decorated_pg {
+            $(
+                #[sqlx::test(migrations = "migrations/postgres")]
+                async fn $case(pool: sqlx::PgPool) {
+                    super::contract::$case(super::decorated(super::pg_store(pool), 4)).await;
                 }
             )*
         }
@@ -1021,6 +1135,7 @@ contract_tests!(
     repeated_client_message_id_returns_the_stored_message,
     concurrent_inserts_with_one_client_message_id_store_one_message,
     client_message_id_reused_in_another_conversation_is_refused,
+    batched_inserts_answer_each_message_in_order,
     client_message_ids_of_different_senders_are_independent,
     history_without_bounds_returns_the_newest_page_oldest_first,
     history_before_returns_the_older_messages,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Created, CursorMove, Inserted, Store, StoreError};
+use super::{Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError};
 use crate::domain::{
     Conversation, ConversationId, ConversationSummary, ListCursor, Message, MessageId,
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
@@ -104,6 +104,13 @@ impl Store for ParticipantCache {
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError> {
         self.inner.insert_message(id, sender, message, now).await
+    }
+
+    async fn insert_messages(
+        &self,
+        batch: &[MessageInsert],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.inner.insert_messages(batch).await
     }
 
     async fn history(

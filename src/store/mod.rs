@@ -5,6 +5,7 @@
 //! authorization rule: the service decides who may call what.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,11 +15,13 @@ use crate::domain::{
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
+pub mod batched;
 pub mod cached;
 pub mod observed;
 pub mod postgres;
 pub mod sqlite;
 
+pub use batched::{GroupCommit, GroupCommitLimits};
 pub use cached::ParticipantCache;
 pub use observed::ObservedStore;
 pub use postgres::PostgresStore;
@@ -31,7 +34,9 @@ pub enum Created {
     Existing,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Cheap to clone (sources are shared), so one failure of a batched write
+/// can be handed to every caller in the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or the pool had no connection in
     /// time. Nothing was written.
@@ -39,7 +44,7 @@ pub enum StoreError {
     Unavailable {
         op: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     /// The sender already used this `clientMessageId` in another conversation.
     #[error("clientMessageId was already used for another conversation")]
@@ -49,7 +54,7 @@ pub enum StoreError {
     Query {
         op: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     /// A row could not be turned into a domain value.
     #[error("stored row is invalid in {op}: {detail}")]
@@ -66,16 +71,25 @@ impl StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Self::Unavailable { op, source },
+            | sqlx::Error::Protocol(_) => Self::Unavailable {
+                op,
+                source: Arc::new(source),
+            },
             sqlx::Error::Database(ref db)
                 if db
                     .code()
                     .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
             {
                 // 08xxx connection exceptions, admin shutdown, cannot connect now.
-                Self::Unavailable { op, source }
+                Self::Unavailable {
+                    op,
+                    source: Arc::new(source),
+                }
             }
-            _ => Self::Query { op, source },
+            _ => Self::Query {
+                op,
+                source: Arc::new(source),
+            },
         }
     }
 }
@@ -86,6 +100,28 @@ impl StoreError {
 pub enum Inserted {
     New,
     Duplicate,
+}
+
+/// One message to store, as `insert_message` takes it, for `insert_messages`.
+#[derive(Debug, Clone)]
+pub struct MessageInsert {
+    pub id: MessageId,
+    pub sender: UserId,
+    pub message: NewMessage,
+    pub now: DateTime<Utc>,
+}
+
+/// What `insert_message` answers for one message.
+pub type InsertOutcome = Result<(Message, Inserted), StoreError>;
+
+/// The outcome for `attempt` when its `(sender, clientMessageId)` is
+/// already stored as `stored`: a duplicate, unless it named another
+/// conversation.
+fn duplicate_of(stored: &Message, attempt: &MessageInsert) -> InsertOutcome {
+    if stored.conversation_id != attempt.message.conversation_id {
+        return Err(StoreError::ClientMessageIdReused);
+    }
+    Ok((stored.clone(), Inserted::Duplicate))
 }
 
 /// The result of an attempt to move a read cursor.
@@ -152,6 +188,26 @@ pub trait Store: Send + Sync + 'static {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError>;
+
+    /// Stores several messages with one commit (group commit): one outcome
+    /// per input, in input order, each exactly what `insert_message` would
+    /// answer for it had the messages been inserted one after the other in
+    /// that order (a repeat of a `clientMessageId` earlier in the batch is a
+    /// `Duplicate` of it). `Err` means nothing was stored; the caller may
+    /// retry the messages one by one. The default inserts one by one.
+    async fn insert_messages(
+        &self,
+        batch: &[MessageInsert],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for m in batch {
+            outcomes.push(
+                self.insert_message(m.id, &m.sender, &m.message, m.now)
+                    .await,
+            );
+        }
+        Ok(outcomes)
+    }
 
     /// A page of non-deleted messages of a conversation (see [`PageRequest`]).
     async fn history(

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tracing::Instrument as _;
 
-use super::{Created, CursorMove, Inserted, Store, StoreError};
+use super::{Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError};
 use crate::domain::{
     Conversation, ConversationId, ConversationSummary, ListCursor, Message, MessageId,
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
@@ -119,6 +119,14 @@ impl Store for ObservedStore {
             self.inner.insert_message(id, sender, message, now),
         )
         .await
+    }
+
+    async fn insert_messages(
+        &self,
+        batch: &[MessageInsert],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.observe("insert_messages", self.inner.insert_messages(batch))
+            .await
     }
 
     async fn history(

@@ -16,11 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::types::{Json, JsonValue};
+use sqlx::types::JsonValue;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use super::{Created, CursorMove, Inserted, Store, StoreError};
+use super::{
+    Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError, duplicate_of,
+};
 use crate::domain::{
     Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
     Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
@@ -443,71 +445,146 @@ impl Store for PostgresStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError> {
-        const OP: &str = "insert_message";
+        let one = MessageInsert {
+            id,
+            sender: sender.clone(),
+            message: message.clone(),
+            now,
+        };
+        let mut outcomes = self.insert_messages(std::slice::from_ref(&one)).await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(corrupt("insert_message", "no outcome for the message")))
+    }
+
+    async fn insert_messages(
+        &self,
+        batch: &[MessageInsert],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        const OP: &str = "insert_messages";
         let err = |e| StoreError::from_sqlx(OP, e);
-        let now = millis(now);
-        let client_message_id = message
-            .client_message_id
-            .as_ref()
-            .map(ClientMessageId::as_str);
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        // A concurrent insert with the same key makes this wait for its
-        // transaction; once that commits, ours does nothing and returns no row.
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "INSERT INTO messages \
-                (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (sender_id, client_message_id) DO NOTHING \
-             RETURNING ",
-            message_columns!()
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut conversations = Vec::with_capacity(batch.len());
+        let mut senders = Vec::with_capacity(batch.len());
+        let mut contents = Vec::with_capacity(batch.len());
+        let mut attachments = Vec::with_capacity(batch.len());
+        let mut client_ids = Vec::with_capacity(batch.len());
+        let mut times = Vec::with_capacity(batch.len());
+        for m in batch {
+            ids.push(m.id.as_uuid());
+            conversations.push(m.message.conversation_id.as_uuid());
+            senders.push(m.sender.as_str());
+            contents.push(m.message.content.as_str());
+            attachments.push(
+                serde_json::to_string(&m.message.attachments)
+                    .map_err(|e| corrupt(OP, format!("attachments: {e}")))?,
+            );
+            client_ids.push(
+                m.message
+                    .client_message_id
+                    .as_ref()
+                    .map(ClientMessageId::as_str),
+            );
+            times.push(millis(m.now));
+        }
+        // One statement, so one round trip and one commit for the whole
+        // batch. Rows are inserted in input order (a repeated key later in
+        // the batch is skipped like a repeat of an older message); a key
+        // inserted by a concurrent, uncommitted statement makes this one
+        // wait for it and then skip the row. GREATEST ignores NULL and keeps
+        // `last_message_at` monotonic even if node clocks disagree a little;
+        // conversations are updated in id order so that two batches touching
+        // the same conversations take their row locks in the same order.
+        let stored: Vec<MessageRow> = sqlx::query_as(concat!(
+            "WITH input AS ( \
+                SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
+                                     $5::text[], $6::text[], $7::timestamptz[]) WITH ORDINALITY \
+                    AS t(id, conversation_id, sender_id, content, attachments, \
+                         client_message_id, created_at, position) \
+             ), inserted AS ( \
+                INSERT INTO messages \
+                    (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
+                SELECT id, conversation_id, sender_id, content, attachments::jsonb, \
+                       client_message_id, created_at \
+                FROM input ORDER BY position \
+                ON CONFLICT (sender_id, client_message_id) DO NOTHING \
+                RETURNING ",
+            message_columns!(),
+            " ), bumped AS ( \
+                UPDATE conversations c SET last_message_at = GREATEST(c.last_message_at, b.at) \
+                FROM (SELECT conversation_id, max(created_at) AS at FROM inserted \
+                      GROUP BY conversation_id ORDER BY conversation_id) b \
+                WHERE c.id = b.conversation_id \
+             ) \
+             SELECT ",
+            message_columns!(),
+            " FROM inserted"
         ))
-        .bind(id.as_uuid())
-        .bind(message.conversation_id.as_uuid())
-        .bind(sender.as_str())
-        .bind(message.content.as_str())
-        .bind(Json(&message.attachments))
-        .bind(client_message_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
+        .bind(&ids)
+        .bind(&conversations)
+        .bind(&senders)
+        .bind(&contents)
+        .bind(&attachments)
+        .bind(&client_ids)
+        .bind(&times)
+        .fetch_all(&self.pool)
         .await
         .map_err(err)?;
+        let mut stored: HashMap<Uuid, MessageRow> =
+            stored.into_iter().map(|row| (row.id, row)).collect();
 
-        if let Some(row) = row {
-            // GREATEST ignores NULL; it keeps the column monotonic even if
-            // node clocks disagree a little.
-            sqlx::query(
-                "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) \
-                 WHERE id = $1",
-            )
-            .bind(message.conversation_id.as_uuid())
-            .bind(now)
-            .execute(&mut *tx)
+        // What was not inserted repeats a `(sender, clientMessageId)` that is
+        // now committed (ours or the statement we waited for): read it back.
+        let (dup_senders, dup_client_ids): (Vec<&str>, Vec<&str>) = batch
+            .iter()
+            .filter(|m| !stored.contains_key(&m.id.as_uuid()))
+            .filter_map(|m| {
+                let client_id = m.message.client_message_id.as_ref()?;
+                Some((m.sender.as_str(), client_id.as_str()))
+            })
+            .unzip();
+        let mut existing: HashMap<(String, String), Message> = HashMap::new();
+        if !dup_senders.is_empty() {
+            let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE (sender_id, client_message_id) IN \
+                    (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+            ))
+            .bind(&dup_senders)
+            .bind(&dup_client_ids)
+            .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            return Ok((row.try_into()?, Inserted::New));
+            for row in rows {
+                let key = (
+                    row.sender_id.clone(),
+                    row.client_message_id.clone().unwrap_or_default(),
+                );
+                existing.insert(key, row.try_into()?);
+            }
         }
 
-        // Only a non-NULL client_message_id can conflict. Read Committed: this
-        // statement sees the row the conflicting transaction committed.
-        let existing: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE sender_id = $1 AND client_message_id = $2"
-        ))
-        .bind(sender.as_str())
-        .bind(client_message_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.rollback().await.map_err(err)?;
-        let existing: Message = existing
-            .ok_or_else(|| corrupt(OP, "conflicting message not found"))?
-            .try_into()?;
-        if existing.conversation_id != message.conversation_id {
-            return Err(StoreError::ClientMessageIdReused);
-        }
-        Ok((existing, Inserted::Duplicate))
+        Ok(batch
+            .iter()
+            .map(|m| {
+                if let Some(row) = stored.remove(&m.id.as_uuid()) {
+                    return Ok((row.try_into()?, Inserted::New));
+                }
+                let client_id = m
+                    .message
+                    .client_message_id
+                    .as_ref()
+                    .map_or("", ClientMessageId::as_str);
+                let found = existing
+                    .get(&(m.sender.as_str().to_owned(), client_id.to_owned()))
+                    .ok_or_else(|| corrupt(OP, "message neither stored nor found"))?;
+                duplicate_of(found, m)
+            })
+            .collect())
     }
 
     async fn history(

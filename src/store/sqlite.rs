@@ -26,7 +26,9 @@ use sqlx::types::Json;
 use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
-use super::{Created, CursorMove, Inserted, Store, StoreError};
+use super::{
+    Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError, duplicate_of,
+};
 use crate::domain::{
     Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
     Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
@@ -474,70 +476,92 @@ impl Store for SqliteStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError> {
-        const OP: &str = "insert_message";
-        let err = |e| StoreError::from_sqlx(OP, e);
-        let now = now.timestamp_millis();
-        let conversation_id = text(message.conversation_id.as_uuid());
-        let client_message_id = message
-            .client_message_id
-            .as_ref()
-            .map(ClientMessageId::as_str);
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
-        let row: Option<MessageRow> = sqlx::query_as(concat!(
-            "INSERT INTO messages \
-                (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (sender_id, client_message_id) DO NOTHING \
-             RETURNING ",
-            message_columns!()
-        ))
-        .bind(text(id.as_uuid()))
-        .bind(&conversation_id)
-        .bind(sender.as_str())
-        .bind(message.content.as_str())
-        .bind(Json(&message.attachments))
-        .bind(client_message_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
+        let one = MessageInsert {
+            id,
+            sender: sender.clone(),
+            message: message.clone(),
+            now,
+        };
+        let mut outcomes = self.insert_messages(std::slice::from_ref(&one)).await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(corrupt("insert_message", "no outcome for the message")))
+    }
 
-        if let Some(row) = row {
-            // Monotonic even if the clock steps back (SQLite's two-argument
-            // MAX is NULL when either side is, hence the COALESCE).
-            sqlx::query(
-                "UPDATE conversations \
-                 SET last_message_at = MAX(COALESCE(last_message_at, ?2), ?2) WHERE id = ?1",
-            )
+    async fn insert_messages(
+        &self,
+        batch: &[MessageInsert],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        const OP: &str = "insert_messages";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        // One write transaction, so one WAL commit for the whole batch.
+        // Writers are serialized, so a conflicting row is committed (or
+        // earlier in this transaction) and visible to the lookup.
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for m in batch {
+            let now = m.now.timestamp_millis();
+            let conversation_id = text(m.message.conversation_id.as_uuid());
+            let client_message_id = m
+                .message
+                .client_message_id
+                .as_ref()
+                .map(ClientMessageId::as_str);
+            let row: Option<MessageRow> = sqlx::query_as(concat!(
+                "INSERT INTO messages \
+                    (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (sender_id, client_message_id) DO NOTHING \
+                 RETURNING ",
+                message_columns!()
+            ))
+            .bind(text(m.id.as_uuid()))
             .bind(&conversation_id)
+            .bind(m.sender.as_str())
+            .bind(m.message.content.as_str())
+            .bind(Json(&m.message.attachments))
+            .bind(client_message_id)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            return Ok((row.try_into()?, Inserted::New));
-        }
 
-        // Only a non-NULL client_message_id can conflict; writers are
-        // serialized, so the conflicting row is committed and visible.
-        let existing: Option<MessageRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
-        ))
-        .bind(sender.as_str())
-        .bind(client_message_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.rollback().await.map_err(err)?;
-        let existing: Message = existing
-            .ok_or_else(|| corrupt(OP, "conflicting message not found"))?
-            .try_into()?;
-        if existing.conversation_id != message.conversation_id {
-            return Err(StoreError::ClientMessageIdReused);
+            if let Some(row) = row {
+                // Monotonic even if the clock steps back (SQLite's two-argument
+                // MAX is NULL when either side is, hence the COALESCE).
+                sqlx::query(
+                    "UPDATE conversations \
+                     SET last_message_at = MAX(COALESCE(last_message_at, ?2), ?2) WHERE id = ?1",
+                )
+                .bind(&conversation_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                outcomes.push(row.try_into().map(|message| (message, Inserted::New)));
+                continue;
+            }
+
+            // Only a non-NULL client_message_id can conflict.
+            let existing: Option<MessageRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
+            ))
+            .bind(m.sender.as_str())
+            .bind(client_message_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+            outcomes.push(
+                existing
+                    .ok_or_else(|| corrupt(OP, "conflicting message not found"))
+                    .and_then(Message::try_from)
+                    .and_then(|existing| duplicate_of(&existing, m)),
+            );
         }
-        Ok((existing, Inserted::Duplicate))
+        tx.commit().await.map_err(err)?;
+        Ok(outcomes)
     }
 
     async fn history(

@@ -1,0 +1,343 @@
+//! A `Store` decorator that commits concurrent sends together (group commit).
+//!
+//! A send is acknowledged only after its message is committed, and every
+//! commit costs one durable flush (fsync) whatever it holds. Committing each
+//! send alone caps a node at roughly one send per flush. Here sends go into a
+//! queue; a dispatcher hands everything queued (up to `max_batch`) to
+//! `Store::insert_messages` as soon as one of `concurrent_batches` commit
+//! slots is free. An idle node therefore commits a lone send at once (no
+//! timer, no added latency); under load, sends that arrive while commits are
+//! in flight share the next one. Nothing is acknowledged before its own
+//! batch has committed: each caller gets the outcome of its own message.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{Instrument, warn};
+
+use super::{Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError};
+use crate::domain::{
+    Conversation, ConversationId, ConversationSummary, ListCursor, Message, MessageId,
+    NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+};
+
+/// How sends are grouped into commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitLimits {
+    /// Most messages in one commit (1: every send commits alone).
+    pub max_batch: usize,
+    /// Commits in flight at once. One suits a store with a single writer
+    /// (SQLite); a few let Postgres overlap one batch's flush with the next.
+    pub concurrent_batches: usize,
+}
+
+/// Sends waiting for a commit slot, beyond which callers wait to enqueue
+/// (back-pressure instead of unbounded memory).
+const QUEUE_CAPACITY: usize = 8192;
+
+struct Pending {
+    insert: MessageInsert,
+    reply: oneshot::Sender<InsertOutcome>,
+}
+
+pub struct GroupCommit {
+    inner: Arc<dyn Store>,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl GroupCommit {
+    /// Wraps `inner` and starts the dispatcher on the current tokio runtime.
+    /// The dispatcher stops once this value is dropped and the queue drains.
+    pub fn new(inner: Arc<dyn Store>, limits: GroupCommitLimits) -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE_CAPACITY);
+        let slots = Arc::new(Semaphore::new(limits.concurrent_batches.max(1)));
+        let store = inner.clone();
+        tokio::spawn(dispatch(
+            pending,
+            limits.max_batch.max(1),
+            slots,
+            move |batch| {
+                let store = store.clone();
+                async move { commit(store.as_ref(), batch).await }
+            },
+        ));
+        Self { inner, queue }
+    }
+}
+
+/// Hands everything queued, up to `max_batch`, to `commit` whenever one of
+/// `slots` is free, and frees the slot when that commit is done.
+async fn dispatch<F, Fut>(
+    mut pending: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    slots: Arc<Semaphore>,
+    commit: F,
+) where
+    F: Fn(Vec<Pending>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        // Taking the slot before the messages is what makes batches grow
+        // under load: while every slot is busy, sends accumulate in the queue.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return; // The semaphore is never closed.
+        };
+        let mut batch = Vec::with_capacity(max_batch);
+        if pending.recv_many(&mut batch, max_batch).await == 0 {
+            return; // Every sender is gone: the store was dropped.
+        }
+        let span = tracing::debug_span!("store.insert_batch", batch.size = batch.len());
+        let committed = commit(batch);
+        tokio::spawn(
+            async move {
+                committed.await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn commit(inner: &dyn Store, batch: Vec<Pending>) {
+    crate::instruments::insert_batch(batch.len());
+    let (inserts, replies): (Vec<MessageInsert>, Vec<_>) =
+        batch.into_iter().map(|p| (p.insert, p.reply)).unzip();
+    let outcomes = match inner.insert_messages(&inserts).await {
+        Ok(outcomes) if outcomes.len() == inserts.len() => outcomes,
+        Ok(outcomes) => {
+            let e = StoreError::Corrupt {
+                op: "insert_messages",
+                detail: format!("{} outcomes for {} messages", outcomes.len(), inserts.len()),
+            };
+            vec![Err(e); inserts.len()]
+        }
+        // Nothing was stored and the database is out of reach: every caller
+        // gets the same answer, without one more wait per message.
+        Err(e @ StoreError::Unavailable { .. }) => vec![Err(e); inserts.len()],
+        // Nothing was stored, for a reason that may belong to one message or
+        // to this batch only (a deadlock with another batch): alone, each
+        // message gets its own outcome and one cannot fail the others.
+        Err(e) => {
+            warn!(error = %e, batch.size = inserts.len(), "batched insert failed; inserting one by one");
+            let mut outcomes = Vec::with_capacity(inserts.len());
+            for m in &inserts {
+                outcomes.push(
+                    inner
+                        .insert_message(m.id, &m.sender, &m.message, m.now)
+                        .await,
+                );
+            }
+            outcomes
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that went away (its client disconnected) still has its
+        // message stored; nobody is left to tell.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// The dispatcher is gone (the runtime is shutting down): nothing was stored.
+fn stopped() -> StoreError {
+    StoreError::Unavailable {
+        op: "insert_message",
+        source: Arc::new(sqlx::Error::PoolClosed),
+    }
+}
+
+#[async_trait]
+impl Store for GroupCommit {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn create_conversation(
+        &self,
+        id: ConversationId,
+        new: &NewConversation,
+        now: DateTime<Utc>,
+    ) -> Result<(Conversation, Created), StoreError> {
+        self.inner.create_conversation(id, new, now).await
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        self.inner.conversation(id).await
+    }
+
+    async fn is_participant(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        self.inner.is_participant(conversation, user).await
+    }
+
+    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
+        self.inner.participants(conversation).await
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<ListCursor>,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.inner.list_conversations(user, limit, cursor).await
+    }
+
+    /// Queues the message for the next commit and waits for its outcome.
+    /// Dropping the future does not withdraw the message.
+    async fn insert_message(
+        &self,
+        id: MessageId,
+        sender: &UserId,
+        message: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Inserted), StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        let insert = MessageInsert {
+            id,
+            sender: sender.clone(),
+            message: message.clone(),
+            now,
+        };
+        self.queue
+            .send(Pending { insert, reply })
+            .await
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    async fn insert_messages(
+        &self,
+        batch: &[MessageInsert],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.inner.insert_messages(batch).await
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.inner.history(conversation, page).await
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.inner.message(id).await
+    }
+
+    async fn soft_delete_message(
+        &self,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.soft_delete_message(id, now).await
+    }
+
+    async fn latest_message_id(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.inner.latest_message_id(conversation).await
+    }
+
+    async fn advance_read_cursor(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+        to: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<CursorMove, StoreError> {
+        self.inner
+            .advance_read_cursor(conversation, user, to, now)
+            .await
+    }
+
+    async fn read_cursor(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<ReadCursor, StoreError> {
+        self.inner.read_cursor(conversation, user).await
+    }
+
+    async fn unread_counts(
+        &self,
+        user: &UserId,
+    ) -> Result<std::collections::HashMap<ConversationId, u64>, StoreError> {
+        self.inner.unread_counts(user).await
+    }
+
+    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        self.inner.contacts(user).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{Limits, NewMessage};
+
+    fn pending() -> Pending {
+        let conversation = ConversationId::new_random().to_string();
+        let message = NewMessage::parse(&conversation, "hi", vec![], None, &Limits::default())
+            .expect("valid message");
+        let (reply, _) = oneshot::channel();
+        Pending {
+            insert: MessageInsert {
+                id: MessageId::new_v7(),
+                sender: UserId::parse("user", "alice").expect("valid id"),
+                message,
+                now: crate::domain::now_millis(),
+            },
+            reply,
+        }
+    }
+
+    /// Runs the dispatcher over `queued` messages that were all waiting
+    /// while its only commit slot was busy, and returns the batch sizes.
+    async fn batches_after_busy_slot(queued: usize, max_batch: usize) -> Vec<usize> {
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let slots = Arc::new(Semaphore::new(1));
+        let busy = slots.clone().acquire_owned().await.expect("open semaphore");
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let recorded = sizes.clone();
+        tokio::spawn(dispatch(receiver, max_batch, slots, move |batch| {
+            recorded.lock().expect("not poisoned").push(batch.len());
+            async {}
+        }));
+        for _ in 0..queued {
+            queue.send(pending()).await.expect("dispatcher running");
+        }
+        drop(busy);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while sizes.lock().expect("not poisoned").iter().sum::<usize>() < queued {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every message reached a commit");
+        sizes.lock().expect("not poisoned").clone()
+    }
+
+    #[tokio::test]
+    async fn sends_waiting_for_a_slot_share_one_commit() {
+        assert_eq!(batches_after_busy_slot(20, 64).await, vec![20]);
+    }
+
+    #[tokio::test]
+    async fn batches_never_exceed_the_limit() {
+        assert_eq!(batches_after_busy_slot(20, 8).await, vec![8, 8, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_send_on_an_idle_store_commits_at_once() {
+        assert_eq!(batches_after_busy_slot(1, 64).await, vec![1]);
+    }
+}
