@@ -46,6 +46,11 @@ const ADAPTER_PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
 /// How often expired typing states are looked for.
 const TYPING_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
+/// Each websocket keeps a read buffer of this size for its whole life. Client
+/// frames are small (an event is a few hundred bytes); a larger one grows
+/// the buffer as needed. engineioxide's default is 4 KiB.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Opens the configured store and, unless disabled, migrates it.
 pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &config.store {
@@ -314,6 +319,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         .max_payload(config.max_frame_bytes as u64)
         .ws_max_message_size(config.max_frame_bytes)
         .ws_max_frame_size(config.max_frame_bytes)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(service.clone())
         .with_state(in_flight.clone())
         .with_state(deps.authenticator.clone())
@@ -332,6 +338,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
     };
     let router = http::router(state, config.max_frame_bytes)
         .layer(sio_layer)
+        .layer(axum::middleware::from_fn(http::own_new_session_head))
         .layer(axum::middleware::from_fn_with_state(
             readiness,
             http::refuse_new_sessions_while_draining,

@@ -104,24 +104,59 @@ async fn count_request(req: Request, next: axum::middleware::Next) -> axum::resp
     response
 }
 
-/// While draining, a new Engine.IO session (a `/socket.io/` request without a
-/// `sid`) is answered 503, so the client's reconnect logic tries again —
-/// through the load balancer, on another node. Established sessions go on
-/// until the node closes them.
+/// A `/socket.io/` request without a `sid`: it opens a new Engine.IO session.
+fn opens_engine_io_session(uri: &axum::http::Uri) -> bool {
+    uri.path().starts_with("/socket.io")
+        && !uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")))
+}
+
+/// While draining, a new Engine.IO session is answered 503, so the client's
+/// reconnect logic tries again — through the load balancer, on another node.
+/// Established sessions go on until the node closes them.
 pub async fn refuse_new_sessions_while_draining(
     axum::extract::State(readiness): axum::extract::State<Readiness>,
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let is_new_session = req.uri().path().starts_with("/socket.io")
-        && !req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));
-    if is_new_session && readiness.is_draining() {
+    if opens_engine_io_session(req.uri()) && readiness.is_draining() {
         return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     next.run(req).await
+}
+
+/// Engine.IO keeps the request head (URI, headers) of every session for the
+/// session's lifetime. hyper parses that head without copying: the URI and
+/// every header value are slices of the connection's read buffer (16 KiB),
+/// so each idle socket pinned a whole buffer. Copying the few bytes of the
+/// head releases it: about half of an idle socket's memory (README,
+/// "Performance", idle).
+pub async fn own_new_session_head(
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if opens_engine_io_session(req.uri()) {
+        detach_head(&mut req);
+    }
+    next.run(req).await
+}
+
+fn detach_head(req: &mut Request) {
+    if let Ok(uri) = axum::http::Uri::try_from(req.uri().to_string()) {
+        // The router keeps a clone of the URI as it arrived, too.
+        if let Some(axum::extract::OriginalUri(original)) = req.extensions_mut().get_mut() {
+            *original = uri.clone();
+        }
+        *req.uri_mut() = uri;
+    }
+    for value in req.headers_mut().values_mut() {
+        // Bytes hyper accepted are valid header bytes; keep the value if not.
+        if let Ok(mut owned) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
+    }
 }
 
 /// Answers 413 from `Content-Length` alone, before reading a byte of the
@@ -142,4 +177,54 @@ async fn refuse_oversized_bodies(
         return ApiError::TooLarge.into_response();
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, Bytes};
+    use axum::http::{HeaderValue, Uri};
+
+    use super::*;
+
+    #[test]
+    fn detached_head_no_longer_holds_the_read_buffer() {
+        // What hyper hands over: URI and header values sliced from one buffer.
+        let buffer = Bytes::from(
+            b"/socket.io/?EIO=4&transport=websocket Bearer abc https://app.example".to_vec(),
+        );
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = Uri::from_maybe_shared(buffer.slice(0..37)).expect("valid uri");
+        let original = axum::extract::OriginalUri(req.uri().clone());
+        req.extensions_mut().insert(original);
+        let mut auth = HeaderValue::from_maybe_shared(buffer.slice(38..48)).expect("valid value");
+        auth.set_sensitive(true);
+        req.headers_mut().insert("authorization", auth);
+        req.headers_mut().append(
+            "origin",
+            HeaderValue::from_maybe_shared(buffer.slice(49..)).expect("valid value"),
+        );
+        assert!(!buffer.is_unique(), "the request shares the buffer");
+
+        detach_head(&mut req);
+
+        assert!(
+            buffer.is_unique(),
+            "the request no longer shares the buffer"
+        );
+        assert_eq!(req.uri().path(), "/socket.io/");
+        assert_eq!(req.uri().query(), Some("EIO=4&transport=websocket"));
+        let axum::extract::OriginalUri(original) = req.extensions().get().expect("kept");
+        assert_eq!(original, req.uri());
+        assert_eq!(req.headers()["authorization"], "Bearer abc");
+        assert!(req.headers()["authorization"].is_sensitive());
+        assert_eq!(req.headers()["origin"], "https://app.example");
+    }
+
+    #[test]
+    fn only_requests_without_a_sid_open_sessions() {
+        let opens = |uri: &str| opens_engine_io_session(&uri.parse().expect("valid uri"));
+        assert!(opens("/socket.io/?EIO=4&transport=polling"));
+        assert!(!opens("/socket.io/?EIO=4&transport=polling&sid=abc"));
+        assert!(!opens("/conversations"));
+    }
 }
