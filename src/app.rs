@@ -27,7 +27,7 @@ use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, Store
 use crate::ephemeral::{
     Ephemeral, MemoryEphemeral, ObservedEphemeral, RedisEphemeral, RedisSettings,
 };
-use crate::fanout::{Audience, Fanout, SioFanout};
+use crate::fanout::{Audience, BackendUp, Fanout, SioFanout};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
@@ -133,10 +133,11 @@ impl AppBuilder {
         let readiness = Readiness::default();
 
         // Everything but the shared state is the same in both modes.
-        let deps = |ephemeral| Deps {
+        let deps = |ephemeral, adapter_backend_up| Deps {
             config: &config,
             store,
             ephemeral,
+            adapter_backend_up,
             authenticator,
             readiness: readiness.clone(),
         };
@@ -147,7 +148,7 @@ impl AppBuilder {
                     Arc::new(MemoryEphemeral::new(&config.rate_limits)),
                     "memory",
                 ));
-                let (wired, io) = wire(SocketIo::builder(), deps(ephemeral));
+                let (wired, io) = wire(SocketIo::builder(), deps(ephemeral, None));
                 io.ns(
                     NAMESPACE,
                     gateway::on_connect::<LocalAdapter>.with(gateway::authenticate::<LocalAdapter>),
@@ -173,6 +174,11 @@ impl AppBuilder {
                     Arc::new(ObservedEphemeral::new(Arc::new(ephemeral), "redis"));
                 let subscriber =
                     redis_subscriber(redis).context("configuring the Redis adapter")?;
+                let adapter_connection = subscriber.clone();
+                let adapter_backend_up: BackendUp = Arc::new(move || {
+                    use fred::interfaces::ClientLike as _;
+                    adapter_connection.is_connected()
+                });
                 let adapter_config = RedisAdapterConfig::default()
                     .with_prefix(format!("{}socket.io", redis.prefix))
                     .with_stream_buffer(ADAPTER_CHANNEL_CAPACITY)
@@ -182,7 +188,7 @@ impl AppBuilder {
                     .context("connecting the Redis adapter")?;
                 let (wired, io) = wire(
                     SocketIo::builder().with_adapter::<ClusterAdapter>(ctr),
-                    deps(ephemeral),
+                    deps(ephemeral, Some(adapter_backend_up)),
                 );
                 io.ns(
                     NAMESPACE,
@@ -286,6 +292,8 @@ struct Deps<'a> {
     config: &'a Config,
     store: Arc<dyn Store>,
     ephemeral: Arc<dyn Ephemeral>,
+    /// Whether the adapter's backend is reachable (cluster mode only).
+    adapter_backend_up: Option<BackendUp>,
     authenticator: Authenticator,
     readiness: Readiness,
 }
@@ -324,7 +332,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         .with_state(in_flight.clone())
         .with_state(deps.authenticator.clone())
         .build_layer();
-    fanout.bind(io.clone());
+    fanout.bind(io.clone(), deps.adapter_backend_up);
     let state = HttpState {
         service: service.clone(),
         authenticator: deps.authenticator,
@@ -548,8 +556,8 @@ impl<A: Adapter> Default for LateFanout<A> {
 }
 
 impl<A: Adapter> LateFanout<A> {
-    fn bind(&self, io: SocketIo<A>) {
-        if self.inner.set(SioFanout::new(io)).is_err() {
+    fn bind(&self, io: SocketIo<A>, backend_up: Option<BackendUp>) {
+        if self.inner.set(SioFanout::new(io, backend_up)).is_err() {
             warn!("fanout bound twice; keeping the first Socket.IO instance");
         }
     }

@@ -304,6 +304,70 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
     db.drop_database().await;
 }
 
+/// A Redis that stalls (connections stay up, commands time out) — what an
+/// overloaded node sees too — slows a send but must not switch the node to
+/// local-only delivery: the first message after the stall reaches the other
+/// node. (A node that went local-only after a timeout dropped every
+/// cross-node delivery for 5 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_does_not_cut_cross_node_delivery_afterwards() {
+    let db = PostgresDatabase::create().await;
+    let redis = RedisServer::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |id| {
+        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
+        // Every Redis call of a send times out within the client's 5 s ack deadline.
+        env.push(("PARLOIR_REDIS_TIMEOUT_MS", "1000".to_owned()));
+        env
+    };
+    let a = NodeProcess::start(&env("node-a")).await;
+    let b = NodeProcess::start(&env("node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    for who in ["alice", "bob"] {
+        ok_data(
+            &d.emit(
+                who,
+                "join-conversation",
+                json!({"conversationId": conversation}),
+            )
+            .await,
+        );
+        d.wait(
+            who,
+            "conversation-history",
+            json!({"conversationId": conversation}),
+            EVENT,
+        )
+        .await;
+    }
+    let send = |content: &str| json!({"conversationId": conversation, "content": content});
+
+    redis.pause().await;
+    let during = d
+        .emit("alice", "send-message", send("during the stall"))
+        .await;
+    let during_id = ok_data(&during)["id"]
+        .as_str()
+        .expect("stored and acked while Redis stalls")
+        .to_owned();
+    d.wait("alice", "new-message", json!({"id": during_id}), EVENT)
+        .await;
+    redis.resume().await;
+
+    let after = d
+        .emit("alice", "send-message", send("after the stall"))
+        .await;
+    let after_id = ok_data(&after)["id"].as_str().expect("an id").to_owned();
+    d.wait("bob", "new-message", json!({"id": after_id}), EVENT)
+        .await;
+    drop((a, b));
+    db.drop_database().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_answers_unavailable_broadcasts_nothing_and_heals() {
     let pg = PostgresServer::start().await;

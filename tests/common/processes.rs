@@ -99,6 +99,30 @@ impl RedisServer {
         self.child = Some(child);
     }
 
+    /// SIGSTOP: connections stay open, nothing is answered until `resume`.
+    pub async fn pause(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// SIGCONT after `pause`: the queued commands are answered.
+    pub async fn resume(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("redis-server running");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// SIGKILL: every key is lost.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
