@@ -321,6 +321,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             limits: config.limits.clone(),
             rate_limits: config.rate_limits,
             typing_ttl: config.typing_ttl,
+            max_sends_in_flight: config.max_sends_in_flight,
         },
     );
     let (sio_layer, io) = builder

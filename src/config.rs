@@ -105,6 +105,10 @@ pub struct RawConfig {
         default_value_t = 100_000
     )]
     pub participant_cache_size: usize,
+    /// Sends a node works on at once; beyond this, sends are refused with
+    /// UNAVAILABLE at once instead of queueing (load shedding).
+    #[arg(long, env = "PARLOIR_MAX_SENDS_IN_FLIGHT", default_value_t = 1024)]
+    pub max_sends_in_flight: usize,
     /// Most messages committed together (group commit); 1 commits every send alone.
     #[arg(long, env = "PARLOIR_STORE_BATCH_MAX", default_value_t = 256)]
     pub store_batch_max: usize,
@@ -205,6 +209,8 @@ pub struct Config {
     pub participant_cache_size: usize,
     /// Most messages in one group commit (1: no batching).
     pub store_batch_max: usize,
+    /// Sends in progress beyond which a node refuses new ones.
+    pub max_sends_in_flight: usize,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -461,6 +467,12 @@ impl RawConfig {
                 10_000_000,
             )?,
             store_batch_max: in_range("PARLOIR_STORE_BATCH_MAX", self.store_batch_max, 1, 4096)?,
+            max_sends_in_flight: in_range(
+                "PARLOIR_MAX_SENDS_IN_FLIGHT",
+                self.max_sends_in_flight,
+                1,
+                1_000_000,
+            )?,
             otlp: match self.otel_endpoint.filter(|e| !e.is_empty()) {
                 None => crate::telemetry::Otlp::Disabled,
                 Some(endpoint)
@@ -519,6 +531,7 @@ impl Config {
             otlp: crate::telemetry::Otlp::Disabled,
             participant_cache_size: 10_000,
             store_batch_max: 256,
+            max_sends_in_flight: 1024,
         }
     }
 }

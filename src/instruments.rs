@@ -24,6 +24,7 @@ pub const BROADCAST_FAILURES: &str = "parloir_broadcast_failures_total";
 pub const REDIS_UP: &str = "parloir_redis_up";
 pub const DRAINING: &str = "parloir_draining";
 pub const INSERT_BATCH_SIZE: &str = "parloir_store_insert_batch_size";
+pub const SENDS_SHED: &str = "parloir_sends_shed_total";
 
 /// Latency buckets in seconds: sub-millisecond to several seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -120,6 +121,10 @@ pub fn http_request(route: String, status: u16, elapsed: Duration) {
 
 pub fn message_stored() {
     counter!(MESSAGES_STORED).increment(1);
+}
+
+pub fn send_shed() {
+    counter!(SENDS_SHED).increment(1);
 }
 
 pub fn insert_batch(size: usize) {

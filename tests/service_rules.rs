@@ -62,6 +62,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with_sends_in_flight(1024).await
+}
+
+async fn fixture_with_sends_in_flight(max_sends_in_flight: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("t.db"))
         .await
@@ -80,6 +84,7 @@ async fn fixture() -> Fixture {
         limits: Limits::default(),
         rate_limits,
         typing_ttl: Duration::from_secs(5),
+        max_sends_in_flight,
     };
     let service = Messaging::new(store.clone(), ephemeral.clone(), fanout.clone(), settings);
     Fixture {
@@ -151,6 +156,84 @@ async fn fifty_concurrent_sends_with_one_client_message_id_store_and_announce_on
         1,
         "only the first send is broadcast"
     );
+}
+
+/// A node at its bound of sends in progress refuses the next one at once,
+/// with `UNAVAILABLE` and nothing written, and the send in progress completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_beyond_the_in_flight_bound_is_refused_and_stores_nothing() {
+    use sqlx::Connection as _;
+
+    let f = fixture_with_sends_in_flight(1).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (conversation, _) = f
+        .service
+        .create_conversation(&alice, &["bob".into()], None)
+        .await
+        .unwrap();
+    let id = conversation.id.to_string();
+    // Holding SQLite's write lock keeps a send in progress (it waits for the lock).
+    let mut lock = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        f._dir.path().join("t.db").display()
+    ))
+    .await
+    .expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("write lock taken");
+    let spawn_send = |content: &'static str| {
+        let (service, alice, id) = (f.service.clone(), alice.clone(), id.clone());
+        tokio::spawn(async move { service.send_message(&alice, send(&id, content, None)).await })
+    };
+    let (mut first, mut second) = (spawn_send("one"), spawn_send("two"));
+
+    // Whichever took the only slot waits for the lock; the other is refused at once.
+    let (refused, mut in_progress) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::select! {
+            r = &mut first => (r, second),
+            r = &mut second => (r, first),
+        }
+    })
+    .await
+    .expect("one send is refused without waiting for the lock");
+    let refused = refused.expect("task");
+    assert!(
+        matches!(refused, Err(parloir::service::ServiceError::Overloaded)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.unwrap_err().code(),
+        parloir::protocol::ErrorCode::Unavailable
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("lock released");
+    let stored = (&mut in_progress)
+        .await
+        .expect("task")
+        .expect("the send in progress completes");
+    let history = f
+        .service
+        .history(
+            &bob,
+            conversation.id,
+            parloir::domain::PageRequest::latest(100),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<MessageId> = history.messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![stored.id], "only the accepted send is stored");
+    assert_eq!(f.fanout.count(ev::NEW_MESSAGE), 1);
+
+    // The slot is free again.
+    f.service
+        .send_message(&alice, send(&id, "three", None))
+        .await
+        .expect("accepted once the node has room");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

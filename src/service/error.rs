@@ -20,6 +20,11 @@ pub enum ServiceError {
     RateLimited,
     #[error("storage is unavailable, nothing was written; retry later")]
     Unavailable(#[source] StoreError),
+    /// The node has as many sends in progress as it takes: shedding this one
+    /// keeps the accepted ones fast (and their cross-node deliveries within
+    /// their deadline) instead of queueing everything.
+    #[error("this node is at capacity, nothing was written; retry later")]
+    Overloaded,
     #[error("token expired")]
     TokenExpired,
     #[error("internal error")]
@@ -34,13 +39,15 @@ impl ServiceError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::RateLimited => ErrorCode::RateLimited,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::Overloaded => ErrorCode::Unavailable,
             Self::TokenExpired => ErrorCode::TokenExpired,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
     /// True for failures caused by the client (logged at debug, not error).
+    /// A shed send is counted (`parloir_sends_shed_total`), not logged as an
+    /// error: under overload there would be one per refused send.
     pub fn is_client_fault(&self) -> bool {
         !matches!(self, Self::Unavailable(_) | Self::Internal(_))
     }

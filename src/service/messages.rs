@@ -15,6 +15,8 @@ impl Messaging {
     ///
     /// Returns only after the message is committed. A repeat of a
     /// `clientMessageId` returns the stored message and announces nothing.
+    /// With `max_sends_in_flight` sends in progress, refuses at once
+    /// (`Overloaded`) before anything is written.
     /// Broadcasts happen after the commit; their failure does not fail the send.
     #[instrument(skip_all, fields(user.id = %user.id, conversation.id = tracing::field::Empty, message.id = tracing::field::Empty))]
     pub async fn send_message(&self, user: &User, payload: SendMessage) -> ServiceResult<Message> {
@@ -30,6 +32,12 @@ impl Messaging {
             "conversation.id",
             tracing::field::display(new.conversation_id),
         );
+        // Held until the send is announced: the bound covers the commit and
+        // the broadcasts, where an overloaded node queues.
+        let Ok(_slot) = self.send_slots().try_acquire() else {
+            crate::instruments::send_shed();
+            return Err(ServiceError::Overloaded);
+        };
         self.require_participant(new.conversation_id, &user.id)
             .await?;
         match self.ephemeral().try_acquire_send(&user.id).await {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 pub use conversations::{ConversationList, History};
 pub use error::ServiceError;
@@ -32,6 +33,8 @@ pub struct ServiceSettings {
     pub limits: Limits,
     pub rate_limits: RateLimits,
     pub typing_ttl: Duration,
+    /// Sends this node works on at once; more are refused with `UNAVAILABLE`.
+    pub max_sends_in_flight: usize,
 }
 
 /// The messaging service. Cheap to clone (shared handles).
@@ -44,6 +47,8 @@ struct Inner {
     store: Arc<dyn Store>,
     ephemeral: Arc<dyn Ephemeral>,
     fanout: Arc<dyn Fanout>,
+    /// One permit per send in progress (see `send_message`).
+    send_slots: Semaphore,
     settings: ServiceSettings,
 }
 
@@ -59,6 +64,7 @@ impl Messaging {
                 store,
                 ephemeral,
                 fanout,
+                send_slots: Semaphore::new(settings.max_sends_in_flight.max(1)),
                 settings,
             }),
         }
@@ -74,6 +80,10 @@ impl Messaging {
 
     pub fn ephemeral(&self) -> &dyn Ephemeral {
         &*self.inner.ephemeral
+    }
+
+    fn send_slots(&self) -> &Semaphore {
+        &self.inner.send_slots
     }
 
     fn fanout(&self) -> &dyn Fanout {
