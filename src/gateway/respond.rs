@@ -76,7 +76,7 @@ pub fn respond<A: Adapter, T: Serialize>(
 }
 
 fn log_failure(event: &str, err: &ServiceError) {
-    if err.is_client_fault() {
+    if err.is_refusal() {
         tracing::debug!(event, error.code = err.code().as_str(), error = %err, "event refused");
     } else {
         tracing::error!(

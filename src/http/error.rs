@@ -75,7 +75,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match &self {
             Self::Service(e) => {
-                if e.is_client_fault() {
+                if e.is_refusal() {
                     tracing::debug!(error.code = e.code().as_str(), error = %e, "request refused");
                 } else {
                     tracing::error!(

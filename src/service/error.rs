@@ -45,10 +45,12 @@ impl ServiceError {
         }
     }
 
-    /// True for failures caused by the client (logged at debug, not error).
-    /// A shed send is counted (`parloir_sends_shed_total`), not logged as an
-    /// error: under overload there would be one per refused send.
-    pub fn is_client_fault(&self) -> bool {
+    /// True for refusals — of the client's request, or of work beyond the
+    /// node's capacity — which are logged at debug; false for failures of
+    /// the node's dependencies or of the node itself, logged as errors. A
+    /// shed send is counted (`parloir_sends_shed_total`) rather than logged
+    /// as an error: under overload there would be one per refused send.
+    pub fn is_refusal(&self) -> bool {
         !matches!(self, Self::Unavailable(_) | Self::Internal(_))
     }
 }
