@@ -375,13 +375,15 @@ struct Cluster {
 }
 
 /// SQLite has one writer, so a second batch in flight would only wait for
-/// the first; Postgres overlaps one batch's flush with the next batches.
+/// the first. On Postgres one commit in flight also measured best here (at
+/// 6,000 msg/s, p99 51 ms with one, 99 ms with four: bigger batches, less
+/// contention); more may pay off where round trips to the database dominate.
 fn group_commit_limits(config: &Config) -> GroupCommitLimits {
     GroupCommitLimits {
         max_batch: config.store_batch_max,
         concurrent_batches: match config.store {
             StoreConfig::Sqlite { .. } => 1,
-            StoreConfig::Postgres { .. } => 4,
+            StoreConfig::Postgres { .. } => config.store_concurrent_commits,
         },
     }
 }

@@ -112,6 +112,9 @@ pub struct RawConfig {
     /// Most messages committed together (group commit); 1 commits every send alone.
     #[arg(long, env = "PARLOIR_STORE_BATCH_MAX", default_value_t = 256)]
     pub store_batch_max: usize,
+    /// Group commits in flight at once on Postgres (SQLite has one writer: always 1).
+    #[arg(long, env = "PARLOIR_STORE_CONCURRENT_COMMITS", default_value_t = 1)]
+    pub store_concurrent_commits: usize,
     /// Seconds a draining node waits for in-flight work after SIGTERM.
     #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
     pub drain_grace_secs: u64,
@@ -209,6 +212,8 @@ pub struct Config {
     pub participant_cache_size: usize,
     /// Most messages in one group commit (1: no batching).
     pub store_batch_max: usize,
+    /// Group commits in flight at once on Postgres.
+    pub store_concurrent_commits: usize,
     /// Sends in progress beyond which a node refuses new ones.
     pub max_sends_in_flight: usize,
 }
@@ -467,6 +472,12 @@ impl RawConfig {
                 10_000_000,
             )?,
             store_batch_max: in_range("PARLOIR_STORE_BATCH_MAX", self.store_batch_max, 1, 4096)?,
+            store_concurrent_commits: in_range(
+                "PARLOIR_STORE_CONCURRENT_COMMITS",
+                self.store_concurrent_commits,
+                1,
+                256,
+            )?,
             max_sends_in_flight: in_range(
                 "PARLOIR_MAX_SENDS_IN_FLIGHT",
                 self.max_sends_in_flight,
@@ -531,6 +542,7 @@ impl Config {
             otlp: crate::telemetry::Otlp::Disabled,
             participant_cache_size: 10_000,
             store_batch_max: 256,
+            store_concurrent_commits: 1,
             max_sends_in_flight: 1024,
         }
     }
