@@ -63,6 +63,25 @@ async fn create_conversation(
     body["id"].as_str().expect("a conversation id").to_owned()
 }
 
+/// `who` joins the conversation's room and has read its history.
+async fn join(d: &mut Driver, who: &str, conversation: &str) {
+    ok_data(
+        &d.emit(
+            who,
+            "join-conversation",
+            json!({"conversationId": conversation}),
+        )
+        .await,
+    );
+    d.wait(
+        who,
+        "conversation-history",
+        json!({"conversationId": conversation}),
+        EVENT,
+    )
+    .await;
+}
+
 fn ok_data(ack: &Value) -> &Value {
     assert_eq!(ack["ok"], true, "expected a successful ack, got {ack}");
     &ack["data"]
@@ -163,21 +182,7 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
     d.connect("alice", &a.url, &token(&alice)).await;
     d.connect("bob", &b.url, &token(&bob)).await;
     for who in ["alice", "bob"] {
-        ok_data(
-            &d.emit(
-                who,
-                "join-conversation",
-                json!({"conversationId": conversation}),
-            )
-            .await,
-        );
-        d.wait(
-            who,
-            "conversation-history",
-            json!({"conversationId": conversation}),
-            EVENT,
-        )
-        .await;
+        join(&mut d, who, &conversation).await;
     }
     let send = |content: String| json!({"conversationId": conversation, "content": content});
 
@@ -328,21 +333,7 @@ async fn a_stalled_redis_does_not_cut_cross_node_delivery_afterwards() {
     d.connect("alice", &a.url, &token(&alice)).await;
     d.connect("bob", &b.url, &token(&bob)).await;
     for who in ["alice", "bob"] {
-        ok_data(
-            &d.emit(
-                who,
-                "join-conversation",
-                json!({"conversationId": conversation}),
-            )
-            .await,
-        );
-        d.wait(
-            who,
-            "conversation-history",
-            json!({"conversationId": conversation}),
-            EVENT,
-        )
-        .await;
+        join(&mut d, who, &conversation).await;
     }
     let send = |content: &str| json!({"conversationId": conversation, "content": content});
 

@@ -197,12 +197,7 @@ impl Store for GroupCommit {
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError> {
         let (reply, outcome) = oneshot::channel();
-        let insert = MessageInsert {
-            id,
-            sender: sender.clone(),
-            message: message.clone(),
-            now,
-        };
+        let insert = MessageInsert::new(id, sender, message, now);
         self.queue
             .send(Pending { insert, reply })
             .await

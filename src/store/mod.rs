@@ -111,8 +111,35 @@ pub struct MessageInsert {
     pub now: DateTime<Utc>,
 }
 
+impl MessageInsert {
+    /// The arguments of `insert_message`, owned.
+    pub fn new(id: MessageId, sender: &UserId, message: &NewMessage, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            sender: sender.clone(),
+            message: message.clone(),
+            now,
+        }
+    }
+}
+
 /// What `insert_message` answers for one message.
 pub type InsertOutcome = Result<(Message, Inserted), StoreError>;
+
+/// `insert_message` for a store whose one write path is `insert_messages`:
+/// a batch of one.
+async fn insert_alone<S: Store + ?Sized>(store: &S, insert: MessageInsert) -> InsertOutcome {
+    store
+        .insert_messages(std::slice::from_ref(&insert))
+        .await?
+        .pop()
+        .unwrap_or_else(|| {
+            Err(StoreError::Corrupt {
+                op: "insert_message",
+                detail: "no outcome for the message".to_owned(),
+            })
+        })
+}
 
 /// The outcome for `attempt` when its `(sender, clientMessageId)` is
 /// already stored as `stored`: a duplicate, unless it named another

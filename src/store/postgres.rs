@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::{
     Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError, duplicate_of,
+    insert_alone,
 };
 use crate::domain::{
     Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
@@ -445,16 +446,7 @@ impl Store for PostgresStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError> {
-        let one = MessageInsert {
-            id,
-            sender: sender.clone(),
-            message: message.clone(),
-            now,
-        };
-        let mut outcomes = self.insert_messages(std::slice::from_ref(&one)).await?;
-        outcomes
-            .pop()
-            .unwrap_or_else(|| Err(corrupt("insert_message", "no outcome for the message")))
+        insert_alone(self, MessageInsert::new(id, sender, message, now)).await
     }
 
     async fn insert_messages(
