@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, SocketIoBuilder};
-use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_sharded::{ShardedAdapter, ShardedAdapterCtr, ShardedConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +27,7 @@ use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, Store
 use crate::ephemeral::{
     Ephemeral, MemoryEphemeral, ObservedEphemeral, RedisEphemeral, RedisSettings,
 };
-use crate::fanout::{Audience, BackendUp, Fanout, SioFanout};
+use crate::fanout::{Audience, Fanout, SioFanout};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
@@ -37,10 +37,14 @@ use crate::store::{
     Store,
 };
 
-/// Capacity of the channels that carry other nodes' broadcasts into this one.
+/// Capacity of the channel that carries other nodes' broadcasts into this
+/// one; a burst beyond it is lost (counted in
+/// `parloir_adapter_messages_dropped_total`). fred's default of 32 dropped
+/// deliveries at 800 msg/s between two nodes.
 const ADAPTER_CHANNEL_CAPACITY: usize = 1 << 16;
 
-/// Deadline of the adapter's Redis commands (publishes, subscriptions).
+/// Deadline of one adapter publish. Local sockets have the event already; a
+/// publish this late is reported as a broadcast failure.
 const ADAPTER_PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
 
 /// How often expired typing states are looked for.
@@ -133,11 +137,11 @@ impl AppBuilder {
         let readiness = Readiness::default();
 
         // Everything but the shared state is the same in both modes.
-        let deps = |ephemeral, adapter_backend_up| Deps {
+        let deps = |ephemeral, adapter_stats| Deps {
             config: &config,
             store,
             ephemeral,
-            adapter_backend_up,
+            adapter_stats,
             authenticator,
             readiness: readiness.clone(),
         };
@@ -172,23 +176,23 @@ impl AppBuilder {
                 .context("connecting to Redis (shared state)")?;
                 let ephemeral: Arc<dyn Ephemeral> =
                     Arc::new(ObservedEphemeral::new(Arc::new(ephemeral), "redis"));
-                let subscriber =
-                    redis_subscriber(redis).context("configuring the Redis adapter")?;
-                let adapter_connection = subscriber.clone();
-                let adapter_backend_up: BackendUp = Arc::new(move || {
-                    use fred::interfaces::ClientLike as _;
-                    adapter_connection.is_connected()
-                });
-                let adapter_config = RedisAdapterConfig::default()
-                    .with_prefix(format!("{}socket.io", redis.prefix))
-                    .with_stream_buffer(ADAPTER_CHANNEL_CAPACITY)
-                    .with_request_timeout(redis.command_timeout);
-                let ctr = RedisAdapterCtr::new_with_fred_config(subscriber, adapter_config)
+                let subscriber = redis_subscriber(redis)
                     .await
-                    .context("connecting the Redis adapter")?;
+                    .context("connecting the Socket.IO adapter to Redis")?;
+                let ctr = ShardedAdapterCtr::new(
+                    subscriber,
+                    ShardedConfig {
+                        prefix: format!("{}sio:", redis.prefix),
+                        request_timeout: redis.command_timeout,
+                        publish_timeout: redis.command_timeout.min(ADAPTER_PUBLISH_DEADLINE),
+                        ..ShardedConfig::default()
+                    },
+                )
+                .context("configuring the Socket.IO adapter")?;
+                let adapter_stats = ctr.stats();
                 let (wired, io) = wire(
                     SocketIo::builder().with_adapter::<ClusterAdapter>(ctr),
-                    deps(ephemeral, Some(adapter_backend_up)),
+                    deps(ephemeral, Some(adapter_stats)),
                 );
                 io.ns(
                     NAMESPACE,
@@ -229,62 +233,31 @@ impl AppBuilder {
 }
 
 /// The Socket.IO adapter of cluster mode.
-type ClusterAdapter = FredAdapter<socketioxide::adapter::Emitter>;
+type ClusterAdapter = ShardedAdapter<socketioxide::adapter::Emitter>;
 
-fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::SubscriberClient> {
+/// The adapter's connection: pub/sub (sharded, hence RESP3, which fred does
+/// not read from `?protocol=` in URLs), one connection per Redis Cluster
+/// shard. The adapter re-subscribes its channels after every reconnect.
+async fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::SubscriberClient> {
     use fred::prelude::*;
     let mut config = fred::types::config::Config::from_url(redis.url.expose_secret())?;
-    // The adapter uses sharded pub/sub, which fred speaks over RESP3 only
-    // (and fred ignores `?protocol=` in URLs).
     config.version = fred::types::RespVersion::RESP3;
     let client = Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = redis.command_timeout;
         })
         .with_performance_config(|p| {
-            // A publish that cannot go out within this is delivered locally
-            // instead (see fanout.rs), so keep it short whatever the deadline
-            // of shared-state commands is.
-            p.default_command_timeout = redis.command_timeout.min(ADAPTER_PUBLISH_DEADLINE);
-            // Every cross-node broadcast arrives through this channel; fred's
-            // default of 32 drops messages under load (measured: 150 lost
-            // deliveries at 800 msg/s between two nodes).
+            p.default_command_timeout = redis.command_timeout;
             p.broadcast_channel_capacity = ADAPTER_CHANNEL_CAPACITY;
         })
         // Retry forever with backoff: a node outlives a Redis restart.
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_subscriber_client()?;
-    resubscribe_after_reconnects(&client);
+    let deadline = redis.command_timeout.saturating_mul(2);
+    tokio::time::timeout(deadline, client.init())
+        .await
+        .context("Redis did not answer in time")??;
     Ok(client)
-}
-
-/// Re-subscribes the adapter's sharded channels after every reconnect, so
-/// cross-node delivery resumes by itself after a Redis restart. (fred's own
-/// `manage_subscriptions` also re-sends empty SUBSCRIBE/PSUBSCRIBE lists,
-/// which Redis rejects, and the error lands on the adapter's next call.)
-fn resubscribe_after_reconnects(client: &fred::clients::SubscriberClient) {
-    use fred::prelude::*;
-    let client = client.clone();
-    let mut reconnects = client.reconnect_rx();
-    tokio::spawn(
-        async move {
-            while reconnects.recv().await.is_ok() {
-                let channels: Vec<fred::types::Key> = client
-                    .tracked_shard_channels()
-                    .into_iter()
-                    .map(Into::into)
-                    .collect();
-                if channels.is_empty() {
-                    continue; // the first connection: nothing subscribed yet
-                }
-                match client.ssubscribe(channels).await {
-                    Ok(()) => info!("Redis adapter channels re-subscribed after a reconnect"),
-                    Err(e) => warn!(error = %e, "re-subscribing the Redis adapter channels failed"),
-                }
-            }
-        }
-        .instrument(info_span!("redis_resubscriber")),
-    );
 }
 
 /// What `wire` needs besides the Socket.IO builder.
@@ -292,8 +265,8 @@ struct Deps<'a> {
     config: &'a Config,
     store: Arc<dyn Store>,
     ephemeral: Arc<dyn Ephemeral>,
-    /// Whether the adapter's backend is reachable (cluster mode only).
-    adapter_backend_up: Option<BackendUp>,
+    /// The Redis adapter's traffic counters (cluster mode only).
+    adapter_stats: Option<Arc<socketioxide_sharded::Stats>>,
     authenticator: Authenticator,
     readiness: Readiness,
 }
@@ -333,13 +306,14 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         .with_state(in_flight.clone())
         .with_state(deps.authenticator.clone())
         .build_layer();
-    fanout.bind(io.clone(), deps.adapter_backend_up);
+    fanout.bind(io.clone());
     let state = HttpState {
         service: service.clone(),
         authenticator: deps.authenticator,
         readiness: readiness.clone(),
         cluster: matches!(config.shared, SharedState::Redis(_)),
         metrics: crate::instruments::install(),
+        adapter_stats: deps.adapter_stats,
         dev_signing_secret: match (&config.jwt.key, config.dev_mode) {
             (JwtKey::Hs256 { secret, .. }, true) => Some(secret.clone()),
             _ => None,
@@ -559,8 +533,8 @@ impl<A: Adapter> Default for LateFanout<A> {
 }
 
 impl<A: Adapter> LateFanout<A> {
-    fn bind(&self, io: SocketIo<A>, backend_up: Option<BackendUp>) {
-        if self.inner.set(SioFanout::new(io, backend_up)).is_err() {
+    fn bind(&self, io: SocketIo<A>) {
+        if self.inner.set(SioFanout::new(io)).is_err() {
             warn!("fanout bound twice; keeping the first Socket.IO instance");
         }
     }
@@ -580,15 +554,15 @@ impl<A: Adapter> Fanout for LateFanout<A> {
         }
     }
 
-    fn join(&self, socket_id: &str, room: String) {
+    async fn join(&self, socket_id: &str, room: String) {
         if let Some(f) = self.inner.get() {
-            f.join(socket_id, room);
+            f.join(socket_id, room).await;
         }
     }
 
-    fn leave(&self, socket_id: &str, room: String) {
+    async fn leave(&self, socket_id: &str, room: String) {
         if let Some(f) = self.inner.get() {
-            f.leave(socket_id, room);
+            f.leave(socket_id, room).await;
         }
     }
 }

@@ -23,7 +23,9 @@ pub struct RawConfig {
     /// Directory for the SQLite file and the generated dev JWT secret.
     #[arg(long, env = "PARLOIR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Redis URL (cluster mode, with a Postgres DATABASE_URL).
+    /// Redis URL (cluster mode, with a Postgres DATABASE_URL): one Redis
+    /// (`redis://`, `rediss://`) or a Redis Cluster
+    /// (`redis-cluster://host:port?node=host:port&node=...`, `rediss-cluster://`).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis connections in the pool used for presence, typing, counters and limits.
@@ -268,8 +270,26 @@ impl RawConfig {
             (None, _) => SharedState::InProcess,
             (Some(_), StoreConfig::Sqlite { .. }) => return Err(ConfigError::RedisNeedsPostgres),
             (Some(url), StoreConfig::Postgres { .. }) => {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(invalid("REDIS_URL", "must be a redis:// or rediss:// URL"));
+                const SCHEMES: [&str; 4] = [
+                    "redis://",
+                    "rediss://",
+                    "redis-cluster://",
+                    "rediss-cluster://",
+                ];
+                if !SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+                    return Err(invalid(
+                        "REDIS_URL",
+                        "must be a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL",
+                    ));
+                }
+                // Hash tags are the node's to place (cluster mode tags the
+                // keys itself); one in the prefix would put every adapter
+                // channel in one Redis Cluster slot.
+                if self.redis_prefix.contains(['{', '}']) {
+                    return Err(invalid(
+                        "PARLOIR_REDIS_PREFIX",
+                        "must not contain '{' or '}'",
+                    ));
                 }
                 if !(1..=256).contains(&self.redis_pool_size) {
                     return Err(invalid("PARLOIR_REDIS_POOL_SIZE", "must be 1 to 256"));
@@ -589,6 +609,37 @@ mod tests {
     fn short_secret_names_the_variable() {
         let err = parse(&["--jwt-secret", "short"]).unwrap_err();
         assert!(err.to_string().starts_with("JWT_SECRET:"), "{err}");
+    }
+
+    #[test]
+    fn redis_urls_name_one_redis_or_a_cluster() {
+        let pg = ["--database-url", "postgres://localhost/parloir"];
+        for url in [
+            "redis://127.0.0.1:6379",
+            "rediss://user:pw@redis.example:6380",
+            "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001&node=127.0.0.1:7002",
+            "rediss-cluster://redis.example:7000",
+        ] {
+            let c = parse(&[&pg[..], &["--redis-url", url]].concat())
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(matches!(c.shared, SharedState::Redis(_)), "{url}");
+        }
+        let err = parse(&[&pg[..], &["--redis-url", "http://127.0.0.1"]].concat()).unwrap_err();
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+        let err = parse(
+            &[
+                &pg[..],
+                &[
+                    "--redis-url",
+                    "redis://127.0.0.1",
+                    "--redis-prefix",
+                    "{app}:",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("PARLOIR_REDIS_PREFIX"), "{err}");
     }
 
     #[test]

@@ -3,15 +3,14 @@
 //! told what; this module only carries it out. Payloads are serialised once
 //! per call, whatever the number of recipients.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SocketIo};
-use tokio::time::Instant;
 use tracing::warn;
 
 use crate::protocol::NAMESPACE;
@@ -53,53 +52,45 @@ pub trait Fanout: Send + Sync + 'static {
     /// Sends to one socket of this node; a socket that has gone is ignored.
     fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value);
 
-    /// Adds a socket of this node to a room.
-    fn join(&self, socket_id: &str, room: String);
+    /// Adds a socket of this node to a room. Returns once broadcasts to the
+    /// room from any node reach the socket (in cluster mode, once this node
+    /// is subscribed to the room); while Redis is unreachable the socket is
+    /// in the room locally and the subscription follows when Redis is back.
+    async fn join(&self, socket_id: &str, room: String);
 
     /// Removes a socket of this node from a room.
-    fn leave(&self, socket_id: &str, room: String);
+    async fn leave(&self, socket_id: &str, room: String);
 }
 
-/// After a publish fails with the adapter's backend (Redis) unreachable,
-/// broadcasts stay local this long before the adapter is tried again, so an
-/// outage costs one failed publish per window rather than one per event.
-const LOCAL_ONLY_AFTER_FAILURE: Duration = Duration::from_secs(5);
-
-/// Whether the adapter's backend is reachable right now (cluster: the
-/// adapter's Redis connection is up).
-pub type BackendUp = Arc<dyn Fn() -> bool + Send + Sync>;
+/// During a Redis outage every broadcast fails to reach other nodes: one
+/// warning per this interval says so, the metric counts each.
+const FAILURE_WARNING_EVERY: Duration = Duration::from_secs(5);
 
 /// [`Fanout`] over a socketioxide instance, generic over its adapter.
 pub struct SioFanout<A: Adapter> {
     io: SocketIo<A>,
-    /// While set and in the future, skip the adapter and deliver locally.
-    local_only_until: Mutex<Option<Instant>>,
-    /// `None`: the adapter has no backend to lose (in-process).
-    backend_up: Option<BackendUp>,
+    last_failure_warning: Mutex<Option<Instant>>,
 }
 
 impl<A: Adapter> SioFanout<A> {
-    pub fn new(io: SocketIo<A>, backend_up: Option<BackendUp>) -> Self {
+    pub fn new(io: SocketIo<A>) -> Self {
         Self {
             io,
-            local_only_until: Mutex::new(None),
-            backend_up,
+            last_failure_warning: Mutex::new(None),
         }
     }
 
-    fn local_only(&self) -> bool {
-        let guard = self
-            .local_only_until
+    /// Whether a failure now deserves a warning (the first of its interval).
+    fn warn_now(&self) -> bool {
+        let mut last = self
+            .last_failure_warning
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        guard.is_some_and(|until| Instant::now() < until)
-    }
-
-    fn set_local_only(&self) {
-        *self
-            .local_only_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + LOCAL_ONLY_AFTER_FAILURE);
+        let due = last.is_none_or(|at| at.elapsed() >= FAILURE_WARNING_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     fn socket(&self, socket_id: &str) -> Option<socketioxide::extract::SocketRef<A>> {
@@ -118,47 +109,35 @@ impl<A: Adapter> Fanout for SioFanout<A> {
             warn!(event, "namespace not registered; event dropped");
             return;
         };
-        if !self.local_only() {
-            let ops = ns
-                .clone()
-                .to(audience.to.clone())
-                .except(audience.except.clone());
-            match ops.emit(event, &payload).await {
-                Ok(()) => return,
-                // Some sockets were closing or full; the others got the event.
-                Err(BroadcastError::Socket(failed)) => {
-                    tracing::debug!(
-                        event,
-                        sockets = failed.len(),
-                        "event not delivered to closing sockets"
-                    );
-                    return;
-                }
-                Err(BroadcastError::Serialize(e)) => {
-                    tracing::error!(event, error = %e, "event payload failed to serialise");
-                    return;
-                }
-                Err(BroadcastError::Adapter(e)) => {
-                    // The adapter publishes before it delivers locally, so a
-                    // failed publish delivered nothing: deliver here at least.
-                    crate::instruments::broadcast_failure();
-                    // With the connection up, the publish was only slow —
-                    // typically this node is overloaded — and may still go
-                    // out; the next one may not be slow. Going local-only
-                    // then would drop every cross-node delivery of the window
-                    // (measured: 35,280 of 60,000 at 3,000 msg/s on two nodes).
-                    if self.backend_up.as_ref().is_some_and(|up| up()) {
-                        warn!(event, error = %e, "broadcast to other nodes timed out; delivered on this node");
-                    } else {
-                        warn!(event, error = %e, "broadcast to other nodes failed; delivering on this node only for a while");
-                        self.set_local_only();
-                    }
+        match ns
+            .to(audience.to)
+            .except(audience.except)
+            .emit(event, &payload)
+            .await
+        {
+            Ok(()) => {}
+            // Some sockets were closing or full; the others got the event.
+            Err(BroadcastError::Socket(failed)) => {
+                tracing::debug!(
+                    event,
+                    sockets = failed.len(),
+                    "event not delivered to closing sockets"
+                );
+            }
+            Err(BroadcastError::Serialize(e)) => {
+                tracing::error!(event, error = %e, "event payload failed to serialise");
+            }
+            // The adapter delivers to this node's sockets before it
+            // publishes, so only other nodes may have missed the event.
+            Err(BroadcastError::Adapter(e)) => {
+                crate::instruments::broadcast_failure();
+                if self.warn_now() {
+                    warn!(event, error = %e, "broadcast to other nodes failed; delivered on this node \
+                        (further failures within 5 s are counted in parloir_broadcast_failures_total only)");
+                } else {
+                    tracing::debug!(event, error = %e, "broadcast to other nodes failed");
                 }
             }
-        }
-        let local = ns.local().to(audience.to).except(audience.except);
-        if let Err(e) = local.emit(event, &payload).await {
-            tracing::debug!(event, error = %e, "local broadcast incomplete");
         }
     }
 
@@ -170,15 +149,27 @@ impl<A: Adapter> Fanout for SioFanout<A> {
         }
     }
 
-    fn join(&self, socket_id: &str, room: String) {
+    async fn join(&self, socket_id: &str, room: String) {
         if let Some(s) = self.socket(socket_id) {
-            s.join(room);
+            join_room(&s, room).await;
         }
     }
 
-    fn leave(&self, socket_id: &str, room: String) {
-        if let Some(s) = self.socket(socket_id) {
-            s.leave(room);
+    async fn leave(&self, socket_id: &str, room: String) {
+        if let Some(s) = self.socket(socket_id)
+            && let Err(e) = s.local().leave(room).await
+        {
+            warn!(error = %e, "leaving a room: the adapter failed");
         }
+    }
+}
+
+/// Joins a room through the adapter, which is how a cluster node learns to
+/// subscribe to it (`SocketRef::join` changes only the local rooms).
+pub async fn join_room<A: Adapter>(s: &socketioxide::extract::SocketRef<A>, room: String) {
+    if let Err(e) = s.local().join(room).await {
+        // The socket is in the room locally; the adapter subscribes the
+        // room again when Redis is back.
+        warn!(error = %e, "room subscription failed; cross-node delivery to it resumes with Redis");
     }
 }

@@ -25,6 +25,13 @@ pub const REDIS_UP: &str = "parloir_redis_up";
 pub const DRAINING: &str = "parloir_draining";
 pub const INSERT_BATCH_SIZE: &str = "parloir_store_insert_batch_size";
 pub const SENDS_SHED: &str = "parloir_sends_shed_total";
+pub const ADAPTER_PUBLISHED: &str = "parloir_adapter_messages_published_total";
+pub const ADAPTER_RECEIVED: &str = "parloir_adapter_messages_received_total";
+pub const ADAPTER_LOOPBACK: &str = "parloir_adapter_messages_loopback_total";
+pub const ADAPTER_DROPPED: &str = "parloir_adapter_messages_dropped_total";
+pub const ADAPTER_MALFORMED: &str = "parloir_adapter_messages_malformed_total";
+pub const ADAPTER_SUBSCRIBE_FAILURES: &str = "parloir_adapter_subscribe_failures_total";
+pub const ADAPTER_ROOMS: &str = "parloir_adapter_subscribed_rooms";
 
 /// Latency buckets in seconds: sub-millisecond to several seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -95,6 +102,46 @@ fn describe() {
         "1 while Redis answers the readiness probe, 0 when it does not"
     );
     describe_gauge!(DRAINING, "1 once the node drains after SIGTERM");
+    describe_counter!(
+        ADAPTER_PUBLISHED,
+        "messages this node published to other nodes through Redis (one per room of a broadcast)"
+    );
+    describe_counter!(
+        ADAPTER_RECEIVED,
+        "messages this node received from Redis: broadcasts to rooms it has sockets in, requests, its own publications"
+    );
+    describe_counter!(
+        ADAPTER_LOOPBACK,
+        "received messages this node had published itself (dropped unread)"
+    );
+    describe_counter!(
+        ADAPTER_DROPPED,
+        "messages from other nodes lost because this node read them too slowly"
+    );
+    describe_counter!(
+        ADAPTER_MALFORMED,
+        "received messages that were not adapter messages of this version"
+    );
+    describe_counter!(
+        ADAPTER_SUBSCRIBE_FAILURES,
+        "room subscriptions that failed (retried)"
+    );
+    describe_gauge!(
+        ADAPTER_ROOMS,
+        "rooms this node is subscribed to (rooms it holds a socket in)"
+    );
+}
+
+/// Copies the Socket.IO adapter's counters into the exported metrics (at
+/// each scrape: the adapter keeps its own counts).
+pub fn adapter(stats: socketioxide_sharded::StatsSnapshot) {
+    counter!(ADAPTER_PUBLISHED).absolute(stats.published);
+    counter!(ADAPTER_RECEIVED).absolute(stats.received);
+    counter!(ADAPTER_LOOPBACK).absolute(stats.loopback);
+    counter!(ADAPTER_DROPPED).absolute(stats.dropped);
+    counter!(ADAPTER_MALFORMED).absolute(stats.malformed);
+    counter!(ADAPTER_SUBSCRIBE_FAILURES).absolute(stats.subscribe_failures);
+    gauge!(ADAPTER_ROOMS).set(stats.subscribed_rooms as f64);
 }
 
 pub fn socket_connected() {

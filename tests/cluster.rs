@@ -1,14 +1,15 @@
 //! Cluster behaviour through failures, with real processes: two parloir
 //! nodes sharing a Redis and a Postgres of this test's own, the official
 //! Socket.IO client, and a node SIGKILLed, Redis killed and restarted empty,
-//! Postgres stopped and started.
+//! Postgres stopped and started. Every Redis test runs twice: on one Redis
+//! and on a three-master Redis Cluster.
 
 mod common;
 
 use std::time::Duration;
 
 use common::PostgresDatabase;
-use common::processes::{Driver, NodeProcess, PostgresServer, RedisServer};
+use common::processes::{Driver, NodeProcess, PostgresServer, RedisKind, TestRedis};
 use serde_json::{Value, json};
 
 const SECRET: &str = "cluster-test-secret-cluster-test-secret";
@@ -17,13 +18,32 @@ const HEARTBEAT_MS: &str = "200";
 const NODE_TTL_MS: &str = "1000";
 const EVENT: Duration = Duration::from_secs(5);
 
+/// `mod $name { single, cluster }`: the test body once per Redis kind.
+macro_rules! on_both_redis_kinds {
+    ($name:ident) => {
+        mod $name {
+            use super::RedisKind;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_redis() {
+                super::$name(RedisKind::Single).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                super::$name(RedisKind::Cluster).await;
+            }
+        }
+    };
+}
+
 fn token(user: &str) -> String {
     common::mint_token(SECRET, user)
 }
 
 fn node_env(
     database_url: &str,
-    redis: Option<&RedisServer>,
+    redis: Option<&TestRedis>,
     prefix: &str,
     id: &str,
 ) -> Vec<(&'static str, String)> {
@@ -87,10 +107,96 @@ fn ok_data(ack: &Value) -> &Value {
     &ack["data"]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once() {
+/// A counter or gauge of a node's `/metrics` (0 when absent).
+async fn metric(d: &mut Driver, node: &NodeProcess, name: &str) -> f64 {
+    let (_, body) = d
+        .http("GET", &format!("{}/metrics", node.url), "", None)
+        .await;
+    let text = body.as_str().expect("metrics are text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+const RECEIVED: &str = "parloir_adapter_messages_received_total";
+
+// The point of routing by room: a node hears a conversation's broadcasts
+// only while one of its sockets is in the conversation (or in the room of a
+// user they concern), read from the node's own metric.
+on_both_redis_kinds!(a_node_receives_only_the_broadcasts_of_rooms_it_holds_sockets_in);
+async fn a_node_receives_only_the_broadcasts_of_rooms_it_holds_sockets_in(kind: RedisKind) {
     let db = PostgresDatabase::create().await;
-    let redis = RedisServer::start().await;
+    let redis = TestRedis::start(kind).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
+    let c = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-c")).await;
+    let mut d = Driver::start().await;
+    let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(common::unique_user);
+    let busy = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    let barrier = create_conversation(&mut d, &a, &dave, &[&carol]).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.connect("bob", &a.url, &token(&bob)).await;
+    d.connect("dave", &a.url, &token(&dave)).await;
+    d.connect("carol", &c.url, &token(&carol)).await;
+    for (who, conversation) in [
+        ("alice", &busy),
+        ("bob", &busy),
+        ("dave", &barrier),
+        ("carol", &barrier),
+    ] {
+        join(&mut d, who, conversation).await;
+    }
+    let send = |conversation: &str, content: String| json!({"conversationId": conversation, "content": content});
+
+    let before = metric(&mut d, &c, RECEIVED).await;
+    for i in 0..20 {
+        let ack = d
+            .emit("alice", "send-message", send(&busy, format!("busy #{i}")))
+            .await;
+        let id = ok_data(&ack)["id"].clone();
+        d.wait("bob", "new-message", json!({"id": id}), EVENT).await;
+    }
+    // Barrier: one message node C must hear (carol is there), after which
+    // anything of the busy conversation would have arrived too.
+    let ack = d
+        .emit("dave", "send-message", send(&barrier, "to carol".into()))
+        .await;
+    let id = ok_data(&ack)["id"].clone();
+    d.wait("carol", "new-message", json!({"id": id}), EVENT)
+        .await;
+    d.wait(
+        "carol",
+        "unread-count-updated",
+        json!({"conversationId": barrier}),
+        EVENT,
+    )
+    .await;
+    let after = metric(&mut d, &c, RECEIVED).await;
+    assert_eq!(
+        after - before,
+        2.0,
+        "node C received the barrier's new-message and carol's unread update, \
+         and nothing of the 20 messages (40 broadcasts) between alice and bob"
+    );
+
+    // Once a socket of node C joins the busy conversation, C hears it.
+    d.connect("bob-2", &c.url, &token(&bob)).await;
+    join(&mut d, "bob-2", &busy).await;
+    let ack = d
+        .emit("alice", "send-message", send(&busy, "now C listens".into()))
+        .await;
+    let id = ok_data(&ack)["id"].clone();
+    d.wait("bob-2", "new-message", json!({"id": id}), EVENT)
+        .await;
+    assert!(metric(&mut d, &c, RECEIVED).await > after);
+    drop((a, c, redis));
+    db.drop_database().await;
+}
+
+on_both_redis_kinds!(presence_spans_nodes_and_a_killed_nodes_users_go_offline_once);
+async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once(kind: RedisKind) {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(kind).await;
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
     let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
     let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
@@ -169,10 +275,10 @@ async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once() {
     db.drop_database().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
+on_both_redis_kinds!(cross_node_delivery_and_counters_survive_a_redis_restart);
+async fn cross_node_delivery_and_counters_survive_a_redis_restart(kind: RedisKind) {
     let db = PostgresDatabase::create().await;
-    let mut redis = RedisServer::start().await;
+    let mut redis = TestRedis::start(kind).await;
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
     let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
     let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
@@ -309,15 +415,15 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart() {
     db.drop_database().await;
 }
 
-/// A Redis that stalls (connections stay up, commands time out) — what an
-/// overloaded node sees too — slows a send but must not switch the node to
-/// local-only delivery: the first message after the stall reaches the other
-/// node. (A node that went local-only after a timeout dropped every
-/// cross-node delivery for 5 s.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_redis_does_not_cut_cross_node_delivery_afterwards() {
+// A Redis that stalls (connections stay up, commands time out) — what an
+// overloaded node sees too — slows a send but must not cut cross-node
+// delivery afterwards: the first message after the stall reaches the other
+// node. (A node that went local-only after a timeout dropped every
+// cross-node delivery for 5 s.)
+on_both_redis_kinds!(a_stalled_redis_does_not_cut_cross_node_delivery_afterwards);
+async fn a_stalled_redis_does_not_cut_cross_node_delivery_afterwards(kind: RedisKind) {
     let db = PostgresDatabase::create().await;
-    let redis = RedisServer::start().await;
+    let redis = TestRedis::start(kind).await;
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
     let env = |id| {
         let mut env = node_env(db.url(), Some(&redis), &prefix, id);

@@ -227,14 +227,15 @@ async fn on_postgres(suite: Suite) {
     database.drop_database().await;
 }
 
-/// Two nodes sharing one Postgres database and one Redis (a key prefix of
-/// their own), as in production behind a sticky load balancer.
-async fn on_two_nodes(suite: Suite) {
+/// Two nodes sharing one Postgres database and one Redis or Redis Cluster
+/// (`PARLOIR_TEST_REDIS_URL` or `PARLOIR_TEST_REDIS_CLUSTER_URL`, a key
+/// prefix of their own), as in production behind a sticky load balancer.
+async fn on_two_nodes(suite: Suite, redis_var: &str) {
     common::init_logs();
     let database = PostgresDatabase::create().await;
-    let redis_url = std::env::var("PARLOIR_TEST_REDIS_URL").expect(
-        "PARLOIR_TEST_REDIS_URL is not set: run scripts/test (it starts a throwaway Redis)",
-    );
+    let redis_url = std::env::var(redis_var).unwrap_or_else(|_| {
+        panic!("{redis_var} is not set: run scripts/test (it starts a throwaway Redis and Redis Cluster)")
+    });
     let secret = test_secret();
     let prefix = format!("conformance-{}:", uuid::Uuid::new_v4().simple());
     let mut nodes = Vec::new();
@@ -253,21 +254,35 @@ async fn on_two_nodes(suite: Suite) {
         });
         nodes.push(TestNode::spawn(config).await);
     }
-    run_js_suite(&[&nodes[0], &nodes[1]], &secret, suite, "two nodes").await;
+    let store = format!("two nodes on {redis_var}");
+    run_js_suite(&[&nodes[0], &nodes[1]], &secret, suite, &store).await;
     for node in nodes {
         node.shutdown().await.expect("the node drains cleanly");
     }
     database.drop_database().await;
 }
 
+const SINGLE_REDIS: &str = "PARLOIR_TEST_REDIS_URL";
+const REDIS_CLUSTER: &str = "PARLOIR_TEST_REDIS_CLUSTER_URL";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_suite_passes_on_two_nodes_sharing_redis() {
-    on_two_nodes(Suite::Core).await;
+    on_two_nodes(Suite::Core, SINGLE_REDIS).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn live_conformance_suite_passes_on_two_nodes_sharing_redis() {
-    on_two_nodes(Suite::Live).await;
+    on_two_nodes(Suite::Live, SINGLE_REDIS).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_suite_passes_on_two_nodes_sharing_a_redis_cluster() {
+    on_two_nodes(Suite::Core, REDIS_CLUSTER).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_conformance_suite_passes_on_two_nodes_sharing_a_redis_cluster() {
+    on_two_nodes(Suite::Live, REDIS_CLUSTER).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,8 @@
 //! once over `Arc<dyn Ephemeral>` and instantiated for every implementation.
 //! Time is passed in explicitly, never waited for, except where Redis
 //! itself counts it (a node heartbeat's TTL lapses by the Redis clock).
-//! The Redis cases need `PARLOIR_TEST_REDIS_URL`; each uses its own key prefix.
+//! The Redis cases run on one Redis (`PARLOIR_TEST_REDIS_URL`) and on a Redis
+//! Cluster (`PARLOIR_TEST_REDIS_CLUSTER_URL`); each uses its own key prefix.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -336,232 +337,246 @@ mod memory {
     );
 }
 
-mod redis {
-    use super::*;
+/// The Redis cases, for the Redis deployment named by `$url_var`.
+macro_rules! redis_suite {
+    ($module:ident, $url_var:literal) => {
+        mod $module {
+            use super::*;
 
-    use chrono::DateTime;
-    use fred::prelude::{ClientLike, LuaInterface};
-    use parloir::ephemeral::{RedisEphemeral, RedisSettings};
-    use secrecy::SecretString;
-    use tokio::time::Instant;
+            use chrono::DateTime;
+            use fred::prelude::{ClientLike, LuaInterface};
+            use parloir::ephemeral::{RedisEphemeral, RedisSettings};
+            use secrecy::SecretString;
+            use tokio::time::Instant;
 
-    fn redis_url() -> String {
-        std::env::var("PARLOIR_TEST_REDIS_URL")
-            .unwrap_or_else(|_| panic!("set PARLOIR_TEST_REDIS_URL (scripts/test does)"))
-    }
+            fn redis_url() -> String {
+                std::env::var($url_var)
+                    .unwrap_or_else(|_| panic!("set {} (scripts/test does)", $url_var))
+            }
 
-    fn settings(url: String) -> RedisSettings {
-        RedisSettings {
-            url: SecretString::from(url),
-            pool_size: 2,
-            command_timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(2),
-        }
-    }
+            /// A plain client of the same deployment, for what a test does to Redis
+            /// behind the nodes' backs.
+            async fn admin() -> fred::prelude::Client {
+                let client = fred::prelude::Builder::from_config(
+                    fred::prelude::Config::from_url(&redis_url()).expect("a Redis URL"),
+                )
+                .build()
+                .expect("a client");
+                client.init().await.expect("the test Redis is reachable");
+                client
+            }
 
-    /// A key prefix no other test (or earlier run) uses.
-    fn fresh_prefix() -> String {
-        format!("parloir-test:{}:", uuid::Uuid::new_v4())
-    }
+            fn settings(url: String) -> RedisSettings {
+                RedisSettings {
+                    url: SecretString::from(url),
+                    pool_size: 2,
+                    command_timeout: Duration::from_secs(2),
+                    connect_timeout: Duration::from_secs(2),
+                }
+            }
 
-    /// One node of a cluster sharing `prefix`, with the contract's limits.
-    async fn node(prefix: &str, node_id: &str) -> RedisEphemeral {
-        RedisEphemeral::connect(
-            settings(redis_url()),
-            prefix.to_owned(),
-            node_id.to_owned(),
-            &limits(1, 3),
-        )
-        .await
-        .expect("the test Redis is reachable")
-    }
+            /// A key prefix no other test (or earlier run) uses.
+            fn fresh_prefix() -> String {
+                format!("parloir-test:{}:", uuid::Uuid::new_v4())
+            }
 
-    async fn fresh_node() -> RedisEphemeral {
-        node(&fresh_prefix(), "node-a").await
-    }
-
-    /// Makes a node's heartbeat lapse now, as Redis does when its TTL runs
-    /// out (the heartbeat key is gone), without waiting on the Redis clock.
-    async fn lapse_heartbeat(prefix: &str, node_id: &str) {
-        let key = format!("{prefix}presence:node:{node_id}");
-        let out = tokio::process::Command::new("redis-cli")
-            .args(["-u", &redis_url(), "DEL", &key])
-            .output()
-            .await
-            .expect("redis-cli runs");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "1",
-            "the heartbeat key {key} existed"
-        );
-    }
-
-    redis_cases!(
-        a_user_is_online_until_the_last_device_leaves,
-        concurrent_last_disconnects_yield_exactly_one_offline,
-        typing_is_relayed_at_most_once_per_interval,
-        typing_expires_once_after_the_ttl,
-        a_repeat_extends_typing,
-        stopping_typing_reports_whether_there_was_a_state,
-        concurrent_sweeps_announce_each_expiry_once,
-        a_committed_message_ends_typing_and_counts_unread_at_once,
-        unread_counters_count_only_once_present,
-        sends_beyond_the_burst_are_refused,
-    );
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_dead_nodes_users_go_offline_once_unless_connected_elsewhere() {
-        let prefix = fresh_prefix();
-        let (a, b) = (node(&prefix, "node-a").await, node(&prefix, "node-b").await);
-        let (alice, bob) = (user("alice"), user("bob"));
-        let t0 = now();
-        a.heartbeat(t0, Duration::from_secs(1)).await.unwrap();
-        assert!(a.socket_connected(&alice, "a-alice").await.unwrap());
-        assert!(a.socket_connected(&bob, "a-bob").await.unwrap());
-        assert!(!b.socket_connected(&bob, "b-bob").await.unwrap());
-        let later = t0 + 5000;
-        b.heartbeat(later, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(
-            b.sweep_dead_nodes(later).await.unwrap(),
-            vec![],
-            "liveness is the heartbeat's TTL in Redis, not the caller's clock"
-        );
-
-        lapse_heartbeat(&prefix, "node-a").await;
-        let swept = b.sweep_dead_nodes(later).await.unwrap();
-        let last_seen = DateTime::from_timestamp_millis(later).unwrap();
-        assert_eq!(swept, vec![(alice.clone(), last_seen)]);
-        let p = b.presence(&[alice.clone(), bob.clone()]).await.unwrap();
-        assert!(!p[&alice].online);
-        assert_eq!(p[&alice].last_seen, Some(last_seen));
-        assert!(p[&bob].online, "bob still has a socket on node B");
-        assert_eq!(
-            b.sweep_dead_nodes(later).await.unwrap(),
-            vec![],
-            "a dead node is swept once"
-        );
-        let gone = Utc::now();
-        assert_eq!(
-            b.socket_disconnected(&bob, "b-bob", gone).await.unwrap(),
-            Some(gone),
-            "bob's socket on the dead node no longer counts"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_sweepers_each_claim_a_dead_nodes_user_once() {
-        let prefix = fresh_prefix();
-        let dead = node(&prefix, "node-dead").await;
-        dead.heartbeat(now(), Duration::from_secs(30))
-            .await
-            .unwrap();
-        let users: Vec<_> = (0..20).map(|i| user(&format!("user{i}"))).collect();
-        for (i, u) in users.iter().enumerate() {
-            dead.socket_connected(u, &format!("s{i}")).await.unwrap();
-        }
-        let mut sweepers = Vec::new();
-        for i in 0..4 {
-            sweepers.push(Arc::new(node(&prefix, &format!("node-{i}")).await));
-        }
-        lapse_heartbeat(&prefix, "node-dead").await;
-
-        let t = now();
-        let sweeps: Vec<_> = sweepers
-            .into_iter()
-            .map(|s| tokio::spawn(async move { s.sweep_dead_nodes(t).await.unwrap() }))
-            .collect();
-        let mut claimed = Vec::new();
-        for s in sweeps {
-            claimed.extend(s.await.unwrap().into_iter().map(|(u, _)| u));
-        }
-        claimed.sort();
-        let mut expected = users.clone();
-        expected.sort();
-        assert_eq!(claimed, expected, "every user is claimed exactly once");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn expired_typing_is_claimed_once_across_nodes() {
-        let prefix = fresh_prefix();
-        let c = ConversationId::new_random();
-        let t0 = now();
-        let typists: Vec<_> = (0..20).map(|i| typist(c, &format!("user{i}"))).collect();
-        let origin = node(&prefix, "node-origin").await;
-        for t in &typists {
-            origin
-                .start_typing(t, t0, Duration::from_secs(1), Duration::from_secs(1))
+            /// One node of a cluster sharing `prefix`, with the contract's limits.
+            async fn node(prefix: &str, node_id: &str) -> RedisEphemeral {
+                RedisEphemeral::connect(
+                    settings(redis_url()),
+                    prefix.to_owned(),
+                    node_id.to_owned(),
+                    &limits(1, 3),
+                )
                 .await
-                .unwrap();
-        }
-        let mut sweeps = Vec::new();
-        for i in 0..4 {
-            let sweeper = node(&prefix, &format!("node-{i}")).await;
-            sweeps.push(tokio::spawn(async move {
-                sweeper.take_expired_typing(t0 + 2000).await.unwrap()
-            }));
-        }
-        let mut announced = Vec::new();
-        for s in sweeps {
-            announced.extend(s.await.unwrap());
-        }
-        announced.sort_by(|x, y| x.user_id.cmp(&y.user_id));
-        let mut expected = typists.clone();
-        expected.sort_by(|x, y| x.user_id.cmp(&y.user_id));
-        assert_eq!(announced, expected, "names included, each exactly once");
-    }
+                .expect("the test Redis is reachable")
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_send_bucket_is_shared_by_all_nodes() {
-        let prefix = fresh_prefix();
-        let (a, b) = (node(&prefix, "node-a").await, node(&prefix, "node-b").await);
-        let alice = user("alice");
-        assert!(a.try_acquire_send(&alice).await.unwrap());
-        assert!(b.try_acquire_send(&alice).await.unwrap());
-        assert!(a.try_acquire_send(&alice).await.unwrap());
-        assert!(
-            !b.try_acquire_send(&alice).await.unwrap(),
-            "the burst of 3 was spent across both nodes"
-        );
-        assert!(!a.try_acquire_send(&alice).await.unwrap());
-    }
+            async fn fresh_node() -> RedisEphemeral {
+                node(&fresh_prefix(), "node-a").await
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn scripts_still_run_after_redis_forgets_them() {
-        let e = fresh_node().await;
-        let alice = user("alice");
-        assert!(e.socket_connected(&alice, "s1").await.unwrap());
-        // What a Redis restart or failover does to the script cache. Other
-        // tests on this server fall back the same way.
-        let admin = fred::prelude::Builder::from_config(
-            fred::prelude::Config::from_url(&redis_url()).unwrap(),
-        )
-        .build()
-        .unwrap();
-        admin.init().await.unwrap();
-        admin.script_flush(false).await.unwrap();
-        admin.quit().await.unwrap();
-        assert!(!e.socket_connected(&alice, "s2").await.unwrap());
-        assert_eq!(
-            e.socket_disconnected(&alice, "s1", Utc::now())
-                .await
-                .unwrap(),
-            None
-        );
-    }
+            /// Makes a node's heartbeat lapse now, as Redis does when its TTL runs
+            /// out (the heartbeat key is gone), without waiting on the Redis clock.
+            async fn lapse_heartbeat(node: &RedisEphemeral, node_id: &str) {
+                use fred::prelude::KeysInterface;
+                let key = format!("{}presence:node:{node_id}", node.key_prefix());
+                let admin = admin().await;
+                let deleted: i64 = admin.del(&key).await.expect("DEL runs");
+                assert_eq!(deleted, 1, "the heartbeat key {key} existed");
+                admin.quit().await.expect("quit");
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn connecting_to_an_unreachable_redis_fails_within_the_deadline() {
-        let started = Instant::now();
-        let mut unreachable = settings("redis://127.0.0.1:1".to_owned());
-        unreachable.connect_timeout = Duration::from_millis(500);
-        let result = RedisEphemeral::connect(
-            unreachable,
-            fresh_prefix(),
-            "node-a".to_owned(),
-            &limits(1, 3),
-        )
-        .await;
-        assert!(result.is_err());
-        assert!(started.elapsed() < Duration::from_secs(2));
-    }
+            redis_cases!(
+                a_user_is_online_until_the_last_device_leaves,
+                concurrent_last_disconnects_yield_exactly_one_offline,
+                typing_is_relayed_at_most_once_per_interval,
+                typing_expires_once_after_the_ttl,
+                a_repeat_extends_typing,
+                stopping_typing_reports_whether_there_was_a_state,
+                concurrent_sweeps_announce_each_expiry_once,
+                a_committed_message_ends_typing_and_counts_unread_at_once,
+                unread_counters_count_only_once_present,
+                sends_beyond_the_burst_are_refused,
+            );
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_dead_nodes_users_go_offline_once_unless_connected_elsewhere() {
+                let prefix = fresh_prefix();
+                let (a, b) = (node(&prefix, "node-a").await, node(&prefix, "node-b").await);
+                let (alice, bob) = (user("alice"), user("bob"));
+                let t0 = now();
+                a.heartbeat(t0, Duration::from_secs(1)).await.unwrap();
+                assert!(a.socket_connected(&alice, "a-alice").await.unwrap());
+                assert!(a.socket_connected(&bob, "a-bob").await.unwrap());
+                assert!(!b.socket_connected(&bob, "b-bob").await.unwrap());
+                let later = t0 + 5000;
+                b.heartbeat(later, Duration::from_secs(30)).await.unwrap();
+                assert_eq!(
+                    b.sweep_dead_nodes(later).await.unwrap(),
+                    vec![],
+                    "liveness is the heartbeat's TTL in Redis, not the caller's clock"
+                );
+
+                lapse_heartbeat(&a, "node-a").await;
+                let swept = b.sweep_dead_nodes(later).await.unwrap();
+                let last_seen = DateTime::from_timestamp_millis(later).unwrap();
+                assert_eq!(swept, vec![(alice.clone(), last_seen)]);
+                let p = b.presence(&[alice.clone(), bob.clone()]).await.unwrap();
+                assert!(!p[&alice].online);
+                assert_eq!(p[&alice].last_seen, Some(last_seen));
+                assert!(p[&bob].online, "bob still has a socket on node B");
+                assert_eq!(
+                    b.sweep_dead_nodes(later).await.unwrap(),
+                    vec![],
+                    "a dead node is swept once"
+                );
+                let gone = Utc::now();
+                assert_eq!(
+                    b.socket_disconnected(&bob, "b-bob", gone).await.unwrap(),
+                    Some(gone),
+                    "bob's socket on the dead node no longer counts"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_sweepers_each_claim_a_dead_nodes_user_once() {
+                let prefix = fresh_prefix();
+                let dead = node(&prefix, "node-dead").await;
+                dead.heartbeat(now(), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                let users: Vec<_> = (0..20).map(|i| user(&format!("user{i}"))).collect();
+                for (i, u) in users.iter().enumerate() {
+                    dead.socket_connected(u, &format!("s{i}")).await.unwrap();
+                }
+                let mut sweepers = Vec::new();
+                for i in 0..4 {
+                    sweepers.push(Arc::new(node(&prefix, &format!("node-{i}")).await));
+                }
+                lapse_heartbeat(&dead, "node-dead").await;
+
+                let t = now();
+                let sweeps: Vec<_> = sweepers
+                    .into_iter()
+                    .map(|s| tokio::spawn(async move { s.sweep_dead_nodes(t).await.unwrap() }))
+                    .collect();
+                let mut claimed = Vec::new();
+                for s in sweeps {
+                    claimed.extend(s.await.unwrap().into_iter().map(|(u, _)| u));
+                }
+                claimed.sort();
+                let mut expected = users.clone();
+                expected.sort();
+                assert_eq!(claimed, expected, "every user is claimed exactly once");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expired_typing_is_claimed_once_across_nodes() {
+                let prefix = fresh_prefix();
+                let c = ConversationId::new_random();
+                let t0 = now();
+                let typists: Vec<_> = (0..20).map(|i| typist(c, &format!("user{i}"))).collect();
+                let origin = node(&prefix, "node-origin").await;
+                for t in &typists {
+                    origin
+                        .start_typing(t, t0, Duration::from_secs(1), Duration::from_secs(1))
+                        .await
+                        .unwrap();
+                }
+                let mut sweeps = Vec::new();
+                for i in 0..4 {
+                    let sweeper = node(&prefix, &format!("node-{i}")).await;
+                    sweeps.push(tokio::spawn(async move {
+                        sweeper.take_expired_typing(t0 + 2000).await.unwrap()
+                    }));
+                }
+                let mut announced = Vec::new();
+                for s in sweeps {
+                    announced.extend(s.await.unwrap());
+                }
+                announced.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+                let mut expected = typists.clone();
+                expected.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+                assert_eq!(announced, expected, "names included, each exactly once");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_send_bucket_is_shared_by_all_nodes() {
+                let prefix = fresh_prefix();
+                let (a, b) = (node(&prefix, "node-a").await, node(&prefix, "node-b").await);
+                let alice = user("alice");
+                assert!(a.try_acquire_send(&alice).await.unwrap());
+                assert!(b.try_acquire_send(&alice).await.unwrap());
+                assert!(a.try_acquire_send(&alice).await.unwrap());
+                assert!(
+                    !b.try_acquire_send(&alice).await.unwrap(),
+                    "the burst of 3 was spent across both nodes"
+                );
+                assert!(!a.try_acquire_send(&alice).await.unwrap());
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scripts_still_run_after_redis_forgets_them() {
+                let e = fresh_node().await;
+                let alice = user("alice");
+                assert!(e.socket_connected(&alice, "s1").await.unwrap());
+                // What a Redis restart or failover does to the script cache. Other
+                // tests on this server fall back the same way.
+                let admin = admin().await;
+                if admin.is_clustered() {
+                    admin.script_flush_cluster(false).await.unwrap();
+                } else {
+                    admin.script_flush(false).await.unwrap();
+                }
+                admin.quit().await.unwrap();
+                assert!(!e.socket_connected(&alice, "s2").await.unwrap());
+                assert_eq!(
+                    e.socket_disconnected(&alice, "s1", Utc::now())
+                        .await
+                        .unwrap(),
+                    None
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn connecting_to_an_unreachable_redis_fails_within_the_deadline() {
+                let started = Instant::now();
+                let mut unreachable = settings("redis://127.0.0.1:1".to_owned());
+                unreachable.connect_timeout = Duration::from_millis(500);
+                let result = RedisEphemeral::connect(
+                    unreachable,
+                    fresh_prefix(),
+                    "node-a".to_owned(),
+                    &limits(1, 3),
+                )
+                .await;
+                assert!(result.is_err());
+                assert!(started.elapsed() < Duration::from_secs(2));
+            }
+        }
+    };
 }
+
+redis_suite!(redis, "PARLOIR_TEST_REDIS_URL");
+redis_suite!(redis_cluster, "PARLOIR_TEST_REDIS_CLUSTER_URL");

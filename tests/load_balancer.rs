@@ -2,6 +2,7 @@
 //! production: long-polling and websocket clients reach each other across
 //! nodes, and a node drained by SIGTERM in the middle of a stream of sends
 //! loses nothing, stores nothing twice, and its clients move to the survivor.
+//! Each test runs on one Redis and on a three-master Redis Cluster.
 
 mod common;
 
@@ -9,11 +10,30 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::PostgresDatabase;
-use common::processes::{Driver, LoadBalancer, NodeProcess, RedisServer};
+use common::processes::{Driver, LoadBalancer, NodeProcess, RedisKind, TestRedis};
 use serde_json::{Value, json};
 
 const SECRET: &str = "lb-test-secret-lb-test-secret-lb-test!";
 const EVENT: Duration = Duration::from_secs(10);
+
+/// `mod $name { single_redis, redis_cluster }`: the test once per Redis kind.
+macro_rules! on_both_redis_kinds {
+    ($name:ident) => {
+        mod $name {
+            use super::RedisKind;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_redis() {
+                super::$name(RedisKind::Single).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                super::$name(RedisKind::Cluster).await;
+            }
+        }
+    };
+}
 
 fn token(user: &str) -> String {
     common::mint_token(SECRET, user)
@@ -21,13 +41,13 @@ fn token(user: &str) -> String {
 
 struct Cluster {
     db: PostgresDatabase,
-    _redis: RedisServer,
+    _redis: TestRedis,
     nodes: Vec<NodeProcess>,
 }
 
-async fn cluster() -> Cluster {
+async fn cluster(kind: RedisKind) -> Cluster {
     let db = PostgresDatabase::create().await;
-    let redis = RedisServer::start().await;
+    let redis = TestRedis::start(kind).await;
     let prefix = format!("lb{}:", uuid::Uuid::new_v4().simple());
     let mut nodes = Vec::new();
     for id in ["n1", "n2"] {
@@ -74,9 +94,9 @@ async fn group(d: &mut Driver, url: &str, members: &[&String]) -> String {
     body["id"].as_str().expect("an id").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn polling_and_websocket_clients_reach_each_other_across_nodes() {
-    let c = cluster().await;
+on_both_redis_kinds!(polling_and_websocket_clients_reach_each_other_across_nodes);
+async fn polling_and_websocket_clients_reach_each_other_across_nodes(kind: RedisKind) {
+    let c = cluster(kind).await;
     let lb = LoadBalancer::start(&[&c.nodes[0], &c.nodes[1]]).await;
     let mut d = Driver::start().await;
     let (alice, bob, carol) = (
@@ -151,9 +171,9 @@ async fn polling_and_websocket_clients_reach_each_other_across_nodes() {
     c.db.drop_database().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drained_node_loses_nothing_stores_nothing_twice_and_its_clients_move() {
-    let mut c = cluster().await;
+on_both_redis_kinds!(a_drained_node_loses_nothing_stores_nothing_twice_and_its_clients_move);
+async fn a_drained_node_loses_nothing_stores_nothing_twice_and_its_clients_move(kind: RedisKind) {
+    let mut c = cluster(kind).await;
     let lb = LoadBalancer::start(&[&c.nodes[0], &c.nodes[1]]).await;
     let mut d = Driver::start().await;
     let members: Vec<String> = (0..4)

@@ -49,8 +49,8 @@ impl Fanout for RecordingFanout {
             .unwrap()
             .push((event, vec![socket_id.to_owned()], payload.clone()));
     }
-    fn join(&self, _: &str, _: String) {}
-    fn leave(&self, _: &str, _: String) {}
+    async fn join(&self, _: &str, _: String) {}
+    async fn leave(&self, _: &str, _: String) {}
 }
 
 struct Fixture {

@@ -5,9 +5,12 @@
 //! never a read-modify-write from the node. No business rules: what to
 //! announce, and to whom, is the service's job.
 //!
-//! Keys are `{prefix}{name}`. Some scripts (dead-node sweep, typing expiry)
-//! derive keys from stored ids, so with Redis Cluster the prefix must carry a
-//! hash tag (e.g. `{parloir}:`) to keep every key in one slot.
+//! Keys are `{prefix}{name}`. On a Redis Cluster the prefix becomes a hash
+//! tag (`parloir:` → `{parloir:}`): every key then lives in one slot, so each
+//! script's keys — some derived from stored ids inside the script (dead-node
+//! sweep, typing expiry) — are in the slot the script runs on. The state
+//! therefore sits on one shard; the adapter's pub/sub channels, the bulk of
+//! the traffic, spread over all of them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -81,6 +84,7 @@ impl RedisEphemeral {
         let mut config =
             Config::from_url(settings.url.expose_secret()).map_err(|e| unavailable(OP, e))?;
         config.version = RespVersion::RESP3;
+        let keys = Keys::new(prefix, config.server.is_clustered());
         let command_timeout = nonzero_or(settings.command_timeout, DEFAULT_COMMAND_TIMEOUT);
         let connect_timeout = nonzero_or(settings.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         let pool = Builder::from_config(config)
@@ -121,12 +125,18 @@ impl RedisEphemeral {
 
         Ok(Self {
             pool,
-            keys: Keys { prefix },
+            keys,
             node_id,
             send_per_sec: rate_limits.send_per_sec.max(1),
             send_burst: rate_limits.send_burst.max(1),
             scripts,
         })
+    }
+
+    /// What every key of this node starts with: the configured prefix, as a
+    /// hash tag on a Redis Cluster.
+    pub fn key_prefix(&self) -> &str {
+        &self.keys.prefix
     }
 
     /// The id under which this node's sockets and heartbeat are recorded.
@@ -563,6 +573,21 @@ struct Keys {
 }
 
 impl Keys {
+    fn new(prefix: String, clustered: bool) -> Self {
+        if !clustered {
+            return Self { prefix };
+        }
+        // `{}` is no hash tag at all (Redis hashes the whole key then).
+        let tag = if prefix.is_empty() {
+            "parloir"
+        } else {
+            &prefix
+        };
+        Self {
+            prefix: format!("{{{tag}}}"),
+        }
+    }
+
     fn key(&self, name: std::fmt::Arguments<'_>) -> Key {
         Key::from(format!("{}{}", self.prefix, name))
     }
@@ -738,6 +763,13 @@ fn decode_last_seen(raw: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_keys_share_one_hash_tag() {
+        assert_eq!(Keys::new("parloir:".into(), false).prefix, "parloir:");
+        assert_eq!(Keys::new("parloir:".into(), true).prefix, "{parloir:}");
+        assert_eq!(Keys::new(String::new(), true).prefix, "{parloir}");
+    }
 
     #[test]
     fn last_seen_reads_back_exactly() {

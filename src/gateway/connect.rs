@@ -9,6 +9,7 @@ use tracing::{Instrument, info_span, instrument};
 
 use super::events;
 use crate::auth::{AuthError, Authenticator, User, bearer};
+use crate::fanout;
 use crate::instruments;
 use crate::protocol::{ErrorCode, ErrorEvent, ev, rooms};
 use crate::service::Messaging;
@@ -52,7 +53,7 @@ pub async fn authenticate<A: Adapter>(
             span.record("outcome", "ok");
             instruments::handshake("ok");
             s.extensions.insert(user.clone());
-            prepare_socket(&s, &user);
+            prepare_socket(&s, &user).await;
             Ok(())
         }
         Err(e) => {
@@ -70,10 +71,15 @@ pub async fn authenticate<A: Adapter>(
 /// Readies an authenticated socket before its CONNECT packet goes out:
 /// socketioxide sends CONNECT and only then spawns the connect handler, so
 /// handlers registered there would miss an event the client emits the
-/// moment it is connected (the event would be dropped without an ack).
-fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User) {
+/// moment it is connected (the event would be dropped without an ack), and
+/// in cluster mode the user's room must be subscribed before the client can
+/// expect what other nodes send to it.
+async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User) {
     let socket_id = s.id.to_string();
-    s.join([rooms::user(&user.id), rooms::socket(&socket_id)]);
+    fanout::join_room(s, rooms::user(&user.id)).await;
+    // Only ever excluded (`except`), which each node applies to its own
+    // sockets: never subscribed, so it stays out of the adapter.
+    s.join(rooms::socket(&socket_id));
     events::register(s);
     s.extensions
         .insert(SocketLifetime(CancellationToken::new()));

@@ -107,6 +107,9 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    if let Some(stats) = &state.adapter_stats {
+        crate::instruments::adapter(stats.snapshot());
+    }
     match &state.metrics {
         Some(handle) => (
             StatusCode::OK,

@@ -31,6 +31,8 @@ pub struct HttpState {
     pub cluster: bool,
     /// Renders `/metrics`; `None` when another recorder owns the process.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Cluster mode: the Socket.IO adapter's traffic, read at each scrape.
+    pub adapter_stats: Option<std::sync::Arc<socketioxide_sharded::Stats>>,
     /// Dev mode only: the HS256 secret the demo page's sign-in mints tokens
     /// with. `None` in production, where the page and sign-in do not exist.
     pub dev_signing_secret: Option<secrecy::SecretString>,

@@ -135,11 +135,11 @@ impl Messaging {
         // Join before reading: a message committed in between then arrives
         // twice (in the page and as `new-message`, same id) rather than never.
         let room = rooms::conversation(conversation);
-        self.fanout().join(socket_id, room.clone());
+        self.fanout().join(socket_id, room.clone()).await;
         let history = match self.store().history(conversation, &page).await {
             Ok(page) => History::new(conversation, page),
             Err(e) => {
-                self.fanout().leave(socket_id, room);
+                self.fanout().leave(socket_id, room).await;
                 return Err(e.into());
             }
         };
@@ -171,7 +171,7 @@ impl Messaging {
     ) -> ServiceResult<ConversationAck> {
         self.require_participant(conversation, &user.id).await?;
         let room = rooms::conversation(conversation);
-        self.fanout().leave(socket_id, room.clone());
+        self.fanout().leave(socket_id, room.clone()).await;
         let left = MemberEvent {
             conversation_id: conversation,
             user_id: user.id.clone(),

@@ -101,32 +101,233 @@ impl RedisServer {
 
     /// SIGSTOP: connections stay open, nothing is answered until `resume`.
     pub async fn pause(&self) {
-        self.signal("-STOP").await;
+        signal(self.child.as_ref(), "-STOP").await;
     }
 
     /// SIGCONT after `pause`: the queued commands are answered.
     pub async fn resume(&self) {
-        self.signal("-CONT").await;
-    }
-
-    async fn signal(&self, signal: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(Child::id)
-            .expect("redis-server running");
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .await
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal} {pid}");
+        signal(self.child.as_ref(), "-CONT").await;
     }
 
     /// SIGKILL: every key is lost.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("redis-server killed");
+        }
+    }
+}
+
+/// A Redis Cluster of this test only: three masters without replicas on free
+/// ports (client and cluster-bus ports both chosen). Killed masters restart
+/// on the same ports with their `nodes.conf`, so the cluster re-forms with
+/// the same slots, empty.
+pub struct RedisCluster {
+    dir: tempfile::TempDir,
+    masters: Vec<ClusterMaster>,
+}
+
+struct ClusterMaster {
+    port: u16,
+    bus: u16,
+    child: Option<Child>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let mut cluster = Self {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            masters: (0..3)
+                .map(|_| ClusterMaster {
+                    port: free_port(),
+                    bus: free_port(),
+                    child: None,
+                })
+                .collect(),
+        };
+        for i in 0..cluster.masters.len() {
+            cluster.start_master(i).await;
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for m in &cluster.masters {
+            create.arg(format!("127.0.0.1:{}", m.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cluster.wait_until_ok().await;
+        cluster
+    }
+
+    /// fred's form: `redis-cluster://host:port?node=host:port&node=...`.
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.masters[0].port);
+        for (i, m) in self.masters.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", m.port));
+        }
+        url
+    }
+
+    async fn start_master(&mut self, i: usize) {
+        let dir = self.dir.path().join(i.to_string());
+        std::fs::create_dir_all(&dir).expect("the master's directory");
+        let master = &mut self.masters[i];
+        let mut child = Command::new("redis-server")
+            .args(["--port", &master.port.to_string()])
+            .args(["--cluster-port", &master.bus.to_string()])
+            .args(["--bind", "127.0.0.1", "--cluster-enabled", "yes"])
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--cluster-require-full-coverage", "no"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--cluster-config-file")
+            .arg(dir.join("nodes.conf"))
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts (scripts/test installs it)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        wait_for_line(
+            stdout,
+            "Ready to accept connections",
+            "redis-server (cluster)",
+        )
+        .await;
+        master.child = Some(child);
+    }
+
+    /// Waits until every master reports `cluster_state:ok`.
+    async fn wait_until_ok(&self) {
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            let mut ok = true;
+            for m in &self.masters {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &m.port.to_string(), "cluster", "info"])
+                    .output()
+                    .await
+                    .expect("redis-cli runs");
+                ok &= String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok");
+            }
+            if ok {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Redis Cluster did not reach cluster_state:ok within {START_DEADLINE:?}"
+            );
+            tick.tick().await;
+        }
+    }
+
+    /// SIGKILL every master: every key and subscription is lost.
+    pub async fn kill(&mut self) {
+        for m in &mut self.masters {
+            if let Some(mut child) = m.child.take() {
+                child.kill().await.expect("redis-server killed");
+            }
+        }
+    }
+
+    /// Starts the killed masters again and waits for the cluster to be ok.
+    pub async fn restart(&mut self) {
+        for i in 0..self.masters.len() {
+            if self.masters[i].child.is_none() {
+                self.start_master(i).await;
+            }
+        }
+        self.wait_until_ok().await;
+    }
+
+    /// SIGSTOP every master: connections stay open, nothing is answered.
+    pub async fn pause(&self) {
+        for m in &self.masters {
+            signal(m.child.as_ref(), "-STOP").await;
+        }
+    }
+
+    pub async fn resume(&self) {
+        for m in &self.masters {
+            signal(m.child.as_ref(), "-CONT").await;
+        }
+    }
+}
+
+async fn signal(child: Option<&Child>, signal: &str) {
+    let pid = child.and_then(Child::id).expect("redis-server running");
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// The Redis deployments parloir runs on, for tests that run on each.
+#[derive(Debug, Clone, Copy)]
+pub enum RedisKind {
+    Single,
+    Cluster,
+}
+
+/// A Redis of either kind, of this test only.
+pub enum TestRedis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    pub async fn start(kind: RedisKind) -> Self {
+        match kind {
+            RedisKind::Single => Self::Single(RedisServer::start().await),
+            RedisKind::Cluster => Self::Cluster(RedisCluster::start().await),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Single(r) => r.url(),
+            Self::Cluster(c) => c.url(),
+        }
+    }
+
+    /// Every Redis process killed: all state is lost.
+    pub async fn kill(&mut self) {
+        match self {
+            Self::Single(r) => r.kill().await,
+            Self::Cluster(c) => c.kill().await,
+        }
+    }
+
+    /// Back on the same ports, empty.
+    pub async fn restart(&mut self) {
+        match self {
+            Self::Single(r) => r.restart().await,
+            Self::Cluster(c) => c.restart().await,
+        }
+    }
+
+    pub async fn pause(&self) {
+        match self {
+            Self::Single(r) => r.pause().await,
+            Self::Cluster(c) => c.pause().await,
+        }
+    }
+
+    pub async fn resume(&self) {
+        match self {
+            Self::Single(r) => r.resume().await,
+            Self::Cluster(c) => c.resume().await,
         }
     }
 }
