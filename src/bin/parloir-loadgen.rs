@@ -69,6 +69,11 @@ struct Cli {
     /// A label copied into the JSON line (e.g. "pg", "sqlite", "cluster").
     #[arg(long, default_value = "", global = true)]
     label: String,
+    /// Node base URL whose Redis adapter counters (`/metrics`) are read just
+    /// before the schedule starts and after it drains; repeat for every node
+    /// to report (it need not be a `--url` target).
+    #[arg(long = "scrape", global = true)]
+    scrape: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -162,8 +167,14 @@ async fn run(cli: Cli) -> Result<()> {
         .clone()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| anyhow!("--secret (or JWT_SECRET) is required"))?;
+    let scrape = cli
+        .scrape
+        .iter()
+        .map(|u| Target::parse(u))
+        .collect::<Result<Vec<_>>>()?;
     let ctx = Ctx {
         targets,
+        scrape,
         secret,
         pids: cli.pids.clone(),
         connect_concurrency: cli.connect_concurrency.clamp(1, 4096),
@@ -186,6 +197,8 @@ async fn run(cli: Cli) -> Result<()> {
 
 struct Ctx {
     targets: Vec<Target>,
+    /// Nodes whose adapter counters are reported (`--scrape`).
+    scrape: Vec<Target>,
     secret: String,
     pids: Vec<u32>,
     connect_concurrency: usize,
@@ -277,12 +290,29 @@ impl Http {
         Self { addr, conn: None }
     }
 
-    /// POSTs JSON; returns the status and the body. Retries once on a fresh
-    /// connection when a kept-alive one turns out to be closed.
+    /// POSTs JSON; returns the status and the body.
     async fn post_json(&mut self, path: &str, token: &str, body: &str) -> Result<(u16, String)> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        self.request(&head, body).await
+    }
+
+    /// GETs `path`; returns the status and the body.
+    async fn get(&mut self, path: &str) -> Result<(u16, String)> {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        self.request(&head, "").await
+    }
+
+    /// Sends a request; retries once on a fresh connection when a kept-alive
+    /// one turns out to be closed.
+    async fn request(&mut self, head: &str, body: &str) -> Result<(u16, String)> {
         for attempt in 0..2 {
             let reused = self.conn.is_some();
-            match self.try_post(path, token, body).await {
+            match self.try_request(head, body).await {
                 Ok(r) => return Ok(r),
                 Err(e) if reused && attempt == 0 => {
                     self.conn = None;
@@ -294,10 +324,13 @@ impl Http {
                 }
             }
         }
-        Err(anyhow!("POST {path}: no answer"))
+        Err(anyhow!(
+            "{}: no answer",
+            head.lines().next().unwrap_or_default()
+        ))
     }
 
-    async fn try_post(&mut self, path: &str, token: &str, body: &str) -> Result<(u16, String)> {
+    async fn try_request(&mut self, head: &str, body: &str) -> Result<(u16, String)> {
         if self.conn.is_none() {
             let s = TcpStream::connect(self.addr)
                 .await
@@ -309,13 +342,9 @@ impl Http {
             .conn
             .as_mut()
             .ok_or_else(|| anyhow!("no HTTP connection"))?;
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        conn.get_mut().write_all(req.as_bytes()).await?;
+        let stream = conn.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
         let mut line = String::new();
         if conn.read_line(&mut line).await? == 0 {
             bail!("connection closed");
@@ -373,6 +402,32 @@ impl Http {
         }
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// The Redis adapter counters of one node: (received, published).
+async fn adapter_counters(target: &Target) -> Result<(u64, u64)> {
+    let (status, text) = Http::new(target.addr).get("/metrics").await?;
+    if status != 200 {
+        bail!("GET {}/metrics: HTTP {status}", target.addr);
+    }
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    Ok((
+        counter("parloir_adapter_messages_received_total"),
+        counter("parloir_adapter_messages_published_total"),
+    ))
+}
+
+async fn all_adapter_counters(targets: &[Target]) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        out.push(adapter_counters(t).await?);
+    }
+    Ok(out)
 }
 
 /// Creates conversations (each `(creator, others)`) with a few concurrent
@@ -1152,6 +1207,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
     let node_rss_before: Vec<Option<u64>> =
         ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect();
 
+    let counters_before = all_adapter_counters(&ctx.scrape).await?;
     // The timetable: message k is due at t0 + k/R.
     let before = Usage::now(&ctx.pids);
     let t0 = Instant::now();
@@ -1201,6 +1257,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let after = Usage::now(&ctx.pids);
+    let counters_after = all_adapter_counters(&ctx.scrape).await?;
     stats.stopping.store(true, Ordering::Relaxed);
     let node_rss_after: Vec<Option<u64>> =
         ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect();
@@ -1289,7 +1346,34 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
             node_rss_after[i].map(|r| r / 1024).unwrap_or(0)
         );
     }
+    let adapter: Vec<Value> = ctx
+        .scrape
+        .iter()
+        .zip(counters_before.iter().zip(&counters_after))
+        .map(|(t, (b, a))| {
+            let received = a.0.saturating_sub(b.0);
+            let published = a.1.saturating_sub(b.1);
+            json!({
+                "node": t.addr.to_string(),
+                "received": received,
+                "published": published,
+                "receivedPerSec": (received as f64 / wall).round(),
+                "receivedPerMessage": received as f64 / total.max(1) as f64,
+            })
+        })
+        .collect();
+    for a in &adapter {
+        println!(
+            "  adapter {:21} received {} ({}/s, {:.2} per message) ; published {}",
+            a["node"].as_str().unwrap_or_default(),
+            a["received"],
+            a["receivedPerSec"],
+            a["receivedPerMessage"].as_f64().unwrap_or_default(),
+            a["published"]
+        );
+    }
     let line = json!({
+        "adapter": adapter,
         "scenario": plan.name(),
         "label": ctx.label,
         "plan": plan.describe(),
