@@ -58,22 +58,30 @@ impl Messaging {
         Ok(message)
     }
 
+    /// `new-message` to the room, and the shared-state update (unread
+    /// counters, the sender's typing) whose own announcements follow it.
+    /// The two are independent, so they run together: in cluster mode their
+    /// Redis commands go out in one write instead of one round trip after
+    /// the other, and the send holds its slot for one round trip less.
     async fn announce_new_message(&self, sender: &User, message: &Message) {
         let room = rooms::conversation(message.conversation_id);
-        self.emit(Audience::room(room), ev::NEW_MESSAGE, message)
-            .await;
-        let recipients: Vec<_> = match self.store().participants(message.conversation_id).await {
-            Ok(participants) => participants
-                .into_iter()
-                .filter(|p| *p != sender.id)
-                .collect(),
-            Err(e) => {
-                warn!(error = %e, "participants unavailable; unread counters not updated");
-                Vec::new()
-            }
+        let announce = self.emit(Audience::room(room), ev::NEW_MESSAGE, message);
+        let count = async {
+            let recipients: Vec<_> = match self.store().participants(message.conversation_id).await
+            {
+                Ok(participants) => participants
+                    .into_iter()
+                    .filter(|p| *p != sender.id)
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "participants unavailable; unread counters not updated");
+                    Vec::new()
+                }
+            };
+            self.message_committed(sender, message.conversation_id, &recipients)
+                .await;
         };
-        self.message_committed(sender, message.conversation_id, &recipients)
-            .await;
+        tokio::join!(announce, count);
     }
 
     /// `DELETE /messages/{id}`: the sender soft-deletes their own message.
