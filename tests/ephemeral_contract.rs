@@ -286,6 +286,82 @@ mod contract {
         assert_eq!(again.unread, vec![(bob, Some((3, 3)))]);
     }
 
+    /// Concurrent sends (which Redis takes as one batch) spend a bucket
+    /// token by token, whoever's they are.
+    pub async fn concurrent_sends_spend_each_token_once(e: Arc<dyn Ephemeral>) {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let calls: Vec<_> = (0..12)
+            .map(|i| {
+                let (e, who) = (
+                    e.clone(),
+                    if i % 3 == 0 {
+                        bob.clone()
+                    } else {
+                        alice.clone()
+                    },
+                );
+                tokio::spawn(async move { (who.clone(), e.try_acquire_send(&who).await.unwrap()) })
+            })
+            .collect();
+        let mut granted: HashMap<UserId, usize> = HashMap::new();
+        for c in calls {
+            let (who, ok) = c.await.unwrap();
+            *granted.entry(who).or_default() += usize::from(ok);
+        }
+        assert_eq!(granted[&alice], 3, "alice's burst of 3, out of 8 attempts");
+        assert_eq!(granted[&bob], 3, "bob's burst of 3, out of 4 attempts");
+    }
+
+    /// Concurrent commits (one batch in Redis) count every message once, in
+    /// some order, and each caller gets its own conversation's counts.
+    pub async fn concurrent_commits_count_every_message(e: Arc<dyn Ephemeral>) {
+        let (bob, carol) = (user("bob"), user("carol"));
+        let (c1, c2) = (ConversationId::new_random(), ConversationId::new_random());
+        e.replace_unread(&bob, &HashMap::new()).await.unwrap();
+        e.replace_unread(&carol, &HashMap::new()).await.unwrap();
+        let calls: Vec<_> = (0..10)
+            .map(|i| {
+                let e = e.clone();
+                let (c, recipients) = if i % 2 == 0 {
+                    (c1, vec![bob.clone()])
+                } else {
+                    (c2, vec![bob.clone(), carol.clone()])
+                };
+                tokio::spawn(async move {
+                    let sender = user(&format!("sender{i}"));
+                    (
+                        c,
+                        e.message_committed(c, &sender, &recipients).await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut bob_in = HashMap::from([(c1, Vec::new()), (c2, Vec::new())]);
+        let mut carol_counts = Vec::new();
+        for call in calls {
+            let (c, effects) = call.await.unwrap();
+            for (who, counts) in effects.unread {
+                let (count, _total) = counts.expect("the counters exist");
+                if who == bob {
+                    bob_in.get_mut(&c).unwrap().push(count);
+                } else {
+                    assert_eq!(
+                        (who.clone(), c),
+                        (carol.clone(), c2),
+                        "only carol besides bob"
+                    );
+                    carol_counts.push(count);
+                }
+            }
+        }
+        for counts in bob_in.values_mut().chain([&mut carol_counts]) {
+            counts.sort();
+            assert_eq!(*counts, vec![1, 2, 3, 4, 5], "every message counted once");
+        }
+        let bob_now = e.unread(&bob).await.unwrap().unwrap();
+        assert_eq!((bob_now[&c1], bob_now[&c2]), (5, 5));
+    }
+
     pub async fn sends_beyond_the_burst_are_refused(e: Arc<dyn Ephemeral>) {
         let alice = user("alice");
         for i in 0..3 {
@@ -334,6 +410,8 @@ mod memory {
         a_committed_message_ends_typing_and_counts_unread_at_once,
         unread_counters_count_only_once_present,
         sends_beyond_the_burst_are_refused,
+        concurrent_sends_spend_each_token_once,
+        concurrent_commits_count_every_message,
     );
 }
 
@@ -418,6 +496,8 @@ macro_rules! redis_suite {
                 a_committed_message_ends_typing_and_counts_unread_at_once,
                 unread_counters_count_only_once_present,
                 sends_beyond_the_burst_are_refused,
+                concurrent_sends_spend_each_token_once,
+                concurrent_commits_count_every_message,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{ConversationId, UserId};
 
+mod coalesce;
 pub mod memory;
 pub mod observed;
 pub mod redis;

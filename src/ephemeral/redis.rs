@@ -13,6 +13,7 @@
 //! the traffic, spread over all of them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use fred::types::config::Options;
 use fred::types::scripts::Script;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::coalesce::Coalescer;
 use super::{
     Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadCounts,
 };
@@ -59,12 +61,28 @@ pub struct RedisSettings {
 }
 
 pub struct RedisEphemeral {
+    redis: Arc<Redis>,
+    node_id: String,
+    /// `try_acquire_send` of concurrent sends, one script run per batch.
+    sends: Coalescer<UserId, bool>,
+    /// `message_committed` of concurrent sends, one script run per batch.
+    commits: Coalescer<Committed, MessageCommitted>,
+}
+
+/// What every call needs: the connections, the key names, the scripts.
+struct Redis {
     pool: Pool,
     keys: Keys,
-    node_id: String,
+    scripts: Scripts,
     send_per_sec: u32,
     send_burst: u32,
-    scripts: Scripts,
+}
+
+/// One `message_committed` call.
+struct Committed {
+    conversation: ConversationId,
+    sender: UserId,
+    recipients: Vec<UserId>,
 }
 
 impl RedisEphemeral {
@@ -123,20 +141,39 @@ impl RedisEphemeral {
             }
         }
 
-        Ok(Self {
+        let redis = Arc::new(Redis {
             pool,
             keys,
-            node_id,
+            scripts,
             send_per_sec: rate_limits.send_per_sec.max(1),
             send_burst: rate_limits.send_burst.max(1),
-            scripts,
+        });
+        let sends = {
+            let redis = redis.clone();
+            Coalescer::new("try_acquire_send", move |users| {
+                let redis = redis.clone();
+                async move { redis.try_acquire_sends(users).await }
+            })
+        };
+        let commits = {
+            let redis = redis.clone();
+            Coalescer::new("message_committed", move |calls| {
+                let redis = redis.clone();
+                async move { redis.messages_committed(calls).await }
+            })
+        };
+        Ok(Self {
+            redis,
+            node_id,
+            sends,
+            commits,
         })
     }
 
     /// What every key of this node starts with: the configured prefix, as a
     /// hash tag on a Redis Cluster.
     pub fn key_prefix(&self) -> &str {
-        &self.keys.prefix
+        &self.redis.keys.prefix
     }
 
     /// The id under which this node's sockets and heartbeat are recorded.
@@ -146,9 +183,21 @@ impl RedisEphemeral {
 
     /// Closes every connection of the pool (at shutdown); later calls fail.
     pub async fn quit(&self) {
-        let _ = self.pool.quit().await;
+        let _ = self.redis.pool.quit().await;
     }
 
+    async fn eval<R: FromValue>(
+        &self,
+        op: &'static str,
+        lua: &Lua,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+    ) -> Result<R, EphemeralError> {
+        self.redis.eval(op, lua, keys, args).await
+    }
+}
+
+impl Redis {
     /// Runs a script by its SHA. If Redis lost its script cache (restart,
     /// failover, `SCRIPT FLUSH`), runs it once by source, which caches it again.
     async fn eval<R: FromValue>(
@@ -182,25 +231,96 @@ impl RedisEphemeral {
     }
 }
 
+impl Redis {
+    /// Takes one send token per user, in order (a user may repeat).
+    async fn try_acquire_sends(&self, users: Vec<UserId>) -> Result<Vec<bool>, EphemeralError> {
+        const OP: &str = "try_acquire_send";
+        let keys = users.iter().map(|u| self.keys.rate_send(u)).collect();
+        let allowed: Vec<i64> = self
+            .eval(
+                OP,
+                &self.scripts.try_acquire_send,
+                keys,
+                vec![self.send_per_sec.into(), self.send_burst.into()],
+            )
+            .await?;
+        if allowed.len() != users.len() {
+            return Err(unexpected(OP));
+        }
+        Ok(allowed.into_iter().map(|a| a == 1).collect())
+    }
+
+    /// The effects of committed messages, in order.
+    async fn messages_committed(
+        &self,
+        calls: Vec<Committed>,
+    ) -> Result<Vec<MessageCommitted>, EphemeralError> {
+        const OP: &str = "message_committed";
+        let mut keys = Vec::new();
+        let mut args: Vec<Value> = vec![calls.len().to_string().into()];
+        for c in &calls {
+            keys.extend(self.keys.typing_state(c.conversation, &c.sender));
+            keys.extend(c.recipients.iter().map(|u| self.keys.unread(u)));
+            args.extend([
+                c.sender.as_str().into(),
+                typing_member(c.conversation, &c.sender).into(),
+                c.conversation.to_string().into(),
+                c.recipients.len().to_string().into(),
+            ]);
+        }
+        let reply: Vec<Value> = self
+            .eval(OP, &self.scripts.message_committed, keys, args)
+            .await?;
+        let mut rest = reply.as_slice();
+        let mut out = Vec::with_capacity(calls.len());
+        for c in calls {
+            let Some((was_typing, tail)) = rest.split_first() else {
+                return Err(unexpected(OP));
+            };
+            let n = c.recipients.len() * 2;
+            if tail.len() < n {
+                return Err(unexpected(OP));
+            }
+            let (counts, tail) = tail.split_at(n);
+            rest = tail;
+            let unread = c
+                .recipients
+                .into_iter()
+                .zip(counts.chunks_exact(2))
+                .map(|(user, pair)| {
+                    let count = pair.first().and_then(Value::as_i64);
+                    let total = pair.get(1).and_then(Value::as_i64);
+                    let counts = match (count, total) {
+                        (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
+                        _ => None,
+                    };
+                    (user, counts)
+                })
+                .collect();
+            out.push(MessageCommitted {
+                sender_was_typing: was_typing.as_i64() == Some(1),
+                unread,
+            });
+        }
+        if !rest.is_empty() {
+            return Err(unexpected(OP));
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Ephemeral for RedisEphemeral {
     async fn ping(&self) -> Result<(), EphemeralError> {
-        self.pool
+        self.redis
+            .pool
             .ping::<()>(None)
             .await
             .map_err(|e| unavailable("ping", e))
     }
 
     async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError> {
-        let allowed: i64 = self
-            .eval(
-                "try_acquire_send",
-                &self.scripts.try_acquire_send,
-                vec![self.keys.rate_send(user)],
-                vec![self.send_per_sec.into(), self.send_burst.into()],
-            )
-            .await?;
-        Ok(allowed == 1)
+        self.sends.call(user.clone()).await
     }
 
     async fn socket_connected(
@@ -211,10 +331,10 @@ impl Ephemeral for RedisEphemeral {
         let first: i64 = self
             .eval(
                 "socket_connected",
-                &self.scripts.socket_connected,
+                &self.redis.scripts.socket_connected,
                 vec![
-                    self.keys.user_sockets(user),
-                    self.keys.node_sockets(&self.node_id),
+                    self.redis.keys.user_sockets(user),
+                    self.redis.keys.node_sockets(&self.node_id),
                 ],
                 vec![
                     socket_id.into(),
@@ -235,11 +355,11 @@ impl Ephemeral for RedisEphemeral {
         let last: i64 = self
             .eval(
                 "socket_disconnected",
-                &self.scripts.socket_disconnected,
+                &self.redis.scripts.socket_disconnected,
                 vec![
-                    self.keys.user_sockets(user),
-                    self.keys.node_sockets(&self.node_id),
-                    self.keys.last_seen(user),
+                    self.redis.keys.user_sockets(user),
+                    self.redis.keys.node_sockets(&self.node_id),
+                    self.redis.keys.last_seen(user),
                 ],
                 vec![socket_id.into(), encode_last_seen(now).into()],
             )
@@ -257,10 +377,15 @@ impl Ephemeral for RedisEphemeral {
         }
         let keys = users
             .iter()
-            .flat_map(|u| [self.keys.user_sockets(u), self.keys.last_seen(u)])
+            .flat_map(|u| {
+                [
+                    self.redis.keys.user_sockets(u),
+                    self.redis.keys.last_seen(u),
+                ]
+            })
             .collect();
         let reply: Vec<Value> = self
-            .eval(OP, &self.scripts.presence, keys, Vec::new())
+            .eval(OP, &self.redis.scripts.presence, keys, Vec::new())
             .await?;
         if reply.len() != users.len() * 2 {
             return Err(unexpected(OP));
@@ -285,8 +410,8 @@ impl Ephemeral for RedisEphemeral {
     async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<(), EphemeralError> {
         self.eval::<()>(
             "heartbeat",
-            &self.scripts.heartbeat,
-            vec![self.keys.nodes(), self.keys.node(&self.node_id)],
+            &self.redis.scripts.heartbeat,
+            vec![self.redis.keys.nodes(), self.redis.keys.node(&self.node_id)],
             vec![
                 self.node_id.as_str().into(),
                 millis(ttl).max(1).into(),
@@ -307,9 +432,9 @@ impl Ephemeral for RedisEphemeral {
         let dead: Vec<String> = self
             .eval(
                 OP,
-                &self.scripts.dead_nodes,
-                vec![self.keys.nodes()],
-                vec![self.keys.prefix.as_str().into()],
+                &self.redis.scripts.dead_nodes,
+                vec![self.redis.keys.nodes()],
+                vec![self.redis.keys.prefix.as_str().into()],
             )
             .await?;
         let mut gone = Vec::new();
@@ -317,15 +442,15 @@ impl Ephemeral for RedisEphemeral {
             let claimed: Result<Vec<String>, _> = self
                 .eval(
                     OP,
-                    &self.scripts.claim_node,
+                    &self.redis.scripts.claim_node,
                     vec![
-                        self.keys.nodes(),
-                        self.keys.node(&node),
-                        self.keys.node_sockets(&node),
+                        self.redis.keys.nodes(),
+                        self.redis.keys.node(&node),
+                        self.redis.keys.node_sockets(&node),
                     ],
                     vec![
                         node.as_str().into(),
-                        self.keys.prefix.as_str().into(),
+                        self.redis.keys.prefix.as_str().into(),
                         now.into(),
                     ],
                 )
@@ -360,8 +485,8 @@ impl Ephemeral for RedisEphemeral {
         let relay: i64 = self
             .eval(
                 "start_typing",
-                &self.scripts.start_typing,
-                self.keys.typing_state(c, u),
+                &self.redis.scripts.start_typing,
+                self.redis.keys.typing_state(c, u),
                 vec![
                     u.as_str().into(),
                     typist.user_name.as_str().into(),
@@ -384,8 +509,8 @@ impl Ephemeral for RedisEphemeral {
         let removed: i64 = self
             .eval(
                 "stop_typing",
-                &self.scripts.stop_typing,
-                self.keys.typing_state(conversation, user),
+                &self.redis.scripts.stop_typing,
+                self.redis.keys.typing_state(conversation, user),
                 vec![
                     user.as_str().into(),
                     typing_member(conversation, user).into(),
@@ -401,8 +526,9 @@ impl Ephemeral for RedisEphemeral {
         user: &UserId,
     ) -> Result<Vec<ConversationId>, EphemeralError> {
         let ids: Vec<String> = self
+            .redis
             .pool
-            .smembers(self.keys.typing_user(user))
+            .smembers(self.redis.keys.typing_user(user))
             .await
             .map_err(|e| unavailable("typing_conversations_of", e))?;
         Ok(ids.iter().filter_map(|c| stored_conversation(c)).collect())
@@ -416,10 +542,10 @@ impl Ephemeral for RedisEphemeral {
         let reply: Vec<Value> = self
             .eval(
                 "typing_in",
-                &self.scripts.typing_in,
+                &self.redis.scripts.typing_in,
                 vec![
-                    self.keys.typing(conversation),
-                    self.keys.typing_names(conversation),
+                    self.redis.keys.typing(conversation),
+                    self.redis.keys.typing_names(conversation),
                 ],
                 vec![now.into()],
             )
@@ -443,12 +569,12 @@ impl Ephemeral for RedisEphemeral {
             let batch: Result<Vec<Value>, _> = self
                 .eval(
                     "take_expired_typing",
-                    &self.scripts.take_expired_typing,
-                    vec![self.keys.typing_expiries()],
+                    &self.redis.scripts.take_expired_typing,
+                    vec![self.redis.keys.typing_expiries()],
                     vec![
                         now.into(),
                         TYPING_SWEEP_BATCH.to_string().into(),
-                        self.keys.prefix.as_str().into(),
+                        self.redis.keys.prefix.as_str().into(),
                     ],
                 )
                 .await;
@@ -484,44 +610,13 @@ impl Ephemeral for RedisEphemeral {
         sender: &UserId,
         recipients: &[UserId],
     ) -> Result<MessageCommitted, EphemeralError> {
-        const OP: &str = "message_committed";
-        let mut keys = self.keys.typing_state(conversation, sender);
-        keys.extend(recipients.iter().map(|u| self.keys.unread(u)));
-        let reply: Vec<Value> = self
-            .eval(
-                OP,
-                &self.scripts.message_committed,
-                keys,
-                vec![
-                    sender.as_str().into(),
-                    typing_member(conversation, sender).into(),
-                    conversation.to_string().into(),
-                ],
-            )
-            .await?;
-        let Some((was_typing, counts)) = reply.split_first() else {
-            return Err(unexpected(OP));
-        };
-        if counts.len() != recipients.len() * 2 {
-            return Err(unexpected(OP));
-        }
-        let unread = recipients
-            .iter()
-            .zip(counts.chunks_exact(2))
-            .map(|(user, pair)| {
-                let count = pair.first().and_then(Value::as_i64);
-                let total = pair.get(1).and_then(Value::as_i64);
-                let counts = match (count, total) {
-                    (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
-                    _ => None,
-                };
-                (user.clone(), counts)
+        self.commits
+            .call(Committed {
+                conversation,
+                sender: sender.clone(),
+                recipients: recipients.to_vec(),
             })
-            .collect();
-        Ok(MessageCommitted {
-            sender_was_typing: was_typing.as_i64() == Some(1),
-            unread,
-        })
+            .await
     }
 
     async fn replace_unread(
@@ -536,8 +631,8 @@ impl Ephemeral for RedisEphemeral {
         }
         self.eval::<()>(
             "replace_unread",
-            &self.scripts.replace_unread,
-            vec![self.keys.unread(user)],
+            &self.redis.scripts.replace_unread,
+            vec![self.redis.keys.unread(user)],
             args,
         )
         .await
@@ -545,8 +640,9 @@ impl Ephemeral for RedisEphemeral {
 
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
         let fields: HashMap<String, String> = self
+            .redis
             .pool
-            .hgetall(self.keys.unread(user))
+            .hgetall(self.redis.keys.unread(user))
             .await
             .map_err(|e| unavailable("unread", e))?;
         if fields.is_empty() {

@@ -1,31 +1,44 @@
--- After a message is committed, in one round trip: ends the sender's typing
--- state in the conversation (as stop_typing.lua) and adds one unread for each
--- recipient whose counters exist (a missing key is
--- never created: it means "rebuild from the store").
--- KEYS[1..5]: the sender's typing keys (see stop_typing.lua); KEYS[6..]: unread:{recipient}
--- ARGV[1] senderId, ARGV[2] "{conversationId}|{senderId}", ARGV[3] conversationId
--- Returns: was_typing (1/0), then per recipient count, total (or -1, -1 when missing).
-local was_typing = redis.call('ZREM', KEYS[1], ARGV[1])
-if was_typing == 1 then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[2])
-  redis.call('SREM', KEYS[5], ARGV[3])
-end
-local out = { was_typing }
-for i = 6, #KEYS do
-  local key = KEYS[i]
-  if redis.call('EXISTS', key) == 1 then
-    local count = redis.call('HINCRBY', key, ARGV[3], 1)
-    local total = 0
-    for _, v in ipairs(redis.call('HVALS', key)) do
-      total = total + (tonumber(v) or 0)
+-- After messages are committed, in one round trip for all of them: for each,
+-- ends the sender's typing state in the conversation (as stop_typing.lua)
+-- and adds one unread for each recipient whose counters exist (a missing key
+-- is never created: it means "rebuild from the store").
+-- ARGV[1] the number of messages; then per message four values: senderId,
+--   "{conversationId}|{senderId}", conversationId, the number of recipients
+-- KEYS per message, consecutively: the sender's five typing keys (see
+--   stop_typing.lua), then unread:{recipient} per recipient
+-- Returns per message, consecutively: was_typing (1/0), then per recipient
+--   count, total (or -1, -1 when missing).
+local out = {}
+local k = 1
+local a = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local sender, member, conversation = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local recipients = tonumber(ARGV[a + 3])
+  a = a + 4
+  local was_typing = redis.call('ZREM', KEYS[k], sender)
+  if was_typing == 1 then
+    redis.call('HDEL', KEYS[k + 1], sender)
+    redis.call('HDEL', KEYS[k + 2], sender)
+    redis.call('ZREM', KEYS[k + 3], member)
+    redis.call('SREM', KEYS[k + 4], conversation)
+  end
+  k = k + 5
+  out[#out + 1] = was_typing
+  for _ = 1, recipients do
+    local key = KEYS[k]
+    k = k + 1
+    if redis.call('EXISTS', key) == 1 then
+      local count = redis.call('HINCRBY', key, conversation, 1)
+      local total = 0
+      for _, v in ipairs(redis.call('HVALS', key)) do
+        total = total + (tonumber(v) or 0)
+      end
+      out[#out + 1] = count
+      out[#out + 1] = total
+    else
+      out[#out + 1] = -1
+      out[#out + 1] = -1
     end
-    out[#out + 1] = count
-    out[#out + 1] = total
-  else
-    out[#out + 1] = -1
-    out[#out + 1] = -1
   end
 end
 return out
