@@ -74,6 +74,11 @@ struct Cli {
     /// to report (it need not be a `--url` target).
     #[arg(long = "scrape", global = true)]
     scrape: Vec<String>,
+    /// A Redis (`host:port`, loopback) whose command counts and CPU time are
+    /// read before and after the schedule: Redis commands and Redis CPU per
+    /// message.
+    #[arg(long, global = true)]
+    redis: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -172,9 +177,11 @@ async fn run(cli: Cli) -> Result<()> {
         .iter()
         .map(|u| Target::parse(u))
         .collect::<Result<Vec<_>>>()?;
+    let redis = cli.redis.as_deref().map(Target::parse).transpose()?;
     let ctx = Ctx {
         targets,
         scrape,
+        redis,
         secret,
         pids: cli.pids.clone(),
         connect_concurrency: cli.connect_concurrency.clamp(1, 4096),
@@ -199,6 +206,8 @@ struct Ctx {
     targets: Vec<Target>,
     /// Nodes whose adapter counters are reported (`--scrape`).
     scrape: Vec<Target>,
+    /// The Redis whose commands and CPU are reported (`--redis`).
+    redis: Option<Target>,
     secret: String,
     pids: Vec<u32>,
     connect_concurrency: usize,
@@ -420,6 +429,72 @@ async fn adapter_counters(target: &Target) -> Result<(u64, u64)> {
         counter("parloir_adapter_messages_received_total"),
         counter("parloir_adapter_messages_published_total"),
     ))
+}
+
+/// What a Redis server reports of itself: calls per command, CPU seconds.
+#[derive(Debug, Default, Clone)]
+struct RedisUsage {
+    calls: BTreeMap<String, u64>,
+    cpu_secs: f64,
+}
+
+impl RedisUsage {
+    async fn read(target: Option<&Target>) -> Result<Option<Self>> {
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let mut conn = BufReader::new(
+            TcpStream::connect(target.addr)
+                .await
+                .with_context(|| format!("connect to Redis at {}", target.addr))?,
+        );
+        conn.get_mut()
+            .write_all(b"*3\r\n$4\r\nINFO\r\n$3\r\ncpu\r\n$12\r\ncommandstats\r\n")
+            .await?;
+        let mut head = String::new();
+        conn.read_line(&mut head).await?;
+        let len: usize = head
+            .trim()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("unexpected INFO reply {head:?}"))?;
+        let mut body = vec![0; len + 2];
+        conn.read_exact(&mut body).await?;
+        let mut usage = Self::default();
+        for line in String::from_utf8_lossy(&body).lines() {
+            if let Some(rest) = line.strip_prefix("cmdstat_") {
+                let (command, stats) = rest.split_once(':').unwrap_or((rest, ""));
+                let calls = stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                usage.calls.insert(command.to_owned(), calls);
+            } else if let Some(v) = line
+                .strip_prefix("used_cpu_sys:")
+                .or_else(|| line.strip_prefix("used_cpu_user:"))
+            {
+                usage.cpu_secs += v.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        Ok(Some(usage))
+    }
+
+    /// Calls per command and CPU seconds from `before` to `self`.
+    fn since(&self, before: &Self) -> (BTreeMap<String, u64>, f64) {
+        let calls = self
+            .calls
+            .iter()
+            .map(|(c, n)| {
+                (
+                    c.clone(),
+                    n.saturating_sub(before.calls.get(c).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (calls, self.cpu_secs - before.cpu_secs)
+    }
 }
 
 async fn all_adapter_counters(targets: &[Target]) -> Result<Vec<(u64, u64)>> {
@@ -1208,6 +1283,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
         ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect();
 
     let counters_before = all_adapter_counters(&ctx.scrape).await?;
+    let redis_before = RedisUsage::read(ctx.redis.as_ref()).await?;
     // The timetable: message k is due at t0 + k/R.
     let before = Usage::now(&ctx.pids);
     let t0 = Instant::now();
@@ -1258,6 +1334,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
     }
     let after = Usage::now(&ctx.pids);
     let counters_after = all_adapter_counters(&ctx.scrape).await?;
+    let redis_after = RedisUsage::read(ctx.redis.as_ref()).await?;
     stats.stopping.store(true, Ordering::Relaxed);
     let node_rss_after: Vec<Option<u64>> =
         ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect();
@@ -1372,8 +1449,35 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
             a["published"]
         );
     }
+    let redis = match (&redis_before, &redis_after) {
+        (Some(b), Some(a)) => {
+            let (calls, cpu) = a.since(b);
+            let commands: u64 = calls.values().sum();
+            let per_message = |n: u64| n as f64 / total.max(1) as f64;
+            println!(
+                "  redis           {commands} commands ({:.2} per message) ; CPU {cpu:.2} s = {:.2} cores ({:.1} µs per message)",
+                per_message(commands),
+                cpu / wall,
+                cpu * 1e6 / total.max(1) as f64
+            );
+            let by_command: Vec<String> = calls
+                .iter()
+                .map(|(c, n)| format!("{c} {:.2}", per_message(*n)))
+                .collect();
+            println!("  redis/message   {}", by_command.join(" ; "));
+            json!({
+                "commands": commands,
+                "commandsPerMessage": per_message(commands),
+                "callsPerMessage": calls.iter().map(|(c, n)| (c.clone(), per_message(*n))).collect::<BTreeMap<_, _>>(),
+                "cpuSecs": cpu,
+                "cores": cpu / wall,
+            })
+        }
+        _ => Value::Null,
+    };
     let line = json!({
         "adapter": adapter,
+        "redis": redis,
         "scenario": plan.name(),
         "label": ctx.label,
         "plan": plan.describe(),
