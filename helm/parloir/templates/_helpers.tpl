@@ -72,7 +72,23 @@ app.kubernetes.io/part-of: parloir
 
 {{/* True (non-empty) when REDIS_URL is given to the pods: cluster mode. */}}
 {{- define "parloir.clusterMode" -}}
-{{- if .Values.secret.keys.redisUrl }}true{{ end }}
+{{- if or .Values.secret.keys.redisUrl .Values.redisCluster.nodes }}true{{ end }}
+{{- end }}
+
+{{/*
+REDIS_URL built from redisCluster.nodes, in the client's cluster form
+(redis-cluster://first?node=second&node=...); the password, when there is
+one, comes from $(REDIS_PASSWORD), which Kubernetes expands from the env var
+defined just before it.
+*/}}
+{{- define "parloir.redisClusterUrl" -}}
+{{- $c := .Values.redisCluster -}}
+{{- $scheme := ternary "rediss-cluster" "redis-cluster" $c.tls -}}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne $c.passwordKey "") -}}
+{{- $rest := list -}}
+{{- range rest $c.nodes }}{{ $rest = append $rest (printf "node=%s" .) }}{{ end -}}
+{{- printf "%s://%s%s" $scheme $auth (first $c.nodes) -}}
+{{- if $rest }}?{{ join "&" $rest }}{{ end -}}
 {{- end }}
 
 {{- define "parloir.preStopSeconds" -}}
@@ -146,7 +162,17 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
     secretKeyRef:
       name: {{ include "parloir.secretName" . }}
       key: {{ .Values.secret.keys.databaseUrl }}
-{{- if include "parloir.clusterMode" . }}
+{{- if .Values.redisCluster.nodes }}
+{{- if .Values.redisCluster.passwordKey }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "parloir.secretName" . }}
+      key: {{ .Values.redisCluster.passwordKey }}
+{{- end }}
+- name: REDIS_URL
+  value: {{ include "parloir.redisClusterUrl" . | quote }}
+{{- else if include "parloir.clusterMode" . }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
