@@ -8,6 +8,8 @@
 # usage: deploy/local-cluster.sh [options] [-- COMMAND [ARG...]]
 #   --nodes N        parloir nodes (default 3)
 #   --base-port P    HAProxy listens on P, nodes on P+1..P+N (default 4000)
+#   --redis-cluster  a three-master Redis Cluster (loopback, no replicas) instead
+#                    of one Redis: REDIS_URL=redis-cluster://...
 #   --no-redis       nodes without REDIS_URL: single-node Postgres mode, each node
 #                    on its own (no cross-node fan-out); exercises the plumbing only
 #   --no-build       use the existing target/release/parloir
@@ -27,6 +29,7 @@ repo=$(pwd)
 nodes=3
 base_port=4000
 use_redis=1
+redis_cluster=
 build=1
 keep=
 quiet=
@@ -36,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;
     --base-port) base_port=${2:?--base-port needs a port}; shift 2 ;;
     --no-redis) use_redis=; shift ;;
+    --redis-cluster) redis_cluster=1; shift ;;
     --no-build) build=; shift ;;
     --keep) keep=1; shift ;;
     --quiet) quiet=1; shift ;;
@@ -124,6 +128,7 @@ mkdir -p "$tmp/logs"
 as_postgres=()
 pg_started=
 redis_pid=
+redis_cluster_pids=()
 lb_pid=
 tail_pid=
 node_pids=()
@@ -154,6 +159,9 @@ cleanup() {
     stop_pid "$pid" 20
   done
   [[ -n $redis_pid ]] && stop_pid "$redis_pid" 5
+  for pid in "${redis_cluster_pids[@]}"; do
+    stop_pid "$pid" 5
+  done
   if [[ -n $pg_started ]]; then
     "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m fast -w -t 20 stop >/dev/null 2>&1 \
       || "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -203,7 +211,41 @@ log "postgres: $database_url"
 # --- Redis -----------------------------------------------------------------------------------
 
 redis_url=
-if [[ -n $use_redis ]]; then
+if [[ -n $use_redis && -n $redis_cluster ]]; then
+  # Three masters, client and cluster-bus ports chosen free; a lost shard
+  # leaves the others serving.
+  cluster_ports=()
+  for i in 1 2 3; do
+    port=$(free_port)
+    bus=$(free_port)
+    mkdir -p "$tmp/redis-cluster/$i"
+    spawn "$tmp/logs/redis-cluster-$i.log" redis-server --port "$port" --cluster-port "$bus" \
+      --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$tmp/redis-cluster/$i/nodes.conf" \
+      --cluster-node-timeout 2000 --cluster-require-full-coverage no \
+      --save "" --appendonly no --daemonize no --dir "$tmp/redis-cluster/$i"
+    redis_cluster_pids+=("$spawned")
+    cluster_ports+=("$port")
+    for ((j = 0; j < 100; j++)); do
+      [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]] && break
+      kill -0 "$spawned" 2>/dev/null || { cat "$tmp/logs/redis-cluster-$i.log" >&2; exit 1; }
+      sleep 0.05
+    done
+  done
+  redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+    --cluster-yes >"$tmp/logs/redis-cluster-create.log" 2>&1 \
+    || { cat "$tmp/logs/redis-cluster-create.log" >&2; exit 1; }
+  for ((j = 0; j < 200; j++)); do
+    ok=1
+    for port in "${cluster_ports[@]}"; do
+      redis-cli -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=
+    done
+    [[ -n $ok ]] && break
+    sleep 0.05
+  done
+  [[ -n $ok ]] || { log "the Redis Cluster did not reach cluster_state:ok"; exit 1; }
+  redis_url="redis-cluster://127.0.0.1:${cluster_ports[0]}?node=127.0.0.1:${cluster_ports[1]}&node=127.0.0.1:${cluster_ports[2]}"
+  log "redis cluster: $redis_url ($(redis-server --version | cut -d' ' -f3), 3 masters)"
+elif [[ -n $use_redis ]]; then
   redis_port=$(free_port)
   mkdir -p "$tmp/redis"
   spawn "$tmp/logs/redis.log" redis-server --save "" --appendonly no --port "$redis_port" \
