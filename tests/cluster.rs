@@ -4,6 +4,7 @@
 //! Postgres stopped and started. Every Redis test runs twice: on one Redis
 //! and on a three-master Redis Cluster.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -17,25 +18,6 @@ const SECRET: &str = "cluster-test-secret-cluster-test-secret";
 const HEARTBEAT_MS: &str = "200";
 const NODE_TTL_MS: &str = "1000";
 const EVENT: Duration = Duration::from_secs(5);
-
-/// `mod $name { single, cluster }`: the test body once per Redis kind.
-macro_rules! on_both_redis_kinds {
-    ($name:ident) => {
-        mod $name {
-            use super::RedisKind;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn single_redis() {
-                super::$name(RedisKind::Single).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis_cluster() {
-                super::$name(RedisKind::Cluster).await;
-            }
-        }
-    };
-}
 
 fn token(user: &str) -> String {
     common::mint_token(SECRET, user)

@@ -378,6 +378,27 @@ mod contract {
     }
 }
 
+/// Calls `$cases!(case, ...)` with every case of `contract`: the one list of
+/// cases each implementation runs.
+macro_rules! every_case {
+    ($cases:ident) => {
+        $cases!(
+            a_user_is_online_until_the_last_device_leaves,
+            concurrent_last_disconnects_yield_exactly_one_offline,
+            typing_is_relayed_at_most_once_per_interval,
+            typing_expires_once_after_the_ttl,
+            a_repeat_extends_typing,
+            stopping_typing_reports_whether_there_was_a_state,
+            concurrent_sweeps_announce_each_expiry_once,
+            a_committed_message_ends_typing_and_counts_unread_at_once,
+            unread_counters_count_only_once_present,
+            sends_beyond_the_burst_are_refused,
+            concurrent_sends_spend_each_token_once,
+            concurrent_commits_count_every_message,
+        );
+    };
+}
+
 macro_rules! memory_cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,20 +420,7 @@ macro_rules! redis_cases {
 mod memory {
     use super::*;
 
-    memory_cases!(
-        a_user_is_online_until_the_last_device_leaves,
-        concurrent_last_disconnects_yield_exactly_one_offline,
-        typing_is_relayed_at_most_once_per_interval,
-        typing_expires_once_after_the_ttl,
-        a_repeat_extends_typing,
-        stopping_typing_reports_whether_there_was_a_state,
-        concurrent_sweeps_announce_each_expiry_once,
-        a_committed_message_ends_typing_and_counts_unread_at_once,
-        unread_counters_count_only_once_present,
-        sends_beyond_the_burst_are_refused,
-        concurrent_sends_spend_each_token_once,
-        concurrent_commits_count_every_message,
-    );
+    every_case!(memory_cases);
 }
 
 /// The Redis cases, for the Redis deployment named by `$url_var`.
@@ -485,20 +493,7 @@ macro_rules! redis_suite {
                 admin.quit().await.expect("quit");
             }
 
-            redis_cases!(
-                a_user_is_online_until_the_last_device_leaves,
-                concurrent_last_disconnects_yield_exactly_one_offline,
-                typing_is_relayed_at_most_once_per_interval,
-                typing_expires_once_after_the_ttl,
-                a_repeat_extends_typing,
-                stopping_typing_reports_whether_there_was_a_state,
-                concurrent_sweeps_announce_each_expiry_once,
-                a_committed_message_ends_typing_and_counts_unread_at_once,
-                unread_counters_count_only_once_present,
-                sends_beyond_the_burst_are_refused,
-                concurrent_sends_spend_each_token_once,
-                concurrent_commits_count_every_message,
-            );
+            every_case!(redis_cases);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_dead_nodes_users_go_offline_once_unless_connected_elsewhere() {

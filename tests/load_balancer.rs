@@ -4,6 +4,7 @@
 //! loses nothing, stores nothing twice, and its clients move to the survivor.
 //! Each test runs on one Redis and on a three-master Redis Cluster.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -15,25 +16,6 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "lb-test-secret-lb-test-secret-lb-test!";
 const EVENT: Duration = Duration::from_secs(10);
-
-/// `mod $name { single_redis, redis_cluster }`: the test once per Redis kind.
-macro_rules! on_both_redis_kinds {
-    ($name:ident) => {
-        mod $name {
-            use super::RedisKind;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn single_redis() {
-                super::$name(RedisKind::Single).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis_cluster() {
-                super::$name(RedisKind::Cluster).await;
-            }
-        }
-    };
-}
 
 fn token(user: &str) -> String {
     common::mint_token(SECRET, user)

@@ -185,16 +185,6 @@ impl RedisEphemeral {
     pub async fn quit(&self) {
         let _ = self.redis.pool.quit().await;
     }
-
-    async fn eval<R: FromValue>(
-        &self,
-        op: &'static str,
-        lua: &Lua,
-        keys: Vec<Key>,
-        args: Vec<Value>,
-    ) -> Result<R, EphemeralError> {
-        self.redis.eval(op, lua, keys, args).await
-    }
 }
 
 impl Redis {
@@ -329,6 +319,7 @@ impl Ephemeral for RedisEphemeral {
         socket_id: &str,
     ) -> Result<bool, EphemeralError> {
         let first: i64 = self
+            .redis
             .eval(
                 "socket_connected",
                 &self.redis.scripts.socket_connected,
@@ -353,6 +344,7 @@ impl Ephemeral for RedisEphemeral {
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, EphemeralError> {
         let last: i64 = self
+            .redis
             .eval(
                 "socket_disconnected",
                 &self.redis.scripts.socket_disconnected,
@@ -385,6 +377,7 @@ impl Ephemeral for RedisEphemeral {
             })
             .collect();
         let reply: Vec<Value> = self
+            .redis
             .eval(OP, &self.redis.scripts.presence, keys, Vec::new())
             .await?;
         if reply.len() != users.len() * 2 {
@@ -408,17 +401,18 @@ impl Ephemeral for RedisEphemeral {
     }
 
     async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<(), EphemeralError> {
-        self.eval::<()>(
-            "heartbeat",
-            &self.redis.scripts.heartbeat,
-            vec![self.redis.keys.nodes(), self.redis.keys.node(&self.node_id)],
-            vec![
-                self.node_id.as_str().into(),
-                millis(ttl).max(1).into(),
-                now.into(),
-            ],
-        )
-        .await
+        self.redis
+            .eval::<()>(
+                "heartbeat",
+                &self.redis.scripts.heartbeat,
+                vec![self.redis.keys.nodes(), self.redis.keys.node(&self.node_id)],
+                vec![
+                    self.node_id.as_str().into(),
+                    millis(ttl).max(1).into(),
+                    now.into(),
+                ],
+            )
+            .await
     }
 
     /// Liveness is the node key's TTL, counted by the Redis clock; `now` is
@@ -430,6 +424,7 @@ impl Ephemeral for RedisEphemeral {
         const OP: &str = "sweep_dead_nodes";
         let last_seen = DateTime::from_timestamp_millis(now).ok_or_else(|| unexpected(OP))?;
         let dead: Vec<String> = self
+            .redis
             .eval(
                 OP,
                 &self.redis.scripts.dead_nodes,
@@ -440,6 +435,7 @@ impl Ephemeral for RedisEphemeral {
         let mut gone = Vec::new();
         for node in dead {
             let claimed: Result<Vec<String>, _> = self
+                .redis
                 .eval(
                     OP,
                     &self.redis.scripts.claim_node,
@@ -483,6 +479,7 @@ impl Ephemeral for RedisEphemeral {
     ) -> Result<bool, EphemeralError> {
         let (c, u) = (typist.conversation_id, &typist.user_id);
         let relay: i64 = self
+            .redis
             .eval(
                 "start_typing",
                 &self.redis.scripts.start_typing,
@@ -507,6 +504,7 @@ impl Ephemeral for RedisEphemeral {
         user: &UserId,
     ) -> Result<bool, EphemeralError> {
         let removed: i64 = self
+            .redis
             .eval(
                 "stop_typing",
                 &self.redis.scripts.stop_typing,
@@ -540,6 +538,7 @@ impl Ephemeral for RedisEphemeral {
         now: UnixMillis,
     ) -> Result<Vec<Typist>, EphemeralError> {
         let reply: Vec<Value> = self
+            .redis
             .eval(
                 "typing_in",
                 &self.redis.scripts.typing_in,
@@ -567,6 +566,7 @@ impl Ephemeral for RedisEphemeral {
         let mut expired = Vec::new();
         loop {
             let batch: Result<Vec<Value>, _> = self
+                .redis
                 .eval(
                     "take_expired_typing",
                     &self.redis.scripts.take_expired_typing,
@@ -629,13 +629,14 @@ impl Ephemeral for RedisEphemeral {
             args.push(conversation.to_string().into());
             args.push(n.to_string().into());
         }
-        self.eval::<()>(
-            "replace_unread",
-            &self.redis.scripts.replace_unread,
-            vec![self.redis.keys.unread(user)],
-            args,
-        )
-        .await
+        self.redis
+            .eval::<()>(
+                "replace_unread",
+                &self.redis.scripts.replace_unread,
+                vec![self.redis.keys.unread(user)],
+                args,
+            )
+            .await
     }
 
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {

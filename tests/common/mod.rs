@@ -6,6 +6,28 @@
 
 pub mod processes;
 
+/// `mod $name { single_redis, redis_cluster }`: the async test body
+/// `$name(kind: RedisKind)` once per Redis deployment (the file must import
+/// `processes::RedisKind`).
+#[allow(unused_macros)] // only the binaries that test cluster mode use it
+macro_rules! on_both_redis_kinds {
+    ($name:ident) => {
+        mod $name {
+            use super::RedisKind;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_redis() {
+                super::$name(RedisKind::Single).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                super::$name(RedisKind::Cluster).await;
+            }
+        }
+    };
+}
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
