@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::PostgresDatabase;
-use common::processes::{Driver, NodeProcess, PostgresServer, RedisKind, TestRedis};
+use common::processes::{Driver, NodeProcess, PostgresServer, RedisCluster, RedisKind, TestRedis};
 use serde_json::{Value, json};
 
 const SECRET: &str = "cluster-test-secret-cluster-test-secret";
@@ -392,6 +392,79 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart(kind: RedisKin
         update["conversationUnread"],
         json!(sent.len() + 1),
         "{update}"
+    );
+    drop((a, b));
+    db.drop_database().await;
+}
+
+// One shard of a Redis Cluster dies and comes back empty: the one that
+// carries the conversation's room channel. Sends are still acked and stored
+// and delivered on the sender's node; once the shard is back, the nodes
+// subscribe the room again and cross-node delivery resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_cluster_shard_resumes_its_rooms_cross_node_delivery() {
+    let db = PostgresDatabase::create().await;
+    let mut cluster = RedisCluster::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |id: &str| {
+        let mut env = node_env(db.url(), None, &prefix, id);
+        env.extend([
+            ("REDIS_URL", cluster.url()),
+            ("PARLOIR_REDIS_PREFIX", prefix.clone()),
+            ("PARLOIR_HEARTBEAT_MS", HEARTBEAT_MS.to_owned()),
+            ("PARLOIR_NODE_TTL_MS", NODE_TTL_MS.to_owned()),
+        ]);
+        env
+    };
+    let a = NodeProcess::start(&env("node-a")).await;
+    let b = NodeProcess::start(&env("node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    for who in ["alice", "bob"] {
+        join(&mut d, who, &conversation).await;
+    }
+    let send = |content: String| json!({"conversationId": conversation, "content": content});
+    let channel = format!("{prefix}sio:/messaging#room#conversation-{conversation}");
+    let shard = cluster.master_of(&channel).await;
+
+    cluster.kill_master(shard).await;
+    let during = d
+        .emit(
+            "alice",
+            "send-message",
+            send("while the shard is down".into()),
+        )
+        .await;
+    let during_id = ok_data(&during)["id"].clone();
+    d.wait("alice", "new-message", json!({"id": during_id}), EVENT)
+        .await;
+
+    cluster.restart().await;
+    let mut resumed = false;
+    for attempt in 0..40 {
+        let ack = d
+            .emit("alice", "send-message", send(format!("after #{attempt}")))
+            .await;
+        let id = ok_data(&ack)["id"].clone();
+        if d.try_wait(
+            "bob",
+            "new-message",
+            json!({"id": id}),
+            Duration::from_millis(500),
+        )
+        .await
+        .is_some()
+        {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(
+        resumed,
+        "cross-node delivery resumed once the shard was back"
     );
     drop((a, b));
     db.drop_database().await;

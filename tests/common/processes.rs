@@ -230,6 +230,57 @@ impl RedisCluster {
         }
     }
 
+    /// The index of the master serving `key`'s slot (a channel name works too).
+    pub async fn master_of(&self, key: &str) -> usize {
+        let port = self.masters[0].port.to_string();
+        let slot = Command::new("redis-cli")
+            .args(["-p", &port, "cluster", "keyslot", key])
+            .output()
+            .await
+            .expect("redis-cli runs");
+        let slot: u16 = String::from_utf8_lossy(&slot.stdout)
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number");
+        // `CLUSTER SLOTS` prints, per range, one value a line: start, end,
+        // master ip, master port, master id, then the master's (here empty)
+        // networking metadata as an empty line.
+        let slots = Command::new("redis-cli")
+            .args(["-p", &port, "cluster", "slots"])
+            .output()
+            .await
+            .expect("redis-cli runs");
+        let lines: Vec<String> = String::from_utf8_lossy(&slots.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        for range in lines.chunks(5) {
+            let [start, end, _ip, master_port, _id] = range else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (start.parse::<u16>(), end.parse::<u16>()) else {
+                continue;
+            };
+            if (start..=end).contains(&slot) {
+                return self
+                    .masters
+                    .iter()
+                    .position(|m| m.port.to_string() == *master_port)
+                    .expect("the slot's master is one of ours");
+            }
+        }
+        panic!("no master serves slot {slot}: {lines:?}");
+    }
+
+    /// SIGKILL one master: its shard's keys and subscriptions are lost, the
+    /// other shards keep serving.
+    pub async fn kill_master(&mut self, i: usize) {
+        if let Some(mut child) = self.masters[i].child.take() {
+            child.kill().await.expect("redis-server killed");
+        }
+    }
+
     /// SIGKILL every master: every key and subscription is lost.
     pub async fn kill(&mut self) {
         for m in &mut self.masters {
