@@ -145,14 +145,20 @@ impl Authenticator {
             Some(_) => return Err(AuthError::Unauthorized),
         };
         let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(AuthError::Unauthorized)?;
+        // Shown to others and kept in shared state: a name or address that
+        // is not plain text is ignored (the user id stands in for the name).
+        let printable = |s: &String| !s.chars().any(char::is_control);
         let name = claims
             .name
-            .filter(|n| !n.trim().is_empty() && n.chars().count() <= 128);
+            .filter(|n| !n.trim().is_empty() && n.chars().count() <= 128 && printable(n));
+        let email = claims
+            .email
+            .filter(|e| e.chars().count() <= 254 && printable(e));
         Ok(User {
             id,
             role,
             name,
-            email: claims.email,
+            email,
             expires_at,
         })
     }
@@ -287,6 +293,19 @@ mod tests {
         assert_eq!(u.id.as_str(), "alice");
         assert_eq!(u.role, Some(Role::Client));
         assert_eq!(u.display_name(), "Alice");
+    }
+
+    #[test]
+    fn a_name_or_email_that_is_not_plain_text_is_ignored() {
+        let auth = Authenticator::new(&hs_config()).unwrap();
+        let t = sign(
+            serde_json::json!({"userId": "carol", "name": "Ca\u{0}rol", "email": "c\u{0}@x.example", "exp": future()}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        let u = auth.verify(&t).unwrap();
+        assert_eq!(u.display_name(), "carol", "the id stands in for the name");
+        assert_eq!(u.email, None);
     }
 
     #[test]

@@ -38,12 +38,23 @@ impl Default for Limits {
 pub struct Content(String);
 
 impl Content {
+    /// Line breaks and tabs are text; any other control character (NUL,
+    /// which Postgres cannot store, among them) is refused in both stores.
     pub fn parse(raw: &str, limits: &Limits) -> Result<Self, ValidationError> {
         let trimmed = raw.trim();
         if trimmed.chars().count() > limits.max_content_chars {
             return Err(ValidationError::new(
                 "content",
                 format!("must be at most {} characters", limits.max_content_chars),
+            ));
+        }
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ValidationError::new(
+                "content",
+                "must not contain control characters other than line breaks and tabs",
             ));
         }
         Ok(Self(trimmed.to_owned()))
@@ -165,6 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn content_keeps_line_breaks_and_refuses_other_control_characters() {
+        let limits = Limits::default();
+        assert!(Content::parse("line one\nline two\r\n\tindented", &limits).is_ok());
+        for bad in [
+            "a\u{0}b",
+            "bell\u{7}",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "c1\u{85}x",
+        ] {
+            assert!(Content::parse(bad, &limits).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn https_is_required_outside_dev_mode() {
         let limits = Limits::default();
         assert!(
@@ -244,6 +270,18 @@ mod tests {
                     prop_assert!(trimmed.chars().count() <= 20);
                 }
                 Err(_) => prop_assert!(trimmed.chars().count() > 20),
+            }
+        }
+
+        /// Any text at all: accepted content holds nothing a store refuses.
+        #[test]
+        fn accepted_content_is_storable_text(raw in any::<String>()) {
+            if let Ok(c) = Content::parse(&raw, &Limits::default()) {
+                prop_assert!(!c.as_str().contains('\0'));
+                prop_assert!(c
+                    .as_str()
+                    .chars()
+                    .all(|ch| !ch.is_control() || matches!(ch, '\n' | '\r' | '\t')));
             }
         }
     }

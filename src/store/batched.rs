@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::{Instrument, warn};
+use tracing::Instrument;
 
 use super::{Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError};
 use crate::domain::{
@@ -104,39 +105,63 @@ async fn commit(inner: &dyn Store, batch: Vec<Pending>) {
     crate::instruments::insert_batch(batch.len());
     let (inserts, replies): (Vec<MessageInsert>, Vec<_>) =
         batch.into_iter().map(|p| (p.insert, p.reply)).unzip();
-    let outcomes = match inner.insert_messages(&inserts).await {
-        Ok(outcomes) if outcomes.len() == inserts.len() => outcomes,
-        Ok(outcomes) => {
-            let e = StoreError::Corrupt {
-                op: "insert_messages",
-                detail: format!("{} outcomes for {} messages", outcomes.len(), inserts.len()),
-            };
-            vec![Err(e); inserts.len()]
-        }
-        // Nothing was stored and the database is out of reach: every caller
-        // gets the same answer, without one more wait per message.
-        Err(e @ StoreError::Unavailable { .. }) => vec![Err(e); inserts.len()],
-        // Nothing was stored, for a reason that may belong to one message or
-        // to this batch only (a deadlock with another batch): alone, each
-        // message gets its own outcome and one cannot fail the others.
-        Err(e) => {
-            warn!(error = %e, batch.size = inserts.len(), "batched insert failed; inserting one by one");
-            let mut outcomes = Vec::with_capacity(inserts.len());
-            for m in &inserts {
-                outcomes.push(
-                    inner
-                        .insert_message(m.id, &m.sender, &m.message, m.now)
-                        .await,
-                );
-            }
-            outcomes
-        }
-    };
+    let outcomes = insert_isolating(&inner, &inserts).await;
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // A caller that went away (its client disconnected) still has its
         // message stored; nobody is left to tell.
         let _ = reply.send(outcome);
     }
+}
+
+/// One statement inserting a batch (`Store::insert_messages`), as a seam of
+/// its own so the isolation below is tested on its own.
+trait InsertBatch: Sync {
+    fn insert<'a>(
+        &'a self,
+        batch: &'a [MessageInsert],
+    ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>>;
+}
+
+impl InsertBatch for &dyn Store {
+    fn insert<'a>(
+        &'a self,
+        batch: &'a [MessageInsert],
+    ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>> {
+        self.insert_messages(batch)
+    }
+}
+
+/// Inserts a batch in one statement and answers each message. A batch that
+/// fails for a reason other than the store being out of reach (one
+/// message's data, or a deadlock with another batch) is split in halves and
+/// each half tried again: a message the store refuses costs about 2·log2(n)
+/// statements and fails alone, while the rest stays batched. A store out of
+/// reach fails the whole batch at once, without one more wait per message.
+fn insert_isolating<'a, S: InsertBatch>(
+    store: &'a S,
+    batch: &'a [MessageInsert],
+) -> BoxFuture<'a, Vec<InsertOutcome>> {
+    Box::pin(async move {
+        match store.insert(batch).await {
+            Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
+            Ok(outcomes) => {
+                let e = StoreError::Corrupt {
+                    op: "insert_messages",
+                    detail: format!("{} outcomes for {} messages", outcomes.len(), batch.len()),
+                };
+                vec![Err(e); batch.len()]
+            }
+            Err(e @ StoreError::Unavailable { .. }) => vec![Err(e); batch.len()],
+            Err(e) if batch.len() == 1 => vec![Err(e)],
+            Err(e) => {
+                tracing::debug!(error = %e, batch.size = batch.len(), "batched insert failed; splitting it");
+                let (first, second) = batch.split_at(batch.len() / 2);
+                let mut outcomes = insert_isolating(store, first).await;
+                outcomes.extend(insert_isolating(store, second).await);
+                outcomes
+            }
+        }
+    })
 }
 
 /// The dispatcher is gone (the runtime is shutting down): nothing was stored.
@@ -319,6 +344,84 @@ mod tests {
         .await
         .expect("every message reached a commit");
         sizes.lock().expect("not poisoned").clone()
+    }
+
+    /// Refuses, as a whole, any batch that holds a message of `bad`.
+    struct RefusesSome {
+        bad: Vec<MessageId>,
+        statements: Mutex<usize>,
+        unreachable: bool,
+    }
+
+    impl InsertBatch for RefusesSome {
+        fn insert<'a>(
+            &'a self,
+            batch: &'a [MessageInsert],
+        ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>> {
+            *self.statements.lock().expect("not poisoned") += 1;
+            let result = if self.unreachable {
+                Err(stopped())
+            } else if batch.iter().any(|m| self.bad.contains(&m.id)) {
+                Err(StoreError::Corrupt {
+                    op: "insert_messages",
+                    detail: "refused".into(),
+                })
+            } else {
+                Ok(batch
+                    .iter()
+                    .map(|m| {
+                        let stored = Message {
+                            id: m.id,
+                            conversation_id: m.message.conversation_id,
+                            sender_id: m.sender.clone(),
+                            content: m.message.content.as_str().to_owned(),
+                            attachments: m.message.attachments.clone(),
+                            client_message_id: m.message.client_message_id.clone(),
+                            created_at: m.now,
+                        };
+                        Ok((stored, Inserted::New))
+                    })
+                    .collect())
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_the_store_refuses_fails_alone_in_a_few_statements() {
+        let batch: Vec<MessageInsert> = (0..64).map(|_| pending().insert).collect();
+        let store = RefusesSome {
+            bad: vec![batch[37].id],
+            statements: Mutex::new(0),
+            unreachable: false,
+        };
+        let outcomes = insert_isolating(&store, &batch).await;
+        assert_eq!(outcomes.len(), 64);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(outcome.is_err(), i == 37, "message {i}: {outcome:?}");
+        }
+        let statements = *store.statements.lock().expect("not poisoned");
+        assert!(
+            statements <= 13,
+            "one refused message cost {statements} statements (one by one would be 65)"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_fails_the_batch_at_once() {
+        let batch: Vec<MessageInsert> = (0..64).map(|_| pending().insert).collect();
+        let store = RefusesSome {
+            bad: vec![],
+            statements: Mutex::new(0),
+            unreachable: true,
+        };
+        let outcomes = insert_isolating(&store, &batch).await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Err(StoreError::Unavailable { .. })))
+        );
+        assert_eq!(*store.statements.lock().expect("not poisoned"), 1);
     }
 
     #[tokio::test]

@@ -93,6 +93,8 @@ describe('POST /api/v1/conversations', () => {
     ['participantIds that are not a list', () => ({ participantIds: user('bob') })],
     ['a non-string participant id', () => ({ participantIds: [42] })],
     ['a body that is not an object', () => 'bob'],
+    ['a participant id with a NUL character', () => ({ participantIds: [`${user('bob')}\u0000`] })],
+    ['a title with a NUL character', () => ({ participantIds: [user('bob')], title: 'Coupe\u0000' })],
   ];
   for (const [what, body] of invalid) {
     test(`a conversation with ${what} is 400 VALIDATION`, async () => {

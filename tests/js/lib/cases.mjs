@@ -24,6 +24,12 @@ export const invalidMessageBodies = [
   ['attachments that are not an array', { content: 'x', attachments: https('a.jpg') }],
   ['a clientMessageId of 65 characters', { content: 'x', clientMessageId: 'c'.repeat(65) }],
   ['a numeric clientMessageId', { content: 'x', clientMessageId: 7 }],
+  // Text the store cannot hold (Postgres refuses NUL) or that is no text.
+  ['content with a NUL character', { content: 'a\u0000b' }],
+  ['content with an escape character', { content: 'red \u001b[31m' }],
+  ['an attachment name with a NUL character', { content: 'x', attachments: [attachment(1, { name: 'a\u0000.jpg' })] }],
+  ['an attachment URL with a NUL character', { content: 'x', attachments: [{ url: https('a\u0000.jpg'), type: 'image/jpeg' }] }],
+  ['a clientMessageId with a NUL character', { content: 'x', clientMessageId: 'id\u0000' }],
 ];
 
 /** Bodies that must be accepted, with the content the stored Message must have. */
@@ -31,6 +37,7 @@ export const validMessageBodies = [
   ['content of exactly 4000 characters', { content: 'a'.repeat(4000) }, 'a'.repeat(4000)],
   ['4000 emoji (counted in Unicode scalar values, not UTF-16 units)', { content: '😀'.repeat(4000) }, '😀'.repeat(4000)],
   ['content padded with whitespace (trimmed)', { content: '  hello  \n' }, 'hello'],
+  ['content with line breaks and tabs', { content: 'one\ntwo\r\n\tthree' }, 'one\ntwo\r\n\tthree'],
   ['4000 characters padded with whitespace (counted after trimming)', { content: `   ${'b'.repeat(4000)}   ` }, 'b'.repeat(4000)],
   ['empty content with an attachment', { content: '', attachments: [attachment(1)] }, ''],
   ['10 attachments', { content: 'ten', attachments: Array.from({ length: 10 }, (_, i) => attachment(i)) }, 'ten'],
