@@ -56,6 +56,7 @@ pub fn install() -> Option<PrometheusHandle> {
             match builder.install_recorder() {
                 Ok(handle) => {
                     describe();
+                    keep_up(handle.clone());
                     Some(handle)
                 }
                 Err(e) => {
@@ -65,6 +66,28 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until it is folded in, which a
+/// scrape does too: with nothing scraping (the embedded default, or a
+/// Prometheus that is down), a node's memory grew by every sample (measured:
+/// 64 → 142 MB in five minutes at 3,000 msg/s). One thread per process does
+/// the upkeep, whatever runtime comes and goes.
+fn keep_up(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started: histogram samples pile up until scraped");
+    }
 }
 
 fn describe() {
