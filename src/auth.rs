@@ -18,6 +18,8 @@ pub struct User {
     pub role: Option<Role>,
     pub name: Option<String>,
     pub email: Option<String>,
+    /// When the token stops being accepted: its `exp` plus the configured
+    /// leeway, as at the handshake (a socket is disconnected then).
     pub expires_at: DateTime<Utc>,
 }
 
@@ -61,6 +63,7 @@ struct Claims {
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    leeway: chrono::Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -108,6 +111,8 @@ impl Authenticator {
         // none` and any other algorithm are refused before the signature check.
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway_secs;
+        // A token not valid yet is refused like an expired one would be.
+        validation.validate_nbf = true;
         let mut required = vec!["exp"];
         validation.validate_aud = false;
         if let Some(iss) = &config.issuer {
@@ -120,7 +125,15 @@ impl Authenticator {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Self { key, validation })
+        let leeway = i64::try_from(config.leeway_secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .unwrap_or(chrono::Duration::MAX);
+        Ok(Self {
+            key,
+            validation,
+            leeway,
+        })
     }
 
     /// Verifies a raw token and returns the caller.
@@ -144,7 +157,9 @@ impl Authenticator {
             Some("salon") => Some(Role::Salon),
             Some(_) => return Err(AuthError::Unauthorized),
         };
-        let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(AuthError::Unauthorized)?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0)
+            .and_then(|exp| exp.checked_add_signed(self.leeway))
+            .ok_or(AuthError::Unauthorized)?;
         // Shown to others and kept in shared state: a name or address that
         // is not plain text is ignored (the user id stands in for the name).
         let printable = |s: &String| !s.chars().any(char::is_control);
@@ -293,6 +308,41 @@ mod tests {
         assert_eq!(u.id.as_str(), "alice");
         assert_eq!(u.role, Some(Role::Client));
         assert_eq!(u.display_name(), "Alice");
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let auth = Authenticator::new(&hs_config()).unwrap();
+        let now = Utc::now().timestamp();
+        let early = sign(
+            serde_json::json!({"userId": "dave", "nbf": now + 300, "exp": future()}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert_eq!(auth.verify(&early).unwrap_err(), AuthError::Unauthorized);
+        let ripe = sign(
+            serde_json::json!({"userId": "dave", "nbf": now - 5, "exp": future()}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert!(auth.verify(&ripe).is_ok());
+    }
+
+    #[test]
+    fn the_leeway_that_admits_a_token_also_delays_its_expiry() {
+        let config = JwtConfig {
+            leeway_secs: 60,
+            ..hs_config()
+        };
+        let auth = Authenticator::new(&config).unwrap();
+        let exp = Utc::now().timestamp() - 30;
+        let t = sign(
+            serde_json::json!({"userId": "erin", "exp": exp}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        let user = auth.verify(&t).expect("within the leeway");
+        assert_eq!(user.expires_at.timestamp(), exp + 60);
     }
 
     #[test]

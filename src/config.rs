@@ -47,6 +47,11 @@ pub struct RawConfig {
     /// swept and its users go offline (milliseconds).
     #[arg(long, env = "PARLOIR_NODE_TTL_MS", default_value_t = 20_000)]
     pub node_ttl_ms: u64,
+    /// Dev mode (no JWT_SECRET or key file) on an address other than
+    /// loopback. Without it such a node refuses to start: dev tokens can be
+    /// minted by anyone who reaches the node's demo page.
+    #[arg(long = "dev-mode", env = "PARLOIR_DEV_MODE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dev_mode_anywhere: bool,
     /// HS256 secret (at least 32 bytes). Unset, and no public key: dev mode.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -381,6 +386,16 @@ impl RawConfig {
             },
         };
         let dev_mode = matches!(key, JwtKey::DevGenerated { .. });
+        if dev_mode && !bind.ip().is_loopback() && !self.dev_mode_anywhere {
+            return Err(invalid(
+                "JWT_SECRET",
+                format!(
+                    "unset (and no JWT_PUBLIC_KEY_FILE): that is dev mode, where anyone who reaches \
+                     the node can mint tokens, and PARLOIR_BIND={bind} is not a loopback address; \
+                     set JWT_SECRET, or PARLOIR_DEV_MODE=true to serve dev mode there anyway"
+                ),
+            ));
+        }
         let cors = match self.cors_origins.as_slice() {
             [] if dev_mode => CorsOrigins::Any,
             [one] if one == "*" => CorsOrigins::Any,
@@ -603,6 +618,17 @@ mod tests {
         assert_eq!(c.cors, CorsOrigins::Any);
         assert!(c.limits.allow_http_attachments);
         assert_eq!(c.bind.port(), 3000);
+    }
+
+    #[test]
+    fn dev_mode_listens_on_loopback_unless_asked_for() {
+        let err = parse(&["--bind", "0.0.0.0:3000"]).unwrap_err();
+        assert!(err.to_string().starts_with("JWT_SECRET:"), "{err}");
+        assert!(err.to_string().contains("PARLOIR_DEV_MODE=true"), "{err}");
+        assert!(parse(&["--bind", "[::1]:3000"]).is_ok());
+        assert!(parse(&["--bind", "0.0.0.0:3000", "--dev-mode", "true"]).is_ok());
+        let secret = "s".repeat(32);
+        assert!(parse(&["--bind", "0.0.0.0:3000", "--jwt-secret", &secret]).is_ok());
     }
 
     #[test]

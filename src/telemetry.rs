@@ -9,6 +9,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -59,6 +60,20 @@ pub fn otlp_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTr
         .build())
 }
 
+/// Crates that log what clients send at debug and trace level — the
+/// handshake's `auth` object and raw packets (socketioxide), request heads
+/// (engineioxide) — and so tokens. Never more than info, whatever `RUST_LOG`
+/// asks: a token in a log is a credential anyone with the logs can use.
+const TOKEN_BEARING_TARGETS: [&str; 2] = ["socketioxide", "engineioxide"];
+
+/// A filter that caps [`TOKEN_BEARING_TARGETS`] at info and lets the rest
+/// through (the `RUST_LOG` filter still applies beside it).
+pub fn token_safe_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(TOKEN_BEARING_TARGETS.map(|t| (t, LevelFilter::INFO)))
+}
+
 /// Installs the global subscriber and, with OTLP enabled, the exporter.
 /// Call once, from `main`, inside the runtime; keep the guard alive.
 pub fn init(format: LogFormat, otlp: &Otlp) -> anyhow::Result<TelemetryGuard> {
@@ -87,6 +102,7 @@ pub fn init(format: LogFormat, otlp: &Otlp) -> anyhow::Result<TelemetryGuard> {
     };
     tracing_subscriber::registry()
         .with(filter)
+        .with(token_safe_filter())
         .with(logs)
         .with(spans)
         .try_init()?;
@@ -110,5 +126,49 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
             opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
         // Fails only when the span is disabled; nothing to continue then.
         let _ = span.set_parent(parent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn socket_io_internals_never_log_below_info_even_with_rust_log_trace() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(EnvFilter::new("trace"))
+            .with(token_safe_filter())
+            .with(tracing_subscriber::fmt::layer().with_writer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            // What socketioxide 0.18 logs at connect, and engineioxide for a bad request.
+            tracing::debug!(target: "socketioxide::client", "auth: Some(token=SECRET-1)");
+            tracing::trace!(target: "engineioxide::service::parser", "invalid request: SECRET-2");
+            tracing::info!(target: "socketioxide::ns", "still logged at info");
+            tracing::debug!(target: "parloir::gateway", "our own debug logs stay");
+        });
+        let logs = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
+            .expect("utf-8 logs");
+        assert!(!logs.contains("SECRET"), "{logs}");
+        assert!(logs.contains("still logged at info"), "{logs}");
+        assert!(logs.contains("our own debug logs stay"), "{logs}");
     }
 }
