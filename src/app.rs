@@ -297,6 +297,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             max_sends_in_flight: config.max_sends_in_flight,
         },
     );
+    let budget = crate::budget::NodeBudget::new(&config.budgets);
     let (sio_layer, io) = builder
         .max_payload(config.max_frame_bytes as u64)
         .ws_max_message_size(config.max_frame_bytes)
@@ -305,6 +306,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         .with_state(service.clone())
         .with_state(in_flight.clone())
         .with_state(deps.authenticator.clone())
+        .with_state(budget.clone())
         .build_layer();
     fanout.bind(io.clone());
     let state = HttpState {
@@ -313,6 +315,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         readiness: readiness.clone(),
         cluster: matches!(config.shared, SharedState::Redis(_)),
         metrics: crate::instruments::install(),
+        budget,
         adapter_stats: deps.adapter_stats,
         dev_signing_secret: match (&config.jwt.key, config.dev_mode) {
             (JwtKey::Hs256 { secret, .. }, true) => Some(secret.clone()),

@@ -89,6 +89,40 @@ pub struct RawConfig {
     /// Burst of `send-message` allowed per user above the sustained rate.
     #[arg(long, env = "PARLOIR_SEND_BURST", default_value_t = 20)]
     pub send_burst: u32,
+    /// Conversations one user may create per minute, cluster-wide (sustained).
+    #[arg(long, env = "PARLOIR_CREATE_RATE_PER_MIN", default_value_t = 30)]
+    pub create_rate_per_min: u32,
+    /// Burst of conversation creations above the sustained rate.
+    #[arg(long, env = "PARLOIR_CREATE_BURST", default_value_t = 10)]
+    pub create_burst: u32,
+    /// Events per second one socket may send (any event), sustained.
+    #[arg(long, env = "PARLOIR_SOCKET_EVENTS_PER_SEC", default_value_t = 50)]
+    pub socket_events_per_sec: u32,
+    /// Burst of events one socket may send above the sustained rate.
+    #[arg(long, env = "PARLOIR_SOCKET_EVENT_BURST", default_value_t = 100)]
+    pub socket_event_burst: u32,
+    /// Events of one socket handled at once; more are refused at once.
+    #[arg(long, env = "PARLOIR_SOCKET_EVENTS_IN_FLIGHT", default_value_t = 16)]
+    pub socket_events_in_flight: usize,
+    /// HTTP API requests per second one user may make on one node, sustained.
+    #[arg(long, env = "PARLOIR_HTTP_REQUESTS_PER_SEC", default_value_t = 20)]
+    pub http_requests_per_sec: u32,
+    /// Burst of HTTP API requests above the sustained rate.
+    #[arg(long, env = "PARLOIR_HTTP_REQUEST_BURST", default_value_t = 60)]
+    pub http_request_burst: u32,
+    /// Sockets one user may hold at once, cluster-wide.
+    #[arg(long, env = "PARLOIR_MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub max_sockets_per_user: usize,
+    /// New Socket.IO connections per second from one client address, on one node.
+    #[arg(long, env = "PARLOIR_HANDSHAKES_PER_SEC", default_value_t = 20)]
+    pub handshakes_per_sec: u32,
+    /// Burst of connections from one client address above the sustained rate.
+    #[arg(long, env = "PARLOIR_HANDSHAKE_BURST", default_value_t = 100)]
+    pub handshake_burst: u32,
+    /// Proxies (IP addresses or CIDR blocks, comma-separated) whose
+    /// `X-Forwarded-For` names the client; from anyone else it is ignored.
+    #[arg(long, env = "PARLOIR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Typing state lifetime without a repeat, in milliseconds.
     #[arg(long, env = "PARLOIR_TYPING_TTL_MS", default_value_t = 5000)]
     pub typing_ttl_ms: u64,
@@ -188,8 +222,44 @@ pub enum CorsOrigins {
 pub struct RateLimits {
     pub send_per_sec: u32,
     pub send_burst: u32,
+    /// Conversation creations per minute per user, and the burst.
+    pub create_per_min: u32,
+    pub create_burst: u32,
     /// `user-typing` is relayed at most once per this interval per user and conversation.
     pub typing_relay_interval: Duration,
+}
+
+/// What one client may ask of a node besides sends and creations (which are
+/// `RateLimits`, kept in shared state): past any of these the answer is
+/// `RATE_LIMITED` / 429, or a refused handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budgets {
+    pub socket_events_per_sec: u32,
+    pub socket_event_burst: u32,
+    pub socket_events_in_flight: usize,
+    pub http_requests_per_sec: u32,
+    pub http_request_burst: u32,
+    pub max_sockets_per_user: usize,
+    pub handshakes_per_sec: u32,
+    pub handshake_burst: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Budgets {
+    /// Limits no test client meets (tests that check a budget lower it).
+    pub fn generous() -> Self {
+        Self {
+            socket_events_per_sec: 10_000,
+            socket_event_burst: 10_000,
+            socket_events_in_flight: 1024,
+            http_requests_per_sec: 10_000,
+            http_request_burst: 10_000,
+            max_sockets_per_user: 1024,
+            handshakes_per_sec: 10_000,
+            handshake_burst: 10_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// Validated configuration of one node.
@@ -223,6 +293,7 @@ pub struct Config {
     pub store_concurrent_commits: usize,
     /// Sends in progress beyond which a node refuses new ones.
     pub max_sends_in_flight: usize,
+    pub budgets: Budgets,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -450,6 +521,52 @@ impl RawConfig {
         )? as u32;
         let send_burst =
             in_range("PARLOIR_SEND_BURST", self.send_burst as usize, 1, 1_000_000)? as u32;
+        let per_sec = |var, v: u32| in_range(var, v as usize, 1, 1_000_000).map(|v| v as u32);
+        let create_per_min = per_sec("PARLOIR_CREATE_RATE_PER_MIN", self.create_rate_per_min)?;
+        let create_burst = per_sec("PARLOIR_CREATE_BURST", self.create_burst)?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "PARLOIR_TRUSTED_PROXIES",
+                            format!("{p:?} is not an IP address or a CIDR block"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let budgets = Budgets {
+            socket_events_per_sec: per_sec(
+                "PARLOIR_SOCKET_EVENTS_PER_SEC",
+                self.socket_events_per_sec,
+            )?,
+            socket_event_burst: per_sec("PARLOIR_SOCKET_EVENT_BURST", self.socket_event_burst)?,
+            socket_events_in_flight: in_range(
+                "PARLOIR_SOCKET_EVENTS_IN_FLIGHT",
+                self.socket_events_in_flight,
+                1,
+                100_000,
+            )?,
+            http_requests_per_sec: per_sec(
+                "PARLOIR_HTTP_REQUESTS_PER_SEC",
+                self.http_requests_per_sec,
+            )?,
+            http_request_burst: per_sec("PARLOIR_HTTP_REQUEST_BURST", self.http_request_burst)?,
+            max_sockets_per_user: in_range(
+                "PARLOIR_MAX_SOCKETS_PER_USER",
+                self.max_sockets_per_user,
+                1,
+                100_000,
+            )?,
+            handshakes_per_sec: per_sec("PARLOIR_HANDSHAKES_PER_SEC", self.handshakes_per_sec)?,
+            handshake_burst: per_sec("PARLOIR_HANDSHAKE_BURST", self.handshake_burst)?,
+            trusted_proxies,
+        };
         let typing_ttl_ms = in_range(
             "PARLOIR_TYPING_TTL_MS",
             self.typing_ttl_ms as usize,
@@ -493,8 +610,11 @@ impl RawConfig {
             rate_limits: RateLimits {
                 send_per_sec,
                 send_burst,
+                create_per_min,
+                create_burst,
                 typing_relay_interval: Duration::from_secs(1),
             },
+            budgets,
             typing_ttl: Duration::from_millis(typing_ttl_ms as u64),
             migrate_on_start: self.migrate_on_start,
             db_max_connections,
@@ -567,6 +687,8 @@ impl Config {
             rate_limits: RateLimits {
                 send_per_sec: 10,
                 send_burst: 20,
+                create_per_min: 10_000,
+                create_burst: 10_000,
                 typing_relay_interval: Duration::from_secs(1),
             },
             typing_ttl: Duration::from_millis(1500),
@@ -579,6 +701,7 @@ impl Config {
             store_batch_max: 256,
             store_concurrent_commits: 1,
             max_sends_in_flight: 1024,
+            budgets: Budgets::generous(),
         }
     }
 }

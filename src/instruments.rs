@@ -25,6 +25,7 @@ pub const REDIS_UP: &str = "parloir_redis_up";
 pub const DRAINING: &str = "parloir_draining";
 pub const INSERT_BATCH_SIZE: &str = "parloir_store_insert_batch_size";
 pub const SENDS_SHED: &str = "parloir_sends_shed_total";
+pub const REFUSALS: &str = "parloir_refusals_total";
 pub const ADAPTER_PUBLISHED: &str = "parloir_adapter_messages_published_total";
 pub const ADAPTER_RECEIVED: &str = "parloir_adapter_messages_received_total";
 pub const ADAPTER_LOOPBACK: &str = "parloir_adapter_messages_loopback_total";
@@ -126,6 +127,11 @@ fn describe() {
     );
     describe_gauge!(DRAINING, "1 once the node drains after SIGTERM");
     describe_counter!(
+        REFUSALS,
+        "client requests refused for exceeding a budget, by reason (send_rate, create_rate, \
+         event_rate, events_in_flight, http_rate, handshake_rate, sockets_per_user)"
+    );
+    describe_counter!(
         ADAPTER_PUBLISHED,
         "messages this node published to other nodes through Redis (one per room of a broadcast)"
     );
@@ -191,6 +197,11 @@ pub fn http_request(route: String, status: u16, elapsed: Duration) {
 
 pub fn message_stored() {
     counter!(MESSAGES_STORED).increment(1);
+}
+
+/// A request refused because its client is past a budget.
+pub fn refusal(reason: &'static str) {
+    counter!(REFUSALS, "reason" => reason).increment(1);
 }
 
 pub fn send_shed() {

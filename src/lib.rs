@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod domain;
 pub mod ephemeral;

@@ -20,10 +20,13 @@ fn now() -> UnixMillis {
     Utc::now().timestamp_millis()
 }
 
+/// Sends as asked; conversation creations: one a second, a burst of two.
 fn limits(send_per_sec: u32, send_burst: u32) -> RateLimits {
     RateLimits {
         send_per_sec,
         send_burst,
+        create_per_min: 60,
+        create_burst: 2,
         typing_relay_interval: Duration::from_secs(1),
     }
 }
@@ -362,6 +365,37 @@ mod contract {
         assert_eq!((bob_now[&c1], bob_now[&c2]), (5, 5));
     }
 
+    pub async fn creations_beyond_their_burst_are_refused(e: Arc<dyn Ephemeral>) {
+        let (alice, bob) = (user("alice"), user("bob"));
+        assert!(e.try_acquire_create(&alice).await.unwrap());
+        assert!(e.try_acquire_create(&alice).await.unwrap());
+        assert!(
+            !e.try_acquire_create(&alice).await.unwrap(),
+            "a burst of two creations"
+        );
+        assert!(
+            e.try_acquire_send(&alice).await.unwrap(),
+            "sends have a bucket of their own"
+        );
+        assert!(
+            e.try_acquire_create(&bob).await.unwrap(),
+            "buckets are per user"
+        );
+    }
+
+    pub async fn live_sockets_are_counted_per_user(e: Arc<dyn Ephemeral>) {
+        let (alice, bob) = (user("alice"), user("bob"));
+        assert_eq!(e.socket_count(&alice).await.unwrap(), 0);
+        e.socket_connected(&alice, "a1").await.unwrap();
+        e.socket_connected(&alice, "a2").await.unwrap();
+        e.socket_connected(&bob, "b1").await.unwrap();
+        assert_eq!(e.socket_count(&alice).await.unwrap(), 2);
+        e.socket_disconnected(&alice, "a1", Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(e.socket_count(&alice).await.unwrap(), 1);
+    }
+
     pub async fn sends_beyond_the_burst_are_refused(e: Arc<dyn Ephemeral>) {
         let alice = user("alice");
         for i in 0..3 {
@@ -395,6 +429,8 @@ macro_rules! every_case {
             sends_beyond_the_burst_are_refused,
             concurrent_sends_spend_each_token_once,
             concurrent_commits_count_every_message,
+            creations_beyond_their_burst_are_refused,
+            live_sockets_are_counted_per_user,
         );
     };
 }

@@ -76,6 +76,8 @@ async fn fixture_with_sends_in_flight(max_sends_in_flight: usize) -> Fixture {
     let rate_limits = RateLimits {
         send_per_sec: 10_000,
         send_burst: 10_000,
+        create_per_min: 10_000,
+        create_burst: 10_000,
         typing_relay_interval: Duration::from_secs(1),
     };
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new(&rate_limits));

@@ -33,6 +33,7 @@ struct State {
 pub struct MemoryEphemeral {
     state: Mutex<State>,
     send_limiter: DefaultKeyedRateLimiter<UserId>,
+    create_limiter: DefaultKeyedRateLimiter<UserId>,
 }
 
 impl MemoryEphemeral {
@@ -40,9 +41,14 @@ impl MemoryEphemeral {
         // `validate()` keeps both at least 1; `MIN` only guards direct construction.
         let per_sec = NonZeroU32::new(limits.send_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.send_burst).unwrap_or(NonZeroU32::MIN);
+        let creates = NonZeroU32::new(limits.create_per_min).unwrap_or(NonZeroU32::MIN);
+        let create_burst = NonZeroU32::new(limits.create_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             state: Mutex::new(State::default()),
             send_limiter: RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst)),
+            create_limiter: RateLimiter::keyed(
+                Quota::per_minute(creates).allow_burst(create_burst),
+            ),
         }
     }
 
@@ -56,6 +62,17 @@ impl MemoryEphemeral {
     }
 }
 
+/// Takes a token from `user`'s bucket; forgets idle users' buckets now and
+/// then so the map stays bounded.
+fn take_token(limiter: &DefaultKeyedRateLimiter<UserId>, user: &UserId) -> bool {
+    let allowed = limiter.check_key(user).is_ok();
+    if limiter.len() > 100_000 {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+    allowed
+}
+
 #[async_trait]
 impl Ephemeral for MemoryEphemeral {
     async fn ping(&self) -> Result<(), EphemeralError> {
@@ -63,12 +80,15 @@ impl Ephemeral for MemoryEphemeral {
     }
 
     async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError> {
-        let allowed = self.send_limiter.check_key(user).is_ok();
-        // Forget idle users' buckets now and then so the map stays bounded.
-        if self.send_limiter.len() > 100_000 {
-            self.send_limiter.retain_recent();
-        }
-        Ok(allowed)
+        Ok(take_token(&self.send_limiter, user))
+    }
+
+    async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError> {
+        Ok(take_token(&self.create_limiter, user))
+    }
+
+    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError> {
+        Ok(self.state().sockets.get(user).map_or(0, HashSet::len))
     }
 
     async fn socket_connected(

@@ -74,6 +74,10 @@ pub trait Ephemeral: Send + Sync + 'static {
     /// Takes one `send-message` token from the user's bucket; false when empty.
     async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>;
 
+    /// Takes one conversation-creation token from the user's bucket (a
+    /// slower one than sends); false when empty.
+    async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError>;
+
     // ---- presence ----
 
     /// Records a connected socket. Returns true when it is the user's first
@@ -93,6 +97,9 @@ pub trait Ephemeral: Send + Sync + 'static {
         socket_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, EphemeralError>;
+
+    /// How many live sockets the user has, cluster-wide.
+    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError>;
 
     async fn presence(&self, users: &[UserId])
     -> Result<HashMap<UserId, Presence>, EphemeralError>;

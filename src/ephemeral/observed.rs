@@ -59,6 +59,16 @@ impl Ephemeral for ObservedEphemeral {
             .await
     }
 
+    async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError> {
+        self.observe("try_acquire_create", self.inner.try_acquire_create(user))
+            .await
+    }
+
+    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError> {
+        self.observe("socket_count", self.inner.socket_count(user))
+            .await
+    }
+
     async fn socket_connected(
         &self,
         user: &UserId,

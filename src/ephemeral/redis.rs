@@ -76,6 +76,8 @@ struct Redis {
     scripts: Scripts,
     send_per_sec: u32,
     send_burst: u32,
+    create_per_min: u32,
+    create_burst: u32,
 }
 
 /// One `message_committed` call.
@@ -147,6 +149,8 @@ impl RedisEphemeral {
             scripts,
             send_per_sec: rate_limits.send_per_sec.max(1),
             send_burst: rate_limits.send_burst.max(1),
+            create_per_min: rate_limits.create_per_min.max(1),
+            create_burst: rate_limits.create_burst.max(1),
         });
         let sends = {
             let redis = redis.clone();
@@ -311,6 +315,33 @@ impl Ephemeral for RedisEphemeral {
 
     async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError> {
         self.sends.call(user.clone()).await
+    }
+
+    /// Rare enough to go alone: the send bucket's script with the creation
+    /// bucket's key and rate.
+    async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError> {
+        const OP: &str = "try_acquire_create";
+        let r = &self.redis;
+        let per_sec = f64::from(r.create_per_min) / 60.0;
+        let allowed: Vec<i64> = r
+            .eval(
+                OP,
+                &r.scripts.try_acquire_send,
+                vec![r.keys.rate_create(user)],
+                vec![format!("{per_sec:.6}").into(), r.create_burst.into()],
+            )
+            .await?;
+        Ok(allowed.first() == Some(&1))
+    }
+
+    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError> {
+        let n: u64 = self
+            .redis
+            .pool
+            .hlen(self.redis.keys.user_sockets(user))
+            .await
+            .map_err(|e| unavailable("socket_count", e))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     async fn socket_connected(
@@ -740,6 +771,9 @@ impl Keys {
     }
     fn rate_send(&self, user: &UserId) -> Key {
         self.key(format_args!("ratelimit:send:{user}"))
+    }
+    fn rate_create(&self, user: &UserId) -> Key {
+        self.key(format_args!("ratelimit:create:{user}"))
     }
 }
 

@@ -8,7 +8,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, instrument};
 
 use super::events;
+use std::sync::Arc;
+
 use crate::auth::{AuthError, Authenticator, User, bearer};
+use crate::budget::{NodeBudget, SocketBudget};
+use crate::config::Budgets;
 use crate::fanout;
 use crate::instruments;
 use crate::protocol::{ErrorCode, ErrorEvent, ev, rooms};
@@ -24,15 +28,60 @@ pub struct HandshakeAuth {
 #[derive(Clone)]
 pub struct SocketLifetime(CancellationToken);
 
+/// Why a handshake was refused: exactly the `connect_error` message of
+/// PROTOCOL.md §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeRefusal {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("too_many_connections")]
+    TooManyConnections,
+    #[error("rate_limited")]
+    RateLimited,
+}
+
+impl HandshakeRefusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Auth(AuthError::Unauthorized) => "unauthorized",
+            Self::Auth(AuthError::Expired) => "token_expired",
+            Self::TooManyConnections => "too_many_connections",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// Connect middleware: a refused handshake never reaches a handler. The
-/// client's `connect_error` message is the `AuthError` text. Tokens are read
+/// client's `connect_error` message is the refusal's text. Tokens are read
 /// from `auth.token` or `Authorization: Bearer`, never from the query string.
+/// The address budget comes first, so a flood costs no token check.
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = tracing::field::Empty, outcome = tracing::field::Empty))]
 pub async fn authenticate<A: Adapter>(
     s: SocketRef<A>,
     TryData(auth): TryData<HandshakeAuth>,
     State(authenticator): State<Authenticator>,
-) -> Result<(), AuthError> {
+    State(budget): State<NodeBudget>,
+    State(svc): State<Messaging>,
+) -> Result<(), HandshakeRefusal> {
+    let span = tracing::Span::current();
+    let refuse = |refusal: HandshakeRefusal| {
+        span.record("outcome", refusal.label());
+        tracing::debug!(reason = %refusal, "handshake refused");
+        instruments::handshake(refusal.label());
+        if matches!(
+            refusal,
+            HandshakeRefusal::RateLimited | HandshakeRefusal::TooManyConnections
+        ) {
+            instruments::refusal(match refusal {
+                HandshakeRefusal::RateLimited => "handshake_rate",
+                _ => "sockets_per_user",
+            });
+        }
+        Err(refusal)
+    };
+    if !budget.admit_handshake(s.req_parts()) {
+        return refuse(HandshakeRefusal::RateLimited);
+    }
     let from_auth = auth.ok().and_then(|a| a.token).filter(|t| !t.is_empty());
     let from_header = || {
         s.req_parts()
@@ -42,30 +91,29 @@ pub async fn authenticate<A: Adapter>(
             .and_then(bearer)
             .map(str::to_owned)
     };
-    let span = tracing::Span::current();
-    let result = from_auth
+    let user = match from_auth
         .or_else(from_header)
         .ok_or(AuthError::Unauthorized)
-        .and_then(|t| authenticator.verify(&t));
-    match result {
-        Ok(user) => {
-            span.record("user.id", tracing::field::display(&user.id));
-            span.record("outcome", "ok");
-            instruments::handshake("ok");
-            s.extensions.insert(user.clone());
-            prepare_socket(&s, &user).await;
-            Ok(())
+        .and_then(|t| authenticator.verify(&t))
+    {
+        Ok(user) => user,
+        Err(e) => return refuse(e.into()),
+    };
+    span.record("user.id", tracing::field::display(&user.id));
+    // Counted before this socket exists: at the cap, this one would be one more.
+    match svc.ephemeral().socket_count(&user.id).await {
+        Ok(n) if n >= budget.budgets().max_sockets_per_user => {
+            return refuse(HandshakeRefusal::TooManyConnections);
         }
-        Err(e) => {
-            span.record("outcome", tracing::field::display(&e));
-            tracing::debug!(reason = %e, "handshake refused");
-            instruments::handshake(match e {
-                AuthError::Unauthorized => "unauthorized",
-                AuthError::Expired => "token_expired",
-            });
-            Err(e)
-        }
+        Ok(_) => {}
+        // Failing open: presence being unreachable must not lock users out.
+        Err(e) => tracing::warn!(error = %e, "socket count unavailable; handshake allowed"),
     }
+    span.record("outcome", "ok");
+    instruments::handshake("ok");
+    s.extensions.insert(user.clone());
+    prepare_socket(&s, &user, budget.budgets()).await;
+    Ok(())
 }
 
 /// Readies an authenticated socket before its CONNECT packet goes out:
@@ -74,8 +122,9 @@ pub async fn authenticate<A: Adapter>(
 /// moment it is connected (the event would be dropped without an ack), and
 /// in cluster mode the user's room must be subscribed before the client can
 /// expect what other nodes send to it.
-async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User) {
+async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User, budgets: &Budgets) {
     let socket_id = s.id.to_string();
+    s.extensions.insert(Arc::new(SocketBudget::new(budgets)));
     fanout::join_room(s, rooms::user(&user.id)).await;
     // Only ever excluded (`except`), which each node applies to its own
     // sockets: never subscribed, so it stays out of the adapter.

@@ -1,6 +1,8 @@
 //! Client event handlers. Each one: parse the payload into a domain value,
 //! make one service call, `respond`. Each runs in a span named after its event.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use socketioxide::ParserError;
 use socketioxide::adapter::Adapter;
@@ -8,10 +10,11 @@ use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryDa
 
 use super::respond::{parse, respond};
 use crate::auth::User;
+use crate::budget::SocketBudget;
 use crate::domain::{ConversationId, MessageId, PageRequest, ValidationError};
 use crate::instruments;
 use crate::protocol::{self, Empty, ev};
-use crate::service::{Messaging, ServiceResult};
+use crate::service::{Messaging, ServiceError, ServiceResult};
 
 type Payload = TryData<Value>;
 
@@ -43,6 +46,7 @@ macro_rules! handler {
             s: SocketRef<A>,
             ack: AckSender<A>,
             Extension($user): Extension<User>,
+            Extension(budget): Extension<Arc<SocketBudget>>,
             State($svc): State<Messaging>,
             State(in_flight): State<InFlight>,
             TryData($payload): Payload,
@@ -55,6 +59,9 @@ macro_rules! handler {
                 outcome = tracing::field::Empty,
             );
             let started = std::time::Instant::now();
+            let Some((_admitted, ack)) = admit(&s, ack, &budget, &span, $event) else {
+                return;
+            };
             let $sid = s.id.to_string();
             let result = in_flight
                 .0
@@ -146,10 +153,41 @@ fn conversation_ref(payload: Result<Value, ParserError>) -> ServiceResult<Conver
     Ok(ConversationId::parse("conversationId", &p.conversation_id)?)
 }
 
+/// Holds one of the socket's events in progress (the permit) and hands the
+/// ack back; `None` when the socket is past its budget, in which case the
+/// event is already answered `RATE_LIMITED` (ack and `error` event) before
+/// any other work.
+fn admit<A: Adapter>(
+    s: &SocketRef<A>,
+    ack: AckSender<A>,
+    budget: &SocketBudget,
+    span: &tracing::Span,
+    event: &'static str,
+) -> Option<(tokio::sync::OwnedSemaphorePermit, AckSender<A>)> {
+    match budget.admit() {
+        Ok(permit) => Some((permit, ack)),
+        Err(reason) => {
+            instruments::refusal(reason);
+            let refused: ServiceResult<()> = Err(ServiceError::RateLimited);
+            let outcome = span.in_scope(|| respond(s, ack, event, refused));
+            instruments::event(event, outcome, std::time::Duration::ZERO);
+            None
+        }
+    }
+}
+
 /// An event the contract does not know: refused with `VALIDATION`, and the
 /// socket stays connected.
-async fn unknown_event<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, Event(event): Event) {
+async fn unknown_event<A: Adapter>(
+    s: SocketRef<A>,
+    ack: AckSender<A>,
+    Event(event): Event,
+    Extension(budget): Extension<Arc<SocketBudget>>,
+) {
     let span = tracing::info_span!("socket.event", event = "unknown", socket.id = %s.id, outcome = tracing::field::Empty);
+    let Some((_admitted, ack)) = admit(&s, ack, &budget, &span, "unknown") else {
+        return;
+    };
     let name: String = event.chars().take(64).collect();
     let result: ServiceResult<()> =
         Err(ValidationError::new("event", "is not an event of this protocol").into());

@@ -5,5 +5,5 @@ mod connect;
 mod events;
 mod respond;
 
-pub use connect::{authenticate, on_connect};
+pub use connect::{HandshakeRefusal, authenticate, on_connect};
 pub use events::InFlight;

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 
 use super::{ApiError, HttpState};
 use crate::auth::{AuthError, User, bearer};
+use crate::service::ServiceError;
 
 /// The authenticated caller of an API route.
 pub struct Caller(pub User);
@@ -22,6 +23,10 @@ impl FromRequestParts<HttpState> for Caller {
             .ok_or(AuthError::Unauthorized)?;
         let user = state.authenticator.verify(token)?;
         tracing::Span::current().record("user.id", tracing::field::display(&user.id));
+        if !state.budget.admit_http(&user.id) {
+            crate::instruments::refusal("http_rate");
+            return Err(ServiceError::RateLimited.into());
+        }
         Ok(Caller(user))
     }
 }

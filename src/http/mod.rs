@@ -31,6 +31,8 @@ pub struct HttpState {
     pub cluster: bool,
     /// Renders `/metrics`; `None` when another recorder owns the process.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Per-user request budget (and the node's other budgets).
+    pub budget: crate::budget::NodeBudget,
     /// Cluster mode: the Socket.IO adapter's traffic, read at each scrape.
     pub adapter_stats: Option<std::sync::Arc<socketioxide_sharded::Stats>>,
     /// Dev mode only: the HS256 secret the demo page's sign-in mints tokens

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use tracing::instrument;
 
-use super::{Messaging, ServiceResult};
+use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{
     self, Conversation, ConversationId, ConversationSummary, ListCursor, NewConversation, Page,
@@ -52,6 +52,15 @@ impl Messaging {
         title: Option<&str>,
     ) -> ServiceResult<(Conversation, Created)> {
         let new = NewConversation::parse(&user.id, participant_ids, title, self.limits())?;
+        match self.ephemeral().try_acquire_create(&user.id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::instruments::refusal("create_rate");
+                return Err(ServiceError::RateLimited);
+            }
+            // Failing open, as for sends: a limiter outage must not stop conversations.
+            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; creation allowed"),
+        }
         let (conversation, created) = self
             .store()
             .create_conversation(ConversationId::new_random(), &new, domain::now_millis())

@@ -16,7 +16,9 @@ pub enum ServiceError {
     /// A participant doing what they may not.
     #[error("{0}")]
     Forbidden(&'static str),
-    #[error("too many messages, slow down")]
+    /// Past a budget: the user's sends or creations, the socket's events or
+    /// events in flight, the user's HTTP requests.
+    #[error("too many requests, slow down")]
     RateLimited,
     #[error("storage is unavailable, nothing was written; retry later")]
     Unavailable(#[source] StoreError),

@@ -42,7 +42,10 @@ impl Messaging {
             .await?;
         match self.ephemeral().try_acquire_send(&user.id).await {
             Ok(true) => {}
-            Ok(false) => return Err(ServiceError::RateLimited),
+            Ok(false) => {
+                crate::instruments::refusal("send_rate");
+                return Err(ServiceError::RateLimited);
+            }
             // Failing open: a limiter outage must not stop conversations.
             Err(e) => warn!(error = %e, "rate limiter unavailable; send allowed"),
         }

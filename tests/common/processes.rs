@@ -653,6 +653,39 @@ impl Driver {
         assert_eq!(a["ok"], true, "{name} connects to {url}: {a}");
     }
 
+    /// Emits `count` events at once and counts the ack outcomes (`ok`, an
+    /// error code, or `noAck`).
+    pub async fn burst(
+        &mut self,
+        name: &str,
+        event: &str,
+        payload: Value,
+        count: usize,
+    ) -> std::collections::HashMap<String, u64> {
+        let a = self
+            .call(json!({"op": "burst", "name": name, "event": event, "payload": payload, "count": count}))
+            .await;
+        assert!(a.get("error").is_none(), "{name} burst of {event}: {a}");
+        serde_json::from_value(a["outcomes"].clone()).expect("outcome counts")
+    }
+
+    /// Connects and returns the refusal, if the handshake is refused.
+    pub async fn try_connect(
+        &mut self,
+        name: &str,
+        url: &str,
+        token: &str,
+        headers: Value,
+    ) -> Result<(), String> {
+        let a = self
+            .call(json!({"op": "connect", "name": name, "url": url, "token": token, "headers": headers}))
+            .await;
+        match a.get("error").and_then(Value::as_str) {
+            None => Ok(()),
+            Some(e) => Err(e.trim_start_matches("connect_error: ").to_owned()),
+        }
+    }
+
     pub async fn emit(&mut self, name: &str, event: &str, payload: Value) -> Value {
         let a = self
             .call(json!({"op": "emit", "name": name, "event": event, "payload": payload}))

@@ -3,7 +3,7 @@
 -- per key 1 if there was a token, else 0. Time comes from the Redis server
 -- (TIME), so all nodes share one clock.
 -- KEYS[i] ratelimit:send:{userId}  hash {tokens, ts (microseconds)}
--- ARGV[1] refill rate (tokens per second, >= 1), ARGV[2] burst (>= 1)
+-- ARGV[1] refill rate (tokens per second, > 0; may be a fraction), ARGV[2] burst (>= 1)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')

@@ -5,8 +5,12 @@
 // deadline listing what did arrive.
 //
 // commands:
-//   {id, op:"connect", name, url, token, transports?}   -> {id, ok:true, sid} | {id, error}
+//   {id, op:"connect", name, url, token, transports?, headers?}
+//                                                        -> {id, ok:true, sid} | {id, error}
 //   {id, op:"emit", name, event, payload, timeoutMs?}   -> {id, ack}            | {id, error}
+//   {id, op:"burst", name, event, payload, count, timeoutMs?}
+//        emits `count` events at once, without waiting between them, then waits for
+//        every ack -> {id, outcomes: {ok: n, RATE_LIMITED: m, ..., noAck: k}}
 //   {id, op:"wait", name, event, match?, timeoutMs?}     -> {id, args}           | {id, error, seen}
 //   {id, op:"drain", name}                               -> {id, events}  (all unconsumed, consumed now)
 //   {id, op:"close", name}                               -> {id, ok:true}
@@ -49,6 +53,7 @@ async function handle(cmd) {
         transports: cmd.transports ?? ['websocket'],
         withCredentials: true, // keep the load balancer's affinity cookie (Node's client has a jar)
         forceNew: true,
+        extraHeaders: cmd.headers ?? {},
       });
       const entry = { socket, events: [], waiters: [] };
       sockets.set(name, entry);
@@ -88,6 +93,14 @@ async function handle(cmd) {
     if (op === 'emit') {
       const ack = await entry.socket.timeout(cmd.timeoutMs ?? 5000).emitWithAck(cmd.event, cmd.payload);
       return reply({ id, ack });
+    }
+    if (op === 'burst') {
+      const emits = Array.from({ length: cmd.count }, () =>
+        entry.socket.timeout(cmd.timeoutMs ?? 3000).emitWithAck(cmd.event, cmd.payload)
+          .then((ack) => (ack?.ok ? 'ok' : ack?.error?.code ?? 'malformed'), () => 'noAck'));
+      const outcomes = {};
+      for (const outcome of await Promise.all(emits)) outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      return reply({ id, outcomes });
     }
     if (op === 'wait') {
       const w = { id, event: cmd.event, match: cmd.match };

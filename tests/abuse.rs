@@ -1,0 +1,333 @@
+//! A hostile client cannot hurt anybody else: every event and route has a
+//! budget, and past it the answer is `RATE_LIMITED` (429) at once while
+//! other users are served as usual. Real nodes (Postgres), driven by the
+//! official Socket.IO client; budgets are lowered per test so that a flood
+//! meets them quickly.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::processes::Driver;
+use common::{PostgresDatabase, TestNode};
+use parloir::Config;
+use parloir::config::StoreConfig;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const SECRET: &str = "abuse-test-secret-abuse-test-secret-abuse";
+const EVENT: Duration = Duration::from_secs(5);
+
+fn token(user: &str) -> String {
+    common::mint_token(SECRET, user)
+}
+
+async fn node(database: &PostgresDatabase, tune: impl FnOnce(&mut Config)) -> TestNode {
+    common::init_logs();
+    let store = StoreConfig::Postgres {
+        url: SecretString::from(database.url().to_owned()),
+    };
+    let mut config = Config::for_tests(store, SECRET);
+    tune(&mut config);
+    TestNode::spawn(config).await
+}
+
+async fn create(d: &mut Driver, node: &TestNode, creator: &str, other: &str) -> (u16, Value) {
+    d.http(
+        "POST",
+        &format!("{}/api/v1/conversations", node.url()),
+        &token(creator),
+        Some(json!({"participantIds": [other]})),
+    )
+    .await
+}
+
+/// A refusal counter of `/metrics` (0 when absent).
+async fn refusals(d: &mut Driver, node: &TestNode, reason: &str) -> f64 {
+    let (_, body) = d
+        .http("GET", &format!("{}/metrics", node.url()), "", None)
+        .await;
+    let line = format!("parloir_refusals_total{{reason=\"{reason}\"}} ");
+    body.as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
+}
+
+fn count(outcomes: &HashMap<String, u64>, key: &str) -> u64 {
+    outcomes.get(key).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_flood_is_refused_at_once_and_a_bystander_keeps_sending() {
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |c| {
+        c.budgets.socket_events_per_sec = 20;
+        c.budgets.socket_event_burst = 40;
+        c.budgets.socket_events_in_flight = 8;
+    })
+    .await;
+    let [mallory, bob, carol] = ["mallory", "bob", "carol"].map(common::unique_user);
+    let (mut flooder, mut bystander) = (Driver::start().await, Driver::start().await);
+    let (status, body) = create(&mut bystander, &node, &bob, &carol).await;
+    assert_eq!(status, 201, "{body}");
+    let conversation = body["id"].as_str().expect("an id").to_owned();
+    flooder
+        .connect("mallory", &node.url(), &token(&mallory))
+        .await;
+    bystander.connect("bob", &node.url(), &token(&bob)).await;
+    let strangers: Vec<String> = (0..100).map(|i| format!("stranger-{i}")).collect();
+
+    let flood = flooder.burst(
+        "mallory",
+        "get-presence",
+        json!({"userIds": strangers}),
+        400,
+    );
+    let sends = async {
+        let mut acks = Vec::new();
+        for i in 0..10 {
+            let payload =
+                json!({"conversationId": conversation, "content": format!("still here #{i}")});
+            acks.push(bystander.emit("bob", "send-message", payload).await);
+        }
+        acks
+    };
+    let (outcomes, acks) = tokio::join!(flood, sends);
+
+    assert_eq!(outcomes.values().sum::<u64>(), 400, "{outcomes:?}");
+    // A refusal is two packets (the ack and the `error` event): a client that
+    // floods without reading fills its own outgoing buffer (128 packets), and
+    // socketioxide drops what does not fit (`noAck`). A client that reads
+    // never meets it.
+    assert!(
+        count(&outcomes, "RATE_LIMITED") + count(&outcomes, "noAck") >= 300,
+        "the flood is refused past the socket's budget: {outcomes:?}"
+    );
+    assert!(
+        count(&outcomes, "RATE_LIMITED") >= 200,
+        "most refusals reach the flooder: {outcomes:?}"
+    );
+    assert!(count(&outcomes, "ok") >= 1, "{outcomes:?}");
+    for ack in &acks {
+        assert_eq!(ack["ok"], true, "the bystander's sends succeed: {ack}");
+    }
+    assert!(
+        refusals(&mut bystander, &node, "event_rate").await
+            + refusals(&mut bystander, &node, "events_in_flight").await
+            >= 300.0
+    );
+    // The flooder stays connected and is served again once it slows down.
+    let later = flooder
+        .emit("mallory", "get-presence", json!({"userIds": ["x"]}))
+        .await;
+    let later = if later["ok"] == true {
+        later
+    } else {
+        flooder
+            .wait("mallory", "error", json!({"code": "RATE_LIMITED"}), EVENT)
+            .await;
+        tokio::time::timeout(EVENT, async {
+            loop {
+                let ack = flooder
+                    .emit("mallory", "get-presence", json!({"userIds": ["x"]}))
+                    .await;
+                if ack["ok"] == true {
+                    return ack;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await; // the bucket refills at 20/s
+            }
+        })
+        .await
+        .expect("served again within the refill")
+    };
+    assert_eq!(later["ok"], true);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_beyond_the_in_flight_bound_are_refused() {
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |c| c.budgets.socket_events_in_flight = 2).await;
+    let [alice, bob] = ["alice", "bob"].map(common::unique_user);
+    let mut d = Driver::start().await;
+    let (status, body) = create(&mut d, &node, &alice, &bob).await;
+    assert_eq!(status, 201, "{body}");
+    d.connect("alice", &node.url(), &token(&alice)).await;
+    let outcomes = d
+        .burst(
+            "alice",
+            "join-conversation",
+            json!({"conversationId": body["id"]}),
+            200,
+        )
+        .await;
+    assert_eq!(outcomes.values().sum::<u64>(), 200, "{outcomes:?}");
+    assert!(count(&outcomes, "ok") >= 2, "{outcomes:?}");
+    assert!(
+        count(&outcomes, "RATE_LIMITED") >= 1,
+        "200 joins at once meet a bound of 2 in flight: {outcomes:?}"
+    );
+    assert!(refusals(&mut d, &node, "events_in_flight").await >= 1.0);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_creation_has_a_lower_limit_of_its_own() {
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |c| {
+        c.rate_limits.create_per_min = 6;
+        c.rate_limits.create_burst = 3;
+    })
+    .await;
+    let spammer = common::unique_user("spammer");
+    let mut d = Driver::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let (status, body) = create(&mut d, &node, &spammer, &format!("invented-{i}")).await;
+        if status == 429 {
+            assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![201, 201, 201, 429, 429, 429]);
+    // Sends are a budget of their own, and other users are unaffected.
+    let other = common::unique_user("other");
+    assert_eq!(create(&mut d, &node, &other, &spammer).await.0, 201);
+    assert!(refusals(&mut d, &node, "create_rate").await >= 3.0);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_are_budgeted_per_user() {
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |c| {
+        c.budgets.http_requests_per_sec = 2;
+        c.budgets.http_request_burst = 5;
+    })
+    .await;
+    let [greedy, calm] = ["greedy", "calm"].map(common::unique_user);
+    let mut d = Driver::start().await;
+    let url = format!("{}/api/v1/unread", node.url());
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(d.http("GET", &url, &token(&greedy), None).await.0);
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 5,
+        "past the burst of 5: {statuses:?}"
+    );
+    assert_eq!(d.http("GET", &url, &token(&calm), None).await.0, 200);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_may_hold_only_so_many_sockets() {
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |c| c.budgets.max_sockets_per_user = 2).await;
+    let hoarder = common::unique_user("hoarder");
+    let mut d = Driver::start().await;
+    d.connect("one", &node.url(), &token(&hoarder)).await;
+    d.connect("two", &node.url(), &token(&hoarder)).await;
+    assert_eq!(
+        d.try_connect("three", &node.url(), &token(&hoarder), json!({}))
+            .await,
+        Err("too_many_connections".to_owned())
+    );
+    let other = common::unique_user("other");
+    d.connect("other", &node.url(), &token(&other)).await;
+    // Once a device leaves, another may come in (presence is updated on disconnect).
+    d.close("one").await;
+    let reconnected = tokio::time::timeout(EVENT, async {
+        loop {
+            match d
+                .try_connect("again", &node.url(), &token(&hoarder), json!({}))
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => assert_eq!(e, "too_many_connections"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // presence catches up with the close
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "a freed slot can be used again");
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_are_budgeted_per_client_address() {
+    let db = PostgresDatabase::create().await;
+    let behind_proxy = node(&db, |c| {
+        c.budgets.handshakes_per_sec = 1;
+        c.budgets.handshake_burst = 3;
+        c.budgets.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a CIDR block")];
+    })
+    .await;
+    let exposed = node(&db, |c| {
+        c.budgets.handshakes_per_sec = 1;
+        c.budgets.handshake_burst = 3;
+    })
+    .await;
+    let user = common::unique_user("roamer");
+    let mut d = Driver::start().await;
+    let from = |ip: &str| json!({"X-Forwarded-For": ip});
+
+    // Behind a trusted proxy, the forwarded address is the client.
+    for i in 0..3 {
+        let name = format!("a{i}");
+        d.try_connect(
+            &name,
+            &behind_proxy.url(),
+            &token(&user),
+            from("198.51.100.7"),
+        )
+        .await
+        .expect("within the address's burst");
+        d.close(&name).await;
+    }
+    assert_eq!(
+        d.try_connect(
+            "a3",
+            &behind_proxy.url(),
+            &token(&user),
+            from("198.51.100.7")
+        )
+        .await,
+        Err("rate_limited".to_owned())
+    );
+    d.try_connect(
+        "b0",
+        &behind_proxy.url(),
+        &token(&user),
+        from("198.51.100.8"),
+    )
+    .await
+    .expect("another client address has its own budget");
+
+    // Without a trusted proxy, X-Forwarded-For is the client's word: ignored.
+    let mut refused = 0;
+    for i in 0..5 {
+        let name = format!("e{i}");
+        match d
+            .try_connect(
+                &name,
+                &exposed.url(),
+                &token(&user),
+                from(&format!("203.0.113.{i}")),
+            )
+            .await
+        {
+            Ok(()) => d.close(&name).await,
+            Err(e) => {
+                assert_eq!(e, "rate_limited");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 1, "forged addresses do not buy more handshakes");
+    assert!(refusals(&mut d, &exposed, "handshake_rate").await >= 2.0);
+    db.drop_database().await;
+}
