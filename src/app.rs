@@ -72,6 +72,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dy
                 url.expose_secret(),
                 config.db_max_connections,
                 config.db_acquire_timeout,
+                config.db_statement_timeout,
             )
             .await
             .context("connecting to Postgres")?;
@@ -124,8 +125,10 @@ impl AppBuilder {
             open_store(&config, config.migrate_on_start).await?,
             group_commit_limits(&config),
         ));
-        let observed: Arc<dyn Store> =
-            Arc::new(ObservedStore::new(batched, store_kind(&config.store)));
+        let observed: Arc<dyn Store> = Arc::new(
+            ObservedStore::new(batched, store_kind(&config.store))
+                .with_deadline(store_call_deadline(&config)),
+        );
         let store: Arc<dyn Store> = match config.participant_cache_size {
             0 => observed,
             capacity => Arc::new(ParticipantCache::new(observed, capacity)),
@@ -357,12 +360,23 @@ struct Cluster {
 /// contention); more may pay off where round trips to the database dominate.
 fn group_commit_limits(config: &Config) -> GroupCommitLimits {
     GroupCommitLimits {
+        statement_deadline: Some(store_call_deadline(config)),
         max_batch: config.store_batch_max,
         concurrent_batches: match config.store {
             StoreConfig::Sqlite { .. } => 1,
             StoreConfig::Postgres { .. } => config.store_concurrent_commits,
         },
     }
+}
+
+/// How long one store call may take before its caller is answered
+/// `UNAVAILABLE`: a pooled connection's wait, a statement's timeout, and a
+/// second of slack. The server enforces the statement part itself; this
+/// bounds what it cannot: a connection whose peer went silent (no TCP
+/// keepalive in sqlx), where a call would otherwise wait for the kernel's
+/// retransmission timeout, minutes.
+fn store_call_deadline(config: &Config) -> Duration {
+    config.db_acquire_timeout + config.db_statement_timeout + Duration::from_secs(1)
 }
 
 fn store_kind(store: &StoreConfig) -> &'static str {

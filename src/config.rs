@@ -133,6 +133,9 @@ pub struct RawConfig {
     pub db_max_connections: u32,
     #[arg(long, env = "PARLOIR_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
     pub db_acquire_timeout_ms: u64,
+    /// Longest a Postgres statement may run before the server cancels it.
+    #[arg(long, env = "PARLOIR_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_statement_timeout_ms: u64,
     /// OTLP/gRPC collector for spans (e.g. http://otel-collector:4317). Unset: no export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_endpoint: Option<String>,
@@ -283,6 +286,7 @@ pub struct Config {
     pub migrate_on_start: bool,
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
+    pub db_statement_timeout: Duration,
     pub drain_grace: Duration,
     pub otlp: crate::telemetry::Otlp,
     /// 0: no participant cache.
@@ -585,6 +589,12 @@ impl RawConfig {
             10,
             600_000,
         )?;
+        let statement_ms = in_range(
+            "PARLOIR_DB_STATEMENT_TIMEOUT_MS",
+            self.db_statement_timeout_ms as usize,
+            100,
+            600_000,
+        )?;
         let drain_secs = in_range(
             "PARLOIR_DRAIN_GRACE_SECS",
             self.drain_grace_secs as usize,
@@ -619,6 +629,7 @@ impl RawConfig {
             migrate_on_start: self.migrate_on_start,
             db_max_connections,
             db_acquire_timeout: Duration::from_millis(acquire_ms as u64),
+            db_statement_timeout: Duration::from_millis(statement_ms as u64),
             drain_grace: Duration::from_secs(drain_secs as u64),
             participant_cache_size: in_range(
                 "PARLOIR_PARTICIPANT_CACHE_SIZE",
@@ -695,6 +706,7 @@ impl Config {
             migrate_on_start: true,
             db_max_connections: 10,
             db_acquire_timeout: Duration::from_secs(3),
+            db_statement_timeout: Duration::from_secs(5),
             drain_grace: Duration::from_secs(5),
             otlp: crate::telemetry::Otlp::Disabled,
             participant_cache_size: 10_000,

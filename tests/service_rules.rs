@@ -18,10 +18,23 @@ use parloir::store::{SqliteStore, Store};
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// Records every broadcast so tests can count what was announced.
-#[derive(Default)]
+/// Records every broadcast so tests can count what was announced. While
+/// `open` is false, `new-message` broadcasts wait, as behind a slow adapter
+/// (and `entered` is told that one is waiting).
 struct RecordingFanout {
     events: Mutex<Vec<(&'static str, Vec<String>, Value)>>,
+    open: tokio::sync::watch::Sender<bool>,
+    entered: tokio::sync::Notify,
+}
+
+impl Default for RecordingFanout {
+    fn default() -> Self {
+        Self {
+            events: Mutex::default(),
+            open: tokio::sync::watch::channel(true).0,
+            entered: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 impl RecordingFanout {
@@ -38,6 +51,13 @@ impl RecordingFanout {
 #[async_trait]
 impl Fanout for RecordingFanout {
     async fn emit(&self, audience: Audience, event: &'static str, payload: Value) {
+        if event == ev::NEW_MESSAGE {
+            let mut open = self.open.subscribe();
+            if !*open.borrow() {
+                self.entered.notify_one();
+            }
+            let _ = open.wait_for(|o| *o).await;
+        }
         self.events
             .lock()
             .unwrap()
@@ -115,6 +135,46 @@ fn send(conversation: &str, content: &str, client_message_id: Option<&str>) -> S
         attachments: vec![],
         client_message_id: client_message_id.map(str::to_owned),
     }
+}
+
+/// An HTTP client that hangs up cancels its request's handler: a message
+/// already committed must still be announced (new-message and the unread
+/// update), or the others would learn of it only from history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
+    let f = fixture().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (conversation, _) = f
+        .service
+        .create_conversation(&alice, &["bob".into()], None)
+        .await
+        .unwrap();
+    f.fanout.open.send_replace(false);
+    let sending = tokio::spawn({
+        let (service, id) = (f.service.clone(), conversation.id.to_string());
+        async move { service.send_message(&alice, send(&id, "bye", None)).await }
+    });
+    tokio::time::timeout(Duration::from_secs(5), f.fanout.entered.notified())
+        .await
+        .expect("the message is committed and its broadcast under way");
+    sending.abort();
+    let _ = sending.await;
+    f.fanout.open.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while f.fanout.count(ev::NEW_MESSAGE) == 0 || f.fanout.count(ev::UNREAD_COUNT_UPDATED) == 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("new-message and bob's unread update went out after the sender left");
+    let page = f
+        .store
+        .history(conversation.id, &parloir::domain::PageRequest::latest(10))
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1, "stored once");
+    let _ = bob;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

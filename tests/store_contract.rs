@@ -35,6 +35,7 @@ async fn sqlite_store() -> (TempDir, Arc<dyn Store>) {
 /// participant cache.
 fn decorated(store: Arc<dyn Store>, concurrent_batches: usize) -> Arc<dyn Store> {
     let limits = GroupCommitLimits {
+        statement_deadline: Some(Duration::from_secs(30)),
         max_batch: 16,
         concurrent_batches,
     };
@@ -1168,7 +1169,13 @@ async fn postgres_migrations_can_run_from_two_nodes_at_once(pool: PgPool) {
 
 #[tokio::test]
 async fn postgres_connect_refuses_a_malformed_url_at_once() {
-    let result = PostgresStore::connect("not a url", 2, Duration::from_secs(1)).await;
+    let result = PostgresStore::connect(
+        "not a url",
+        2,
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(result.is_err(), "a malformed URL must fail in connect");
 }
 
@@ -1179,6 +1186,7 @@ async fn postgres_unreachable_server_is_unavailable() {
         "postgres://nobody@127.0.0.1:1/none",
         1,
         Duration::from_millis(500),
+        Duration::from_secs(5),
     )
     .await
     .expect("lazy connect");
@@ -1205,4 +1213,62 @@ async fn sqlite_open_migrates_once_and_reopens() {
     let reopened = SqliteStore::open(Path::new(&path)).await.expect("reopen");
     reopened.migrate().await.expect("migrate");
     reopened.ping().await.expect("ping");
+}
+
+/// A statement that cannot finish (here: blocked by a lock) is cancelled by
+/// the server at `statement_timeout` and answered `Unavailable`; and a
+/// store that does not answer at all meets the node's call deadline.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn postgres_statements_and_calls_are_bounded(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    connect_options: sqlx::postgres::PgConnectOptions,
+) {
+    use parloir::domain::{ConversationId, PageRequest};
+    let locker = pool_options
+        .clone()
+        .connect_with(connect_options.clone())
+        .await
+        .expect("a pool");
+    let mut lock = locker.begin().await.expect("a transaction");
+    sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("the table is locked");
+    let page = PageRequest::latest(10);
+
+    let timed = PostgresStore::from_pool(
+        pool_options
+            .clone()
+            .connect_with(
+                connect_options
+                    .clone()
+                    .options([("statement_timeout", "300ms")]),
+            )
+            .await
+            .expect("a pool"),
+    );
+    let started = std::time::Instant::now();
+    let err = timed
+        .history(ConversationId::new_random(), &page)
+        .await
+        .expect_err("the lock outlasts the statement timeout");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let patient = Arc::new(PostgresStore::from_pool(
+        pool_options
+            .connect_with(connect_options)
+            .await
+            .expect("a pool"),
+    ));
+    let bounded =
+        ObservedStore::new(patient, "postgresql").with_deadline(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = bounded
+        .history(ConversationId::new_random(), &page)
+        .await
+        .expect_err("nothing answers within the deadline");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    lock.rollback().await.expect("the lock is released");
 }

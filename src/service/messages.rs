@@ -1,7 +1,7 @@
 //! Message use cases: send (idempotent, rate limited, stored before anything
 //! is announced) and soft delete.
 
-use tracing::{instrument, warn};
+use tracing::{Instrument as _, instrument, warn};
 
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
@@ -56,7 +56,19 @@ impl Messaging {
         span.record("message.id", tracing::field::display(message.id));
         if inserted == Inserted::New {
             crate::instruments::message_stored();
-            self.announce_new_message(user, &message).await;
+            // Its own task: the message is committed, so it is announced even
+            // if the caller goes away now (an HTTP client hanging up cancels
+            // its handler). The ack still waits for the announcement.
+            let announcement = {
+                let (service, user, message) = (self.clone(), user.clone(), message.clone());
+                tokio::spawn(
+                    async move { service.announce_new_message(&user, &message).await }
+                        .in_current_span(),
+                )
+            };
+            if let Err(e) = announcement.await {
+                tracing::error!(error = %e, "announcing a stored message failed");
+            }
         }
         Ok(message)
     }

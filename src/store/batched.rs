@@ -27,6 +27,9 @@ use crate::domain::{
 /// How sends are grouped into commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitLimits {
+    /// Longest one batch statement may take before its callers are
+    /// answered `Unavailable` (`None`: no bound).
+    pub statement_deadline: Option<std::time::Duration>,
     /// Most messages in one commit (1: every send commits alone).
     pub max_batch: usize,
     /// Commits in flight at once. One suits a store with a single writer
@@ -55,13 +58,14 @@ impl GroupCommit {
         let (queue, pending) = mpsc::channel(QUEUE_CAPACITY);
         let slots = Arc::new(Semaphore::new(limits.concurrent_batches.max(1)));
         let store = inner.clone();
+        let deadline = limits.statement_deadline;
         tokio::spawn(dispatch(
             pending,
             limits.max_batch.max(1),
             slots,
             move |batch| {
                 let store = store.clone();
-                async move { commit(store.as_ref(), batch).await }
+                async move { commit(store.as_ref(), deadline, batch).await }
             },
         ));
         Self { inner, queue }
@@ -101,11 +105,11 @@ async fn dispatch<F, Fut>(
     }
 }
 
-async fn commit(inner: &dyn Store, batch: Vec<Pending>) {
+async fn commit(inner: &dyn Store, deadline: Option<std::time::Duration>, batch: Vec<Pending>) {
     crate::instruments::insert_batch(batch.len());
     let (inserts, replies): (Vec<MessageInsert>, Vec<_>) =
         batch.into_iter().map(|p| (p.insert, p.reply)).unzip();
-    let outcomes = insert_isolating(&inner, &inserts).await;
+    let outcomes = insert_isolating(&Bounded(inner, deadline), &inserts).await;
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // A caller that went away (its client disconnected) still has its
         // message stored; nobody is left to tell.
@@ -122,12 +126,19 @@ trait InsertBatch: Sync {
     ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>>;
 }
 
-impl InsertBatch for &dyn Store {
+/// The store's batch insert, bounded by a deadline.
+struct Bounded<'s>(&'s dyn Store, Option<std::time::Duration>);
+
+impl InsertBatch for Bounded<'_> {
     fn insert<'a>(
         &'a self,
         batch: &'a [MessageInsert],
     ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>> {
-        self.insert_messages(batch)
+        Box::pin(super::observed::within(
+            "insert_messages",
+            self.1,
+            self.0.insert_messages(batch),
+        ))
     }
 }
 

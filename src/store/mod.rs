@@ -76,11 +76,14 @@ impl StoreError {
                 source: Arc::new(source),
             },
             sqlx::Error::Database(ref db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || matches!(c.as_ref(), "57P01" | "57P03" | "57014" | "55P03")
+                }) =>
             {
-                // 08xxx connection exceptions, admin shutdown, cannot connect now.
+                // 08xxx connection exceptions, admin shutdown, cannot connect
+                // now; a statement cancelled at statement_timeout, a lock not
+                // available: nothing was written, a retry may succeed.
                 Self::Unavailable {
                     op,
                     source: Arc::new(source),

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,17 +21,38 @@ use crate::instruments;
 pub struct ObservedStore {
     inner: Arc<dyn Store>,
     system: &'static str,
+    deadline: Option<Duration>,
 }
 
 impl ObservedStore {
     /// `system` names the database in spans (`postgresql`, `sqlite`).
     pub fn new(inner: Arc<dyn Store>, system: &'static str) -> Self {
-        Self { inner, system }
+        Self {
+            inner,
+            system,
+            deadline: None,
+        }
+    }
+
+    /// Every call but `insert_message` fails `Unavailable` past `deadline`
+    /// (a send waits in its group commit, whose statements have their own).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     async fn observe<T>(
         &self,
         op: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.observe_within(op, self.deadline, call).await
+    }
+
+    async fn observe_within<T>(
+        &self,
+        op: &'static str,
+        deadline: Option<Duration>,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let span = tracing::info_span!(
@@ -40,7 +62,7 @@ impl ObservedStore {
             outcome = tracing::field::Empty
         );
         let started = std::time::Instant::now();
-        let result = call.instrument(span.clone()).await;
+        let result = within(op, deadline, call.instrument(span.clone())).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(StoreError::Unavailable { .. }) => "unavailable",
@@ -50,6 +72,28 @@ impl ObservedStore {
         span.record("outcome", outcome);
         instruments::store_call(op, outcome, started.elapsed());
         result
+    }
+}
+
+/// `call`, or `Unavailable` once `deadline` has passed (nothing is known of
+/// what the store did with it; the caller is told to retry).
+pub(crate) async fn within<T>(
+    op: &'static str,
+    deadline: Option<Duration>,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let Some(deadline) = deadline else {
+        return call.await;
+    };
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(StoreError::Unavailable {
+            op,
+            source: Arc::new(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                elapsed,
+            ))),
+        }),
     }
 }
 
@@ -114,8 +158,9 @@ impl Store for ObservedStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<(Message, Inserted), StoreError> {
-        self.observe(
+        self.observe_within(
             "insert_message",
+            None,
             self.inner.insert_message(id, sender, message, now),
         )
         .await

@@ -46,14 +46,22 @@ impl PostgresStore {
     /// A store over a lazily connected pool: a malformed `url` fails here, an
     /// unreachable server fails the first query (as `Unavailable`) after
     /// `acquire_timeout`, so a node can start and report itself degraded.
+    /// A lazy pool: nothing connects until the first call. Every statement
+    /// of every connection is cancelled by the server after
+    /// `statement_timeout` (answered `Unavailable`).
     pub async fn connect(
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
+        statement_timeout: Duration,
     ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| StoreError::from_sqlx("connect", e))?;
+            .parse::<PgConnectOptions>()
+            .map_err(|e| StoreError::from_sqlx("connect", e))?
+            .options([(
+                "statement_timeout",
+                format!("{}ms", statement_timeout.as_millis().max(1)),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
