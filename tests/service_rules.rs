@@ -357,6 +357,32 @@ async fn a_stranger_cannot_tell_a_conversation_exists() {
     assert_eq!(f.fanout.count(ev::NEW_MESSAGE), 0);
 }
 
+/// Presence is answered from remembered contacts: a stranger stays a
+/// stranger however often asked, and a new contact is visible at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_sees_new_contacts_at_once_and_strangers_never() {
+    let f = fixture().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    f.service
+        .create_conversation(&alice, &["bob".into()], None)
+        .await
+        .unwrap();
+    f.service.socket_connected(&bob, "s-bob").await.unwrap();
+    f.service.socket_connected(&carol, "s-carol").await.unwrap();
+    let ask = || vec!["bob".to_owned(), "carol".to_owned()];
+    for _ in 0..20 {
+        let report = f.service.presence(&alice, &ask()).await.unwrap();
+        assert!(report.online[&bob.id]);
+        assert!(!report.online[&carol.id], "carol is a stranger to alice");
+    }
+    f.service
+        .create_conversation(&carol, &["alice".into()], None)
+        .await
+        .unwrap();
+    let report = f.service.presence(&alice, &ask()).await.unwrap();
+    assert!(report.online[&carol.id], "a new contact is seen at once");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Send { from: usize, conversation: usize },

@@ -68,6 +68,7 @@ impl Messaging {
         tracing::Span::current()
             .record("conversation.id", tracing::field::display(conversation.id));
         if created == Created::New {
+            self.inner.contacts.forget(&conversation.participant_ids);
             let rooms = conversation
                 .participant_ids
                 .iter()

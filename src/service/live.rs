@@ -1,7 +1,7 @@
 //! Live state use cases: read receipts and unread counters, typing,
 //! presence, and what happens when a socket connects or disconnects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -392,8 +392,11 @@ impl Messaging {
             .iter()
             .map(|raw| UserId::parse("userIds", raw))
             .collect::<Result<Vec<_>, _>>()?;
-        let contacts: HashSet<UserId> =
-            self.store().contacts(&user.id).await?.into_iter().collect();
+        let contacts = self
+            .inner
+            .contacts
+            .visible(self.store(), &user.id, &ids)
+            .await?;
         let visible: Vec<UserId> = ids
             .iter()
             .filter(|id| contacts.contains(*id))

@@ -4,6 +4,7 @@
 //! once. No Socket.IO or HTTP types; storage and delivery go through the
 //! `Store`, `Ephemeral` and `Fanout` seams.
 
+mod contacts;
 mod conversations;
 mod error;
 mod live;
@@ -49,6 +50,7 @@ struct Inner {
     fanout: Arc<dyn Fanout>,
     /// One permit per send in progress (see `send_message`).
     send_slots: Semaphore,
+    contacts: contacts::ContactsCache,
     settings: ServiceSettings,
 }
 
@@ -65,6 +67,7 @@ impl Messaging {
                 ephemeral,
                 fanout,
                 send_slots: Semaphore::new(settings.max_sends_in_flight.max(1)),
+                contacts: contacts::ContactsCache::new(),
                 settings,
             }),
         }

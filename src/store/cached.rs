@@ -5,10 +5,18 @@
 //! conversation's participants never change once it exists (the contract
 //! has no way to add or remove one), so the answer can be cached on every
 //! node without invalidation; a future "add participant" must invalidate
-//! here (and on the other nodes). Unknown conversations are not cached.
+//! here (and on the other nodes).
+//!
+//! Unknown conversation ids are remembered as absent for a short while, so
+//! that a client probing random ids costs a memory lookup per probe, not a
+//! query; both answers then come from memory, so a cached conversation and
+//! a missing one cost the same order of time and timing tells a stranger
+//! nothing. (Ids are random and made by the server: nobody can ask about a
+//! conversation before it exists, except by guessing its UUID.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,9 +27,16 @@ use crate::domain::{
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
+/// How long an unknown conversation id reads as absent without a query.
+const ABSENT_FOR: Duration = Duration::from_secs(30);
+/// Most unknown ids remembered at once.
+const MAX_ABSENT: usize = 100_000;
+
 pub struct ParticipantCache {
     inner: Arc<dyn Store>,
     participants: quick_cache::sync::Cache<ConversationId, Arc<[UserId]>>,
+    /// Unknown ids, with when they were found missing.
+    absent: quick_cache::sync::Cache<ConversationId, Instant>,
 }
 
 impl ParticipantCache {
@@ -30,6 +45,7 @@ impl ParticipantCache {
         Self {
             inner,
             participants: quick_cache::sync::Cache::new(capacity),
+            absent: quick_cache::sync::Cache::new(capacity.clamp(1, MAX_ABSENT)),
         }
     }
 
@@ -40,8 +56,17 @@ impl ParticipantCache {
         if let Some(known) = self.participants.get(&conversation) {
             return Ok(known);
         }
+        if self
+            .absent
+            .get(&conversation)
+            .is_some_and(|since| since.elapsed() < ABSENT_FOR)
+        {
+            return Ok(Arc::from([]));
+        }
         let loaded: Arc<[UserId]> = self.inner.participants(conversation).await?.into();
-        if !loaded.is_empty() {
+        if loaded.is_empty() {
+            self.absent.insert(conversation, Instant::now());
+        } else {
             self.participants.insert(conversation, loaded.clone());
         }
         Ok(loaded)
@@ -61,6 +86,7 @@ impl Store for ParticipantCache {
         now: DateTime<Utc>,
     ) -> Result<(Conversation, Created), StoreError> {
         let (conversation, created) = self.inner.create_conversation(id, new, now).await?;
+        self.absent.remove(&conversation.id);
         self.participants
             .insert(conversation.id, conversation.participant_ids.clone().into());
         Ok((conversation, created))
