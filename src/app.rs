@@ -451,6 +451,11 @@ impl App {
                 .instrument(info_span!("typing_sweeper")),
         );
         if let Some(cluster) = cluster {
+            // A restarted pod keeps its node id: what its previous process
+            // recorded is gone with it.
+            if let Err(e) = service.forget_previous_life().await {
+                warn!(error = %e, "could not forget this node id's previous sockets");
+            }
             // Join the cluster before the first socket arrives, so that if
             // this node dies, its peers know to sweep its sockets.
             if let Err(e) = service.cluster_membership_once(cluster.node_ttl).await {
@@ -581,5 +586,12 @@ impl<A: Adapter> Fanout for LateFanout<A> {
         if let Some(f) = self.inner.get() {
             f.leave(socket_id, room).await;
         }
+    }
+
+    fn local_sockets(&self) -> Vec<(String, crate::auth::User)> {
+        self.inner
+            .get()
+            .map(Fanout::local_sockets)
+            .unwrap_or_default()
     }
 }

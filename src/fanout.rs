@@ -60,6 +60,9 @@ pub trait Fanout: Send + Sync + 'static {
 
     /// Removes a socket of this node from a room.
     async fn leave(&self, socket_id: &str, room: String);
+
+    /// This node's authenticated sockets: (socket id, user).
+    fn local_sockets(&self) -> Vec<(String, crate::auth::User)>;
 }
 
 /// During a Redis outage every broadcast fails to reach other nodes: one
@@ -161,6 +164,19 @@ impl<A: Adapter> Fanout for SioFanout<A> {
         {
             warn!(error = %e, "leaving a room: the adapter failed");
         }
+    }
+
+    fn local_sockets(&self) -> Vec<(String, crate::auth::User)> {
+        let Some(ns) = self.io.of(NAMESPACE) else {
+            return Vec::new();
+        };
+        ns.sockets()
+            .into_iter()
+            .filter_map(|s| {
+                let user = s.extensions.get::<crate::auth::User>()?;
+                Some((s.id.to_string(), user))
+            })
+            .collect()
     }
 }
 

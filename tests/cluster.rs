@@ -336,6 +336,30 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart(kind: RedisKin
         resumed,
         "cross-node delivery did not resume after Redis came back"
     );
+    // Redis forgot who is connected; node A records its sockets again at its
+    // next heartbeat, so alice, connected all along, reads online again.
+    let online_again = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let presence = d
+                .emit("bob", "get-presence", json!({"userIds": [alice.clone()]}))
+                .await;
+            if ok_data(&presence)["online"][&alice] == true {
+                return;
+            }
+            d.try_wait(
+                "bob",
+                "user-online",
+                json!({"userId": alice}),
+                Duration::from_millis(250),
+            )
+            .await;
+        }
+    })
+    .await;
+    assert!(
+        online_again.is_ok(),
+        "alice's presence was recorded again after the restart"
+    );
 
     // Bob rejoins from the last message he is sure of and gets exactly what followed.
     let ack = d
@@ -393,6 +417,98 @@ async fn cross_node_delivery_and_counters_survive_a_redis_restart(kind: RedisKin
         json!(sent.len() + 1),
         "{update}"
     );
+    drop((a, b));
+    db.drop_database().await;
+}
+
+// A pod restarts under its name (the node id): what its previous process
+// recorded must not keep its users online, and it must not wait for the
+// node TTL either, since the new process heartbeats under the same id.
+on_both_redis_kinds!(a_node_restarted_under_its_id_forgets_its_previous_sockets);
+async fn a_node_restarted_under_its_id_forgets_its_previous_sockets(kind: RedisKind) {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(kind).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |id: &str| {
+        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
+        // A TTL far longer than the test's deadline: the sweep cannot be what
+        // announces the offline.
+        for (k, v) in &mut env {
+            match *k {
+                "PARLOIR_HEARTBEAT_MS" => *v = "1000".to_owned(),
+                "PARLOIR_NODE_TTL_MS" => *v = "60000".to_owned(),
+                _ => {}
+            }
+        }
+        env
+    };
+    let a = NodeProcess::start(&env("node-a")).await;
+    let b = NodeProcess::start(&env("node-b")).await;
+    let mut d = Driver::start().await;
+    let (bob, carol) = (common::unique_user("bob"), common::unique_user("carol"));
+    create_conversation(&mut d, &b, &carol, &[&bob]).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    d.connect("carol", &a.url, &token(&carol)).await;
+    d.wait("bob", "user-online", json!({"userId": carol}), EVENT)
+        .await;
+
+    a.kill().await;
+    let _a_again = NodeProcess::start(&env("node-a")).await;
+    d.wait("bob", "user-offline", json!({"userId": carol}), EVENT)
+        .await;
+    let presence = d
+        .emit("bob", "get-presence", json!({"userIds": [carol.clone()]}))
+        .await;
+    assert_eq!(ok_data(&presence)["online"][&carol], false, "{presence}");
+    drop(b);
+    db.drop_database().await;
+}
+
+// A disconnection that happens while Redis does not answer is recorded
+// once it answers again; otherwise the user would read online until the
+// node dies.
+on_both_redis_kinds!(a_disconnection_during_a_redis_stall_is_recorded_afterwards);
+async fn a_disconnection_during_a_redis_stall_is_recorded_afterwards(kind: RedisKind) {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(kind).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |id| {
+        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
+        env.push(("PARLOIR_REDIS_TIMEOUT_MS", "500".to_owned()));
+        env
+    };
+    let a = NodeProcess::start(&env("node-a")).await;
+    let b = NodeProcess::start(&env("node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    create_conversation(&mut d, &b, &alice, &[&bob]).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.wait("bob", "user-online", json!({"userId": alice}), EVENT)
+        .await;
+
+    const ERRORS: &str = "parloir_shared_state_errors_total";
+    let before = metric(&mut d, &a, ERRORS).await;
+    redis.pause().await;
+    d.close("alice").await;
+    // Wait until node A has tried to record the disconnection, and failed.
+    let failed = tokio::time::timeout(EVENT, async {
+        while metric(&mut d, &a, ERRORS).await <= before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    redis.resume().await;
+    assert!(failed.is_ok(), "the disconnection met the stalled Redis");
+    let offline = d
+        .wait(
+            "bob",
+            "user-offline",
+            json!({"userId": alice}),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(offline["lastSeenAt"].is_string(), "{offline}");
     drop((a, b));
     db.drop_database().await;
 }

@@ -633,6 +633,40 @@ macro_rules! redis_suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_node_learns_when_it_must_record_its_sockets_again() {
+                let prefix = fresh_prefix();
+                let a = node(&prefix, "node-a").await;
+                let ttl = Duration::from_secs(30);
+                assert!(
+                    a.heartbeat(now(), ttl).await.unwrap(),
+                    "the first heartbeat registers"
+                );
+                assert!(!a.heartbeat(now(), ttl).await.unwrap());
+                let alice = user("alice");
+                a.socket_connected(&alice, "s1").await.unwrap();
+                // A process that restarts under the same node id forgets what
+                // the previous one recorded, and registers afresh.
+                let again = node(&prefix, "node-a").await;
+                let gone = again.forget_own_sockets(now()).await.unwrap();
+                assert_eq!(
+                    gone.into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+                    vec![alice.clone()]
+                );
+                assert!(
+                    !again.presence(std::slice::from_ref(&alice)).await.unwrap()[&alice].online
+                );
+                assert!(
+                    again.heartbeat(now(), ttl).await.unwrap(),
+                    "registered afresh"
+                );
+                assert_eq!(
+                    again.forget_own_sockets(now()).await.unwrap(),
+                    vec![],
+                    "nothing left"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_send_bucket_is_shared_by_all_nodes() {
                 let prefix = fresh_prefix();
                 let (a, b) = (node(&prefix, "node-a").await, node(&prefix, "node-b").await);

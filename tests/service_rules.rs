@@ -71,6 +71,9 @@ impl Fanout for RecordingFanout {
     }
     async fn join(&self, _: &str, _: String) {}
     async fn leave(&self, _: &str, _: String) {}
+    fn local_sockets(&self) -> Vec<(String, parloir::auth::User)> {
+        Vec::new()
+    }
 }
 
 struct Fixture {

@@ -140,8 +140,16 @@ impl Ephemeral for MemoryEphemeral {
             .collect())
     }
 
-    async fn heartbeat(&self, _now: UnixMillis, _ttl: Duration) -> Result<(), EphemeralError> {
-        Ok(())
+    /// A single node's state lives and dies with its process.
+    async fn heartbeat(&self, _now: UnixMillis, _ttl: Duration) -> Result<bool, EphemeralError> {
+        Ok(false)
+    }
+
+    async fn forget_own_sockets(
+        &self,
+        _now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
+        Ok(Vec::new())
     }
 
     /// A single node has no peers whose sockets could be orphaned.

@@ -106,11 +106,23 @@ pub trait Ephemeral: Send + Sync + 'static {
 
     /// Marks this node alive until `now + ttl`. Called periodically; a node
     /// whose heartbeat lapses is considered dead and swept by the others.
+    /// Returns true when the node was not registered: its first heartbeat,
+    /// or its sockets are forgotten (swept after a long outage, or a Redis
+    /// that restarted empty) and must be recorded again.
     async fn heartbeat(
         &self,
         now: UnixMillis,
         ttl: std::time::Duration,
-    ) -> Result<(), EphemeralError>;
+    ) -> Result<bool, EphemeralError>;
+
+    /// Forgets every socket this node id had recorded — what a previous
+    /// process with the same node id (a restarted pod) left behind — and
+    /// returns the users left with no socket anywhere, with `now` as their
+    /// last-seen time. Call before serving.
+    async fn forget_own_sockets(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
 
     /// Removes the sockets of every node whose heartbeat lapsed before `now`
     /// and returns the users left with no socket anywhere, with their

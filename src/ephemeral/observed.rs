@@ -101,8 +101,16 @@ impl Ephemeral for ObservedEphemeral {
         self.observe("presence", self.inner.presence(users)).await
     }
 
-    async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<(), EphemeralError> {
+    async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<bool, EphemeralError> {
         self.observe("heartbeat", self.inner.heartbeat(now, ttl))
+            .await
+    }
+
+    async fn forget_own_sockets(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
+        self.observe("forget_own_sockets", self.inner.forget_own_sockets(now))
             .await
     }
 

@@ -431,9 +431,10 @@ impl Ephemeral for RedisEphemeral {
             .collect())
     }
 
-    async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<(), EphemeralError> {
-        self.redis
-            .eval::<()>(
+    async fn heartbeat(&self, now: UnixMillis, ttl: Duration) -> Result<bool, EphemeralError> {
+        let added: i64 = self
+            .redis
+            .eval(
                 "heartbeat",
                 &self.redis.scripts.heartbeat,
                 vec![self.redis.keys.nodes(), self.redis.keys.node(&self.node_id)],
@@ -443,7 +444,41 @@ impl Ephemeral for RedisEphemeral {
                     now.into(),
                 ],
             )
-            .await
+            .await?;
+        Ok(added == 1)
+    }
+
+    /// `claim_node.lua` without its "is it dead, and is it mine to claim"
+    /// guards: the node forgets its own sockets.
+    async fn forget_own_sockets(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
+        const OP: &str = "forget_own_sockets";
+        let last_seen = DateTime::from_timestamp_millis(now).ok_or_else(|| unexpected(OP))?;
+        let users: Vec<String> = self
+            .redis
+            .eval(
+                OP,
+                &self.redis.scripts.claim_node,
+                vec![
+                    self.redis.keys.nodes(),
+                    self.redis.keys.node(&self.node_id),
+                    self.redis.keys.node_sockets(&self.node_id),
+                ],
+                vec![
+                    self.node_id.as_str().into(),
+                    self.redis.keys.prefix.as_str().into(),
+                    now.into(),
+                    "own".into(),
+                ],
+            )
+            .await?;
+        Ok(users
+            .iter()
+            .filter_map(|u| stored_user(u))
+            .map(|u| (u, last_seen))
+            .collect())
     }
 
     /// Liveness is the node key's TTL, counted by the Redis clock; `now` is

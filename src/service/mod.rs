@@ -51,7 +51,33 @@ struct Inner {
     /// One permit per send in progress (see `send_message`).
     send_slots: Semaphore,
     contacts: contacts::ContactsCache,
+    /// Disconnections shared state could not be told of yet.
+    pending_disconnects: PendingDisconnects,
     settings: ServiceSettings,
+}
+
+/// Most disconnections kept for a retry; beyond, the oldest are dropped
+/// (a restart of this node clears them anyway: `forget_previous_life`).
+const MAX_PENDING_DISCONNECTS: usize = 100_000;
+
+#[derive(Default)]
+struct PendingDisconnects(
+    std::sync::Mutex<std::collections::VecDeque<(crate::auth::User, String)>>,
+);
+
+impl PendingDisconnects {
+    fn keep(&self, user: crate::auth::User, socket_id: String) {
+        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING_DISCONNECTS {
+            pending.pop_front();
+        }
+        pending.push_back((user, socket_id));
+    }
+
+    fn take(&self) -> Vec<(crate::auth::User, String)> {
+        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        pending.drain(..).collect()
+    }
 }
 
 impl Messaging {
@@ -68,6 +94,7 @@ impl Messaging {
                 fanout,
                 send_slots: Semaphore::new(settings.max_sends_in_flight.max(1)),
                 contacts: contacts::ContactsCache::new(),
+                pending_disconnects: PendingDisconnects::default(),
                 settings,
             }),
         }

@@ -2,13 +2,21 @@
 -- caller whose SREM removes the node from presence:nodes does the work, so
 -- each orphaned user is returned to exactly one caller cluster-wide. Returns
 -- the users left with no live socket; their last-seen becomes ARGV[3].
+-- With ARGV[4] = 'own', the node itself forgets what an earlier process of
+-- the same id left (at start, before it serves): no guards, and its
+-- registration is dropped so that its next heartbeat starts afresh.
 -- KEYS[1] presence:nodes, KEYS[2] presence:node:{nodeId}, KEYS[3] presence:sockets:{nodeId}
--- ARGV[1] nodeId, ARGV[2] key prefix, ARGV[3] last-seen (Unix ms)
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {} -- it heartbeated again since it was listed as dead
-end
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
-  return {} -- another node claimed it first
+-- ARGV[1] nodeId, ARGV[2] key prefix, ARGV[3] last-seen (Unix ms), ARGV[4] 'own' or absent
+if ARGV[4] == 'own' then
+  redis.call('SREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[2])
+else
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return {} -- it heartbeated again since it was listed as dead
+  end
+  if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
+    return {} -- another node claimed it first
+  end
 end
 local offline = {}
 local sockets = redis.call('HGETALL', KEYS[3])
