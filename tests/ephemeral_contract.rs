@@ -666,6 +666,30 @@ macro_rules! redis_suite {
                 );
             }
 
+            /// Keys nobody removes expire: counters are rebuilt when
+            /// missing, a last-seen time is kept 90 days.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn state_without_an_owner_expires() {
+                use fred::prelude::KeysInterface;
+                let e = fresh_node().await;
+                let alice = user("alice");
+                e.replace_unread(&alice, &HashMap::new()).await.unwrap();
+                e.socket_connected(&alice, "s1").await.unwrap();
+                e.socket_disconnected(&alice, "s1", Utc::now())
+                    .await
+                    .unwrap();
+                let admin = admin().await;
+                for (name, at_least_days) in [("unread", 6), ("presence:lastseen", 89)] {
+                    let key = format!("{}{name}:{alice}", e.key_prefix());
+                    let ttl: i64 = admin.pttl(&key).await.expect("PTTL runs");
+                    assert!(
+                        ttl > at_least_days * 24 * 3600 * 1000,
+                        "{key} expires (PTTL {ttl})"
+                    );
+                }
+                admin.quit().await.expect("quit");
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_send_bucket_is_shared_by_all_nodes() {
                 let prefix = fresh_prefix();

@@ -22,12 +22,28 @@ struct TypingEntry {
     last_relayed: UnixMillis,
 }
 
-#[derive(Default)]
+/// Users whose last-seen time and unread counters are remembered at once;
+/// beyond, the least recently used are forgotten (counters are rebuilt from
+/// the store when missing; a forgotten last-seen reads as unknown). Sockets
+/// and typing states have owners that remove them.
+const MAX_REMEMBERED_USERS: usize = 200_000;
+
 struct State {
     sockets: HashMap<UserId, HashSet<String>>,
-    last_seen: HashMap<UserId, DateTime<Utc>>,
+    last_seen: quick_cache::unsync::Cache<UserId, DateTime<Utc>>,
     typing: HashMap<ConversationId, HashMap<UserId, TypingEntry>>,
-    unread: HashMap<UserId, UnreadCounts>,
+    unread: quick_cache::unsync::Cache<UserId, UnreadCounts>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            sockets: HashMap::new(),
+            last_seen: quick_cache::unsync::Cache::new(MAX_REMEMBERED_USERS),
+            typing: HashMap::new(),
+            unread: quick_cache::unsync::Cache::new(MAX_REMEMBERED_USERS),
+        }
+    }
 }
 
 pub struct MemoryEphemeral {
@@ -266,7 +282,7 @@ impl Ephemeral for MemoryEphemeral {
         let unread = recipients
             .iter()
             .map(|user| {
-                let counts = state.unread.get_mut(user).map(|counts| {
+                let counts = state.unread.get_mut(user).map(|mut counts| {
                     let c = counts.entry(conversation).or_insert(0);
                     *c += 1;
                     let c = *c;

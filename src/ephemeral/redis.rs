@@ -42,6 +42,10 @@ const RECONNECT_MIN_DELAY_MS: u32 = 100;
 const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
 /// Expired typing states removed per script call, to keep each call short.
 const TYPING_SWEEP_BATCH: usize = 500;
+/// How long a user's counters live after their last rebuild from the store
+/// (then they are rebuilt on next use). Last-seen times live 90 days (the
+/// scripts that write them say so).
+const UNREAD_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Field that keeps an `unread:{userId}` hash existing when every count is zero.
 const UNREAD_SENTINEL: &str = "_";
 
@@ -690,7 +694,8 @@ impl Ephemeral for RedisEphemeral {
         user: &UserId,
         counts: &UnreadCounts,
     ) -> Result<(), EphemeralError> {
-        let mut args = Vec::with_capacity(counts.len() * 2);
+        let mut args = Vec::with_capacity(counts.len() * 2 + 1);
+        args.push(millis(UNREAD_LIFETIME).into());
         for (conversation, n) in counts.iter().filter(|(_, n)| **n > 0) {
             args.push(conversation.to_string().into());
             args.push(n.to_string().into());

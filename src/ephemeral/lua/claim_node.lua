@@ -26,7 +26,7 @@ for i = 1, #sockets, 2 do
   if redis.call('HGET', user_key, socket) == ARGV[1] then
     redis.call('HDEL', user_key, socket)
     if redis.call('HLEN', user_key) == 0 then
-      redis.call('SET', ARGV[2] .. 'presence:lastseen:' .. user, ARGV[3])
+      redis.call('SET', ARGV[2] .. 'presence:lastseen:' .. user, ARGV[3], 'EX', 7776000) -- 90 days
       offline[#offline + 1] = user
     end
   end

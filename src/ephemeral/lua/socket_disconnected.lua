@@ -8,7 +8,7 @@
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 if removed == 1 and redis.call('HLEN', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[3], ARGV[2])
+  redis.call('SET', KEYS[3], ARGV[2], 'EX', 7776000) -- kept 90 days
   return 1
 end
 return 0
