@@ -210,6 +210,14 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
 {{- if and .Values.podDisruptionBudget.maxUnavailable .Values.podDisruptionBudget.minAvailable }}
 {{- fail "podDisruptionBudget: set only one of maxUnavailable and minAvailable" }}
 {{- end }}
+{{- if not .Values.config.allowAnyIssuerAndAudience }}
+{{- if not (or .Values.config.jwtIssuer (get .Values.config.extraEnv "JWT_ISSUER")) }}
+{{- fail "config.jwtIssuer is empty: set the issuer (iss) your tokens carry, or config.allowAnyIssuerAndAudience: true to accept tokens of any issuer (never on a public deployment)" }}
+{{- end }}
+{{- if not (or .Values.config.jwtAudience (get .Values.config.extraEnv "JWT_AUDIENCE")) }}
+{{- fail "config.jwtAudience is empty: set the audience (aud) your tokens carry, or config.allowAnyIssuerAndAudience: true to accept tokens for any audience (never on a public deployment)" }}
+{{- end }}
+{{- end }}
 {{- if lt (int .Values.config.nodeTtlMs) (mul 2 (int .Values.config.heartbeatMs)) }}
 {{- fail "config.nodeTtlMs must be at least twice config.heartbeatMs" }}
 {{- end }}
