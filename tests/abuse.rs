@@ -331,3 +331,130 @@ async fn handshakes_are_budgeted_per_client_address() {
     assert!(refusals(&mut d, &exposed, "handshake_rate").await >= 2.0);
     db.drop_database().await;
 }
+
+/// Store calls made so far for one operation (`/metrics`, every outcome).
+async fn store_calls(d: &mut Driver, node: &TestNode, op: &str) -> f64 {
+    let (_, body) = d
+        .http("GET", &format!("{}/metrics", node.url()), "", None)
+        .await;
+    let label = format!("op=\"{op}\"");
+    body.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.starts_with("parloir_store_call_duration_seconds_count{") && l.contains(&label)
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_in_a_large_group_costs_one_recount_and_tells_each_reader() {
+    const PARTICIPANTS: usize = 60;
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |_| {}).await;
+    let alice = common::unique_user("alice");
+    let others: Vec<String> = (0..PARTICIPANTS - 1)
+        .map(|i| common::unique_user(&format!("member{i}")))
+        .collect();
+    let (bob, carol) = (&others[0], &others[1]);
+    let mut d = Driver::start().await;
+    let (status, body) = d
+        .http(
+            "POST",
+            &format!("{}/api/v1/conversations", node.url()),
+            &token(&alice),
+            Some(json!({"participantIds": others})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let conversation = body["id"].as_str().expect("an id").to_owned();
+    d.connect("alice", &node.url(), &token(&alice)).await;
+    d.connect("bob", &node.url(), &token(bob)).await;
+    d.connect("carol", &node.url(), &token(carol)).await;
+    let mut sent = Vec::new();
+    for text in ["doomed", "kept"] {
+        let ack = d
+            .emit(
+                "alice",
+                "send-message",
+                json!({"conversationId": conversation, "content": text}),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        sent.push(ack["data"]["id"].as_str().expect("a message id").to_owned());
+    }
+    // Carol has read the first message: the delete changes bob's count only.
+    let ack = d
+        .emit("carol", "mark-as-read", json!({"messageId": sent[0]}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    d.wait(
+        "bob",
+        "unread-count-updated",
+        json!({"totalUnread": 2}),
+        EVENT,
+    )
+    .await;
+    // Carol's updates come in order: after each send, then after her read.
+    d.wait(
+        "carol",
+        "unread-count-updated",
+        json!({"totalUnread": 2}),
+        EVENT,
+    )
+    .await;
+    d.wait(
+        "carol",
+        "unread-count-updated",
+        json!({"totalUnread": 1}),
+        EVENT,
+    )
+    .await;
+    let recounts_before = store_calls(&mut d, &node, "unread_counts").await;
+    let grouped_before = store_calls(&mut d, &node, "unread_in_conversation").await;
+
+    let (status, body) = d
+        .http(
+            "DELETE",
+            &format!("{}/api/v1/messages/{}", node.url(), sent[0]),
+            &token(&alice),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let update = d
+        .wait(
+            "bob",
+            "unread-count-updated",
+            json!({"totalUnread": 1, "conversationId": conversation, "conversationUnread": 1}),
+            EVENT,
+        )
+        .await;
+    assert_eq!(update["totalUnread"], 1, "{update}");
+    let update = d
+        .wait(
+            "carol",
+            "unread-count-updated",
+            json!({"conversationId": conversation, "conversationUnread": 1}),
+            EVENT,
+        )
+        .await;
+    assert_eq!(
+        update["totalUnread"], 1,
+        "carol's count is unchanged: {update}"
+    );
+
+    assert_eq!(
+        store_calls(&mut d, &node, "unread_in_conversation").await - grouped_before,
+        1.0,
+        "one grouped recount for the conversation"
+    );
+    assert_eq!(
+        store_calls(&mut d, &node, "unread_counts").await - recounts_before,
+        0.0,
+        "no per-participant recount of all their conversations ({} participants)",
+        PARTICIPANTS - 1
+    );
+    db.drop_database().await;
+}

@@ -289,6 +289,45 @@ mod contract {
         assert_eq!(again.unread, vec![(bob, Some((3, 3)))]);
     }
 
+    pub async fn a_conversation_count_is_set_on_present_counters_only(e: Arc<dyn Ephemeral>) {
+        let (c, other) = (ConversationId::new_random(), ConversationId::new_random());
+        let (alice, bob, cat) = (user("alice"), user("bob"), user("cat"));
+        e.replace_unread(&alice, &HashMap::from([(c, 3), (other, 2)]))
+            .await
+            .unwrap();
+        e.replace_unread(&bob, &HashMap::from([(c, 1)]))
+            .await
+            .unwrap();
+        let changes = e
+            .set_conversation_unread(c, &[(alice.clone(), 2), (bob.clone(), 0), (cat.clone(), 4)])
+            .await
+            .unwrap();
+        assert_eq!(
+            changes,
+            vec![
+                (alice.clone(), Some((2, 4))),
+                (bob.clone(), Some((0, 0))),
+                (cat.clone(), None)
+            ]
+        );
+        assert_eq!(
+            e.unread(&alice).await.unwrap(),
+            Some(HashMap::from([(c, 2), (other, 2)])),
+            "other conversations kept"
+        );
+        assert_eq!(
+            e.unread(&bob).await.unwrap(),
+            Some(HashMap::new()),
+            "present with nothing unread, not missing"
+        );
+        assert_eq!(
+            e.unread(&cat).await.unwrap(),
+            None,
+            "missing counters are not created"
+        );
+        assert!(e.set_conversation_unread(c, &[]).await.unwrap().is_empty());
+    }
+
     /// Concurrent sends (which Redis takes as one batch) spend a bucket
     /// token by token, whoever's they are.
     pub async fn concurrent_sends_spend_each_token_once(e: Arc<dyn Ephemeral>) {
@@ -426,6 +465,7 @@ macro_rules! every_case {
             concurrent_sweeps_announce_each_expiry_once,
             a_committed_message_ends_typing_and_counts_unread_at_once,
             unread_counters_count_only_once_present,
+            a_conversation_count_is_set_on_present_counters_only,
             sends_beyond_the_burst_are_refused,
             concurrent_sends_spend_each_token_once,
             concurrent_commits_count_every_message,

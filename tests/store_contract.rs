@@ -949,6 +949,79 @@ mod contract {
         );
     }
 
+    pub async fn unread_in_conversation_counts_every_participant(store: Arc<dyn Store>) {
+        let group = create(&store, &["alice", "bob", "carol"]).await;
+        let elsewhere = create(&store, &["alice", "bob"]).await;
+        let a1 = send(&store, group.id, "alice", "1").await;
+        let a2 = send(&store, group.id, "alice", "2").await;
+        send(&store, group.id, "bob", "3").await;
+        send(&store, elsewhere.id, "bob", "not this conversation").await;
+        store
+            .advance_read_cursor(group.id, &user("carol"), a1.id, now_millis())
+            .await
+            .expect("read");
+        let sorted = |mut v: Vec<(UserId, u64)>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(
+                store
+                    .unread_in_conversation(group.id)
+                    .await
+                    .expect("counts")
+            ),
+            vec![(user("alice"), 1), (user("bob"), 2), (user("carol"), 2)],
+            "own messages and read ones not counted, other conversations ignored"
+        );
+        store
+            .soft_delete_message(a2.id, now_millis())
+            .await
+            .expect("delete");
+        let after = sorted(
+            store
+                .unread_in_conversation(group.id)
+                .await
+                .expect("counts"),
+        );
+        assert_eq!(
+            after,
+            vec![(user("alice"), 1), (user("bob"), 1), (user("carol"), 1)],
+            "a deleted message is not counted"
+        );
+        for (who, n) in &after {
+            assert_eq!(
+                store
+                    .unread_counts(who)
+                    .await
+                    .expect("counts")
+                    .get(&group.id)
+                    .copied()
+                    .unwrap_or(0),
+                *n,
+                "{who}: as unread_counts counts"
+            );
+        }
+        let quiet = create(&store, &["dave", "erin"]).await;
+        assert_eq!(
+            sorted(
+                store
+                    .unread_in_conversation(quiet.id)
+                    .await
+                    .expect("counts")
+            ),
+            vec![(user("dave"), 0), (user("erin"), 0)],
+            "zeros included"
+        );
+        assert!(
+            store
+                .unread_in_conversation(ConversationId::new_random())
+                .await
+                .expect("counts")
+                .is_empty()
+        );
+    }
+
     pub async fn conversation_list_orders_by_activity_and_pages_each_once(store: Arc<dyn Store>) {
         let t0 = now_millis();
         let mut made = Vec::new();
@@ -1149,6 +1222,7 @@ contract_tests!(
     concurrent_cursor_advances_end_at_the_newest,
     latest_message_id_ignores_deleted_messages,
     unread_counts_are_later_messages_from_others,
+    unread_in_conversation_counts_every_participant,
     conversation_list_orders_by_activity_and_pages_each_once,
     conversation_list_carries_unread_count_and_last_message,
     contacts_are_everyone_sharing_a_conversation,

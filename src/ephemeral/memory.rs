@@ -8,7 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadCounts,
+    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadChanges,
+    UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
@@ -310,6 +311,28 @@ impl Ephemeral for MemoryEphemeral {
             .collect();
         state.unread.insert(user.clone(), kept);
         Ok(())
+    }
+
+    async fn set_conversation_unread(
+        &self,
+        conversation: ConversationId,
+        counts: &[(UserId, u64)],
+    ) -> Result<UnreadChanges, EphemeralError> {
+        let mut state = self.state();
+        Ok(counts
+            .iter()
+            .map(|(user, n)| {
+                let changed = state.unread.get_mut(user).map(|mut counts| {
+                    if *n > 0 {
+                        counts.insert(conversation, *n);
+                    } else {
+                        counts.remove(&conversation);
+                    }
+                    (*n, counts.values().sum())
+                });
+                (user.clone(), changed)
+            })
+            .collect())
     }
 
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {

@@ -59,8 +59,12 @@ pub struct MessageCommitted {
     pub sender_was_typing: bool,
     /// Per recipient: `Some((conversation count, total))`, or `None` when the
     /// recipient's counters are missing (rebuild them from the store).
-    pub unread: Vec<(UserId, Option<(u64, u64)>)>,
+    pub unread: UnreadChanges,
 }
+
+/// Per user: `Some((conversation count, total))` after a change to one
+/// conversation's count, or `None` when the user's counters are missing.
+pub type UnreadChanges = Vec<(UserId, Option<(u64, u64)>)>;
 
 /// Per-conversation unread counts of one user (zero entries may be absent).
 pub type UnreadCounts = HashMap<ConversationId, u64>;
@@ -191,6 +195,17 @@ pub trait Ephemeral: Send + Sync + 'static {
         user: &UserId,
         counts: &UnreadCounts,
     ) -> Result<(), EphemeralError>;
+
+    /// Sets one conversation's count in each listed user's counters, in one
+    /// round trip (after a delete, with counts from the store). Only present
+    /// counters change; a user's entry is `Some((conversation count, total))`,
+    /// or `None` when that user's counters are missing — they stay missing and
+    /// are rebuilt from the store when next needed.
+    async fn set_conversation_unread(
+        &self,
+        conversation: ConversationId,
+        counts: &[(UserId, u64)],
+    ) -> Result<UnreadChanges, EphemeralError>;
 
     /// A user's counters, or `None` when missing.
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument as _;
 
 use super::{
-    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadCounts,
+    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadChanges,
+    UnreadCounts,
 };
 use crate::domain::{ConversationId, UserId};
 use crate::instruments;
@@ -191,6 +192,18 @@ impl Ephemeral for ObservedEphemeral {
     ) -> Result<(), EphemeralError> {
         self.observe("replace_unread", self.inner.replace_unread(user, counts))
             .await
+    }
+
+    async fn set_conversation_unread(
+        &self,
+        conversation: ConversationId,
+        counts: &[(UserId, u64)],
+    ) -> Result<UnreadChanges, EphemeralError> {
+        self.observe(
+            "set_conversation_unread",
+            self.inner.set_conversation_unread(conversation, counts),
+        )
+        .await
     }
 
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {

@@ -29,7 +29,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::coalesce::Coalescer;
 use super::{
-    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadCounts,
+    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadChanges,
+    UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
@@ -281,23 +282,9 @@ impl Redis {
             }
             let (counts, tail) = tail.split_at(n);
             rest = tail;
-            let unread = c
-                .recipients
-                .into_iter()
-                .zip(counts.chunks_exact(2))
-                .map(|(user, pair)| {
-                    let count = pair.first().and_then(Value::as_i64);
-                    let total = pair.get(1).and_then(Value::as_i64);
-                    let counts = match (count, total) {
-                        (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
-                        _ => None,
-                    };
-                    (user, counts)
-                })
-                .collect();
             out.push(MessageCommitted {
                 sender_was_typing: was_typing.as_i64() == Some(1),
-                unread,
+                unread: unread_changes(c.recipients, counts),
             });
         }
         if !rest.is_empty() {
@@ -710,6 +697,35 @@ impl Ephemeral for RedisEphemeral {
             .await
     }
 
+    async fn set_conversation_unread(
+        &self,
+        conversation: ConversationId,
+        counts: &[(UserId, u64)],
+    ) -> Result<UnreadChanges, EphemeralError> {
+        const OP: &str = "set_conversation_unread";
+        if counts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = counts
+            .iter()
+            .map(|(u, _)| self.redis.keys.unread(u))
+            .collect();
+        let mut args: Vec<Value> = Vec::with_capacity(counts.len() + 1);
+        args.push(conversation.to_string().into());
+        args.extend(counts.iter().map(|(_, n)| n.to_string().into()));
+        let reply: Vec<Value> = self
+            .redis
+            .eval(OP, &self.redis.scripts.set_conversation_unread, keys, args)
+            .await?;
+        if reply.len() != counts.len() * 2 {
+            return Err(unexpected(OP));
+        }
+        Ok(unread_changes(
+            counts.iter().map(|(u, _)| u.clone()),
+            &reply,
+        ))
+    }
+
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
         let fields: HashMap<String, String> = self
             .redis
@@ -731,6 +747,24 @@ impl Ephemeral for RedisEphemeral {
                 .collect(),
         ))
     }
+}
+
+/// Pairs each user with its `count, total` from a script's reply (`-1, -1`
+/// for missing counters: `None`).
+fn unread_changes(users: impl IntoIterator<Item = UserId>, reply: &[Value]) -> UnreadChanges {
+    users
+        .into_iter()
+        .zip(reply.chunks_exact(2))
+        .map(|(user, pair)| {
+            let count = pair.first().and_then(Value::as_i64);
+            let total = pair.get(1).and_then(Value::as_i64);
+            let counts = match (count, total) {
+                (Some(c), Some(t)) => u64::try_from(c).ok().zip(u64::try_from(t).ok()),
+                _ => None,
+            };
+            (user, counts)
+        })
+        .collect()
 }
 
 /// Key names, `{prefix}{name}`. The Lua scripts that derive keys from stored
@@ -865,6 +899,7 @@ scripts!(
     take_expired_typing,
     message_committed,
     replace_unread,
+    set_conversation_unread,
     try_acquire_send,
 );
 

@@ -204,38 +204,69 @@ impl Messaging {
         let updated = effects.unread;
         for (user, counts) in updated {
             match counts {
-                Some((in_conversation, total)) => {
-                    let update = UnreadUpdate {
-                        total_unread: total,
-                        conversation_id: Some(conversation),
-                        conversation_unread: Some(in_conversation),
-                    };
-                    self.emit(
-                        Audience::room(rooms::user(&user)),
-                        ev::UNREAD_COUNT_UPDATED,
-                        &update,
-                    )
-                    .await;
-                }
+                Some(counts) => self.tell_unread(&user, conversation, counts).await,
                 None => self.refresh_unread(&user, Some(conversation)).await,
             }
         }
     }
 
-    /// Recounts the unread of every participant but `except` (after a delete).
-    pub(super) async fn recount_unread_of_others(
+    /// After a delete: recounts the conversation's unread for every
+    /// participant but `except` in one store query, sets them on the
+    /// maintained counters in one ephemeral round trip, and tells each
+    /// participant whose counters are present. The cost does not grow with
+    /// the participants' other conversations, nor by a round trip per
+    /// participant; missing counters stay missing (rebuilt when next needed).
+    pub(super) async fn recount_conversation_unread(
         &self,
         conversation: ConversationId,
         except: &UserId,
     ) {
-        match self.store().participants(conversation).await {
-            Ok(participants) => {
-                for p in participants.iter().filter(|p| *p != except) {
-                    self.refresh_unread(p, Some(conversation)).await;
-                }
+        let counts = match self.store().unread_in_conversation(conversation).await {
+            Ok(mut counts) => {
+                counts.retain(|(user, _)| user != except);
+                counts
             }
-            Err(e) => warn!(error = %e, "participants unavailable; unread counters not refreshed"),
+            Err(e) => {
+                warn!(error = %e, "unread recount failed");
+                return;
+            }
+        };
+        let changes = match self
+            .ephemeral()
+            .set_conversation_unread(conversation, &counts)
+            .await
+        {
+            Ok(changes) => changes,
+            Err(e) => {
+                warn!(error = %e, "unread counters not refreshed");
+                return;
+            }
+        };
+        for (user, counts) in changes {
+            if let Some(counts) = counts {
+                self.tell_unread(&user, conversation, counts).await;
+            }
         }
+    }
+
+    /// Tells all of a user's devices one conversation's count and the total.
+    async fn tell_unread(
+        &self,
+        user: &UserId,
+        conversation: ConversationId,
+        (in_conversation, total): (u64, u64),
+    ) {
+        let update = UnreadUpdate {
+            total_unread: total,
+            conversation_id: Some(conversation),
+            conversation_unread: Some(in_conversation),
+        };
+        self.emit(
+            Audience::room(rooms::user(user)),
+            ev::UNREAD_COUNT_UPDATED,
+            &update,
+        )
+        .await;
     }
 
     /// Recounts one user's unread from the store, stores the counters and

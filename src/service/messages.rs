@@ -135,7 +135,7 @@ impl Messaging {
         };
         self.emit(Audience::room(room), ev::MESSAGE_DELETED, &deleted)
             .await;
-        self.recount_unread_of_others(message.conversation_id, &user.id)
+        self.recount_conversation_unread(message.conversation_id, &user.id)
             .await;
         Ok(())
     }

@@ -302,6 +302,13 @@ impl Store for GroupCommit {
         self.inner.unread_counts(user).await
     }
 
+    async fn unread_in_conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.inner.unread_in_conversation(conversation).await
+    }
+
     async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
         self.inner.contacts(user).await
     }

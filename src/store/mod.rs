@@ -289,6 +289,14 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
     ) -> Result<HashMap<ConversationId, u64>, StoreError>;
 
+    /// Every participant's unread count in one conversation, counted as
+    /// `unread_counts` counts (zeros included): what a delete changes, in
+    /// one query however many participants there are.
+    async fn unread_in_conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<(UserId, u64)>, StoreError>;
+
     /// Every user who shares at least one conversation with `user` (not `user` itself).
     async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
 }

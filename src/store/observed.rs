@@ -241,6 +241,17 @@ impl Store for ObservedStore {
             .await
     }
 
+    async fn unread_in_conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.observe(
+            "unread_in_conversation",
+            self.inner.unread_in_conversation(conversation),
+        )
+        .await
+    }
+
     async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
         self.observe("contacts", self.inner.contacts(user)).await
     }

@@ -723,6 +723,30 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn unread_in_conversation(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<(UserId, u64)>, StoreError> {
+        const OP: &str = "unread_in_conversation";
+        // The left join keeps participants with nothing unread (count 0).
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT p.user_id, count(m.id) \
+             FROM conversation_participants p \
+             LEFT JOIN messages m ON m.conversation_id = p.conversation_id \
+               AND m.deleted_at IS NULL AND m.sender_id <> p.user_id \
+               AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+             WHERE p.conversation_id = ?1 \
+             GROUP BY p.user_id",
+        )
+        .bind(text(conversation.as_uuid()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        rows.iter()
+            .map(|(user, n)| Ok((user_id(OP, user)?, count(OP, *n)?)))
+            .collect()
+    }
+
     async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
         const OP: &str = "contacts";
         let rows: Vec<String> = sqlx::query_scalar(
