@@ -332,6 +332,84 @@ async fn handshakes_are_budgeted_per_client_address() {
     db.drop_database().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_and_oversized_payloads_hurt_only_their_sender() {
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |c| c.max_frame_bytes = 64 * 1024).await;
+    let [mallory, bob, carol] = ["mallory", "bob", "carol"].map(common::unique_user);
+    let (mut hostile, mut bystander) = (Driver::start().await, Driver::start().await);
+    // Mallory is a participant: what stops the payloads is their shape.
+    let (status, body) = bystander
+        .http(
+            "POST",
+            &format!("{}/api/v1/conversations", node.url()),
+            &token(&bob),
+            Some(json!({"participantIds": [carol, mallory]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let conversation = body["id"].as_str().expect("an id").to_owned();
+    hostile
+        .connect("mallory", &node.url(), &token(&mallory))
+        .await;
+    bystander.connect("bob", &node.url(), &token(&bob)).await;
+
+    // 1,000 levels of nesting, far past serde_json's limit of 128. Sent as
+    // JSON text (`payloadJson`): a `Value` this deep would overflow this
+    // test's own stack when printed, and socket.io-client's recursive encoder
+    // overflows its JS stack a little past 1,000 levels, so no browser can
+    // send more. `tests/fuzz.rs` sends 20,000 levels in a raw frame.
+    let nested = format!(
+        r#"{{"conversationId":"{conversation}","content":{}"deep"{}}}"#,
+        "[".repeat(1000),
+        "]".repeat(1000)
+    );
+    let answer = hostile
+        .call(json!({"op": "emit", "name": "mallory", "event": "send-message", "payloadJson": nested, "timeoutMs": 2000}))
+        .await;
+    assert_eq!(answer["ack"]["ok"], false, "{answer}");
+    assert_eq!(answer["ack"]["error"]["code"], "VALIDATION", "{answer}");
+
+    // A frame past `max_frame_bytes` ends the sender's connection before
+    // anything is parsed.
+    let oversized =
+        json!({"conversationId": conversation, "content": "x".repeat(100 * 1024)}).to_string();
+    let answer = hostile
+        .call(json!({"op": "emit", "name": "mallory", "event": "send-message", "payloadJson": oversized, "timeoutMs": 2000}))
+        .await;
+    assert_eq!(
+        answer["error"], "socket has been disconnected",
+        "an oversized frame drops the connection: {answer}"
+    );
+
+    let ack = bystander
+        .emit(
+            "bob",
+            "send-message",
+            json!({"conversationId": conversation, "content": "unbothered"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(node.get_status("/readyz").await, Some(200));
+    let (_, history) = bystander
+        .http(
+            "GET",
+            &format!(
+                "{}/api/v1/conversations/{conversation}/messages",
+                node.url()
+            ),
+            &token(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        history["messages"].as_array().map(Vec::len),
+        Some(1),
+        "only the bystander's message is stored: {history}"
+    );
+    db.drop_database().await;
+}
+
 /// Store calls made so far for one operation (`/metrics`, every outcome).
 async fn store_calls(d: &mut Driver, node: &TestNode, op: &str) -> f64 {
     let (_, body) = d

@@ -233,9 +233,14 @@ impl Raw {
 
     /// Emits with an ack id; returns the ack's argument.
     async fn emit(&mut self, event: &str, payload: &Value) -> Value {
+        self.emit_text(event, &payload.to_string()).await
+    }
+
+    /// `emit` with the payload as JSON text, sent as is.
+    async fn emit_text(&mut self, event: &str, payload: &str) -> Value {
         self.next += 1;
         let id = self.next;
-        self.send(format!("42/messaging,{id}{}", json!([event, payload])))
+        self.send(format!("42/messaging,{id}[{},{payload}]", json!(event)))
             .await;
         let ack = self.expect_prefix(&format!("43/messaging,{id}[")).await;
         let args: Value = serde_json::from_str(&ack[format!("43/messaging,{id}").len()..])
@@ -287,6 +292,24 @@ async fn arbitrary_payloads_on_every_event_and_route_are_answered_without_a_pani
                     .is_some_and(|c| c != "INTERNAL");
             assert!(answered, "{event} {payload}: {ack}");
         }
+    }
+
+    // Nesting far past serde_json's recursion limit (128), which a client
+    // library would not even encode: refused, not a stack overflow.
+    let deep = format!("{}0{}", "[".repeat(20_000), "]".repeat(20_000));
+    let deep_object = format!(r#"{{"conversationId":"{conversation_id}","content":{deep}}}"#);
+    for event in EVENTS {
+        for payload in [&deep, &deep_object] {
+            let ack = raw.emit_text(event, payload).await;
+            assert_eq!(ack["error"]["code"], "VALIDATION", "{event}: {ack}");
+        }
+    }
+    for path in [
+        "/api/v1/conversations".to_owned(),
+        format!("/api/v1/conversations/{conversation_id}/messages"),
+    ] {
+        let status = http.request("POST", &path, &deep_object).await;
+        assert!((400..500).contains(&status), "POST {path}: {status}");
     }
 
     for payload in &payloads {

@@ -8,6 +8,8 @@
 //   {id, op:"connect", name, url, token, transports?, headers?}
 //                                                        -> {id, ok:true, sid} | {id, error}
 //   {id, op:"emit", name, event, payload, timeoutMs?}   -> {id, ack}            | {id, error}
+//        (or `payloadJson`: the payload as JSON text, for shapes the Rust side would
+//        rather not build, such as thousands of nesting levels)
 //   {id, op:"burst", name, event, payload, count, timeoutMs?}
 //        emits `count` events at once, without waiting between them, then waits for
 //        every ack -> {id, outcomes: {ok: n, RATE_LIMITED: m, ..., noAck: k}}
@@ -91,7 +93,8 @@ async function handle(cmd) {
     const entry = sockets.get(name);
     if (!entry) return reply({ id, error: `no socket named ${name}` });
     if (op === 'emit') {
-      const ack = await entry.socket.timeout(cmd.timeoutMs ?? 5000).emitWithAck(cmd.event, cmd.payload);
+      const payload = cmd.payloadJson === undefined ? cmd.payload : JSON.parse(cmd.payloadJson);
+      const ack = await entry.socket.timeout(cmd.timeoutMs ?? 5000).emitWithAck(cmd.event, payload);
       return reply({ id, ack });
     }
     if (op === 'burst') {
