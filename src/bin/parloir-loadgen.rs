@@ -41,7 +41,7 @@ const GRACE: Duration = Duration::from_secs(5);
 /// ephemeral port range allows ~28k per source address).
 const SOCKETS_PER_SOURCE: usize = 20_000;
 const MAX_SOCKETS: usize = 60_000;
-const MAX_DURATION_SECS: f64 = 120.0;
+const MAX_DURATION_SECS: f64 = 3600.0;
 const MAX_MESSAGES: u64 = 5_000_000;
 
 #[derive(Parser, Debug)]
