@@ -317,7 +317,12 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         authenticator: deps.authenticator,
         readiness: readiness.clone(),
         cluster: matches!(config.shared, SharedState::Redis(_)),
-        metrics: crate::instruments::install(),
+        metrics: crate::instruments::install().inspect(|_| {
+            crate::instruments::expose_families(
+                &crate::gateway::HandshakeRefusal::OUTCOMES,
+                &crate::protocol::ev::FROM_CLIENT,
+            )
+        }),
         budget,
         adapter_stats: deps.adapter_stats,
         dev_signing_secret: match (&config.jwt.key, config.dev_mode) {

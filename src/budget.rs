@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Budgets;
 use crate::domain::UserId;
+use crate::instruments::Refusal;
 
 /// Keyed buckets beyond which idle ones are forgotten (the maps stay bounded).
 const MAX_TRACKED_KEYS: usize = 100_000;
@@ -60,13 +61,13 @@ impl SocketBudget {
 
     /// Admits one event: a permit to hold while it is handled, or why not
     /// (the reason label of `parloir_refusals_total`).
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, &'static str> {
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
         let permit = self
             .in_flight
             .clone()
             .try_acquire_owned()
-            .map_err(|_| "events_in_flight")?;
-        self.rate.check().map_err(|_| "event_rate")?;
+            .map_err(|_| Refusal::EventsInFlight)?;
+        self.rate.check().map_err(|_| Refusal::EventRate)?;
         Ok(permit)
     }
 }
@@ -201,9 +202,9 @@ mod tests {
         let budget = SocketBudget::new(&budgets);
         let first = budget.admit().expect("within the budget");
         let second = budget.admit().expect("within the budget");
-        assert_eq!(budget.admit().unwrap_err(), "events_in_flight");
+        assert_eq!(budget.admit().unwrap_err(), Refusal::EventsInFlight);
         drop((first, second));
         assert!(budget.admit().is_ok(), "the third token of the burst");
-        assert_eq!(budget.admit().unwrap_err(), "event_rate");
+        assert_eq!(budget.admit().unwrap_err(), Refusal::EventRate);
     }
 }

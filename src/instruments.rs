@@ -44,6 +44,62 @@ const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// Why a node refused work: the `reason` of `parloir_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    SendRate,
+    CreateRate,
+    EventRate,
+    EventsInFlight,
+    HttpRate,
+    HandshakeRate,
+    SocketsPerUser,
+}
+
+impl Refusal {
+    pub const ALL: [Self; 7] = [
+        Self::SendRate,
+        Self::CreateRate,
+        Self::EventRate,
+        Self::EventsInFlight,
+        Self::HttpRate,
+        Self::HandshakeRate,
+        Self::SocketsPerUser,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::SendRate => "send_rate",
+            Self::CreateRate => "create_rate",
+            Self::EventRate => "event_rate",
+            Self::EventsInFlight => "events_in_flight",
+            Self::HttpRate => "http_rate",
+            Self::HandshakeRate => "handshake_rate",
+            Self::SocketsPerUser => "sockets_per_user",
+        }
+    }
+}
+
+/// How a store operation failed: the `kind` of `parloir_store_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The store could not be reached in time; nothing was written.
+    Unavailable,
+    /// The store answered with an error or data this node cannot read.
+    Query,
+}
+
+impl StoreFailure {
+    pub const ALL: [Self; 2] = [Self::Unavailable, Self::Query];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Query => "query",
+        }
+    }
+}
+
 /// Installs the process-wide Prometheus recorder (once; later calls return
 /// the same handle). `None` if another recorder was installed first.
 pub fn install() -> Option<PrometheusHandle> {
@@ -78,6 +134,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// 64 → 142 MB in five minutes at 3,000 msg/s). One thread per process does
 /// the upkeep, whatever runtime comes and goes.
 fn keep_up(handle: PrometheusHandle) {
+    #[allow(clippy::disallowed_methods)] // its own OS thread, outside every runtime
     let spawned = std::thread::Builder::new()
         .name("metrics-upkeep".into())
         .spawn(move || {
@@ -128,8 +185,7 @@ fn describe() {
     describe_gauge!(DRAINING, "1 once the node drains after SIGTERM");
     describe_counter!(
         REFUSALS,
-        "client requests refused for exceeding a budget, by reason (send_rate, create_rate, \
-         event_rate, events_in_flight, http_rate, handshake_rate, sockets_per_user)"
+        "client requests refused for exceeding a budget, by reason"
     );
     describe_counter!(
         ADAPTER_PUBLISHED,
@@ -159,6 +215,41 @@ fn describe() {
         ADAPTER_ROOMS,
         "rooms this node is subscribed to (rooms it holds a socket in)"
     );
+}
+
+/// Registers every family whose series are known in advance, at zero, so
+/// that a node is visible from its first scrape: dashboards and `absent()`
+/// alerts otherwise see nothing until traffic arrives. Counters and gauges
+/// only get `+ 0`, so a second node in the same process (tests) changes
+/// nothing. HTTP families appear with the first request (their routes and
+/// statuses are not known before); `parloir_redis_up` is set by the first
+/// heartbeat in cluster mode and absent in embedded mode, where there is no
+/// Redis; the adapter's families are copied in at each scrape.
+pub fn expose_families(handshake_outcomes: &[&'static str], client_events: &[&'static str]) {
+    gauge!(SOCKETS_CONNECTED).increment(0.0);
+    gauge!(DRAINING).increment(0.0);
+    for counter in [
+        MESSAGES_STORED,
+        SHARED_STATE_ERRORS,
+        BROADCAST_FAILURES,
+        SENDS_SHED,
+    ] {
+        counter!(counter).increment(0);
+    }
+    for outcome in handshake_outcomes {
+        counter!(HANDSHAKES, "outcome" => *outcome).increment(0);
+    }
+    for event in client_events {
+        counter!(EVENTS, "event" => *event, "outcome" => "ok").increment(0);
+        // Registered without a sample: rendered with empty buckets.
+        let _ = histogram!(EVENT_SECONDS, "event" => *event);
+    }
+    for reason in Refusal::ALL {
+        counter!(REFUSALS, "reason" => reason.label()).increment(0);
+    }
+    for kind in StoreFailure::ALL {
+        counter!(STORE_ERRORS, "kind" => kind.label()).increment(0);
+    }
 }
 
 /// Copies the Socket.IO adapter's counters into the exported metrics (at
@@ -200,8 +291,8 @@ pub fn message_stored() {
 }
 
 /// A request refused because its client is past a budget.
-pub fn refusal(reason: &'static str) {
-    counter!(REFUSALS, "reason" => reason).increment(1);
+pub fn refusal(reason: Refusal) {
+    counter!(REFUSALS, "reason" => reason.label()).increment(1);
 }
 
 pub fn send_shed() {
@@ -212,8 +303,8 @@ pub fn insert_batch(size: usize) {
     histogram!(INSERT_BATCH_SIZE).record(size as f64);
 }
 
-pub fn store_error(kind: &'static str) {
-    counter!(STORE_ERRORS, "kind" => kind).increment(1);
+pub fn store_error(kind: StoreFailure) {
+    counter!(STORE_ERRORS, "kind" => kind.label()).increment(1);
 }
 
 pub fn store_call(op: &'static str, outcome: &'static str, elapsed: Duration) {

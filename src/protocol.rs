@@ -19,6 +19,18 @@ pub mod ev {
     pub const USER_STOPPED_TYPING: &str = "user-stopped-typing";
     pub const GET_PRESENCE: &str = "get-presence";
 
+    /// Every event a client may send.
+    pub const FROM_CLIENT: [&str; 8] = [
+        JOIN_CONVERSATION,
+        LEAVE_CONVERSATION,
+        SEND_MESSAGE,
+        MARK_AS_READ,
+        MARK_CONVERSATION_AS_READ,
+        USER_TYPING,
+        USER_STOPPED_TYPING,
+        GET_PRESENCE,
+    ];
+
     pub const NEW_MESSAGE: &str = "new-message";
     pub const CONVERSATION_HISTORY: &str = "conversation-history";
     pub const MESSAGE_READ: &str = "message-read";

@@ -117,3 +117,62 @@ async fn counters_move_with_traffic() {
     assert!(after.contains(r#"parloir_shared_state_call_duration_seconds_count{op="try_acquire_send",outcome="ok"}"#), "{after}");
     node.shutdown().await.expect("the node drains");
 }
+
+/// Prometheus users expect a node to be visible from its first scrape:
+/// dashboards and `absent()` alerts see nothing of a family until it has a
+/// series. Every family the README lists whose series are known in advance
+/// is exposed at zero before any traffic, with each budget's refusal reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_known_family_is_exposed_before_any_traffic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = TestNode::spawn(Config::for_tests(
+        StoreConfig::Sqlite {
+            path: dir.path().join("m.db"),
+        },
+        SECRET,
+    ))
+    .await;
+    let first = curl(&[&format!("{}/metrics", node.url())]).await;
+    let exposed = |series: &str| {
+        first.lines().any(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+    };
+    for series in [
+        "parloir_sockets_connected",
+        "parloir_draining",
+        "parloir_messages_stored_total",
+        "parloir_sends_shed_total",
+        "parloir_shared_state_errors_total",
+        "parloir_broadcast_failures_total",
+        r#"parloir_handshakes_total{outcome="ok"}"#,
+        r#"parloir_handshakes_total{outcome="unauthorized"}"#,
+        r#"parloir_handshakes_total{outcome="token_expired"}"#,
+        r#"parloir_handshakes_total{outcome="too_many_connections"}"#,
+        r#"parloir_handshakes_total{outcome="rate_limited"}"#,
+        r#"parloir_events_total{event="send-message",outcome="ok"}"#,
+        r#"parloir_events_total{event="get-presence",outcome="ok"}"#,
+        r#"parloir_event_duration_seconds_count{event="join-conversation"}"#,
+        r#"parloir_store_errors_total{kind="unavailable"}"#,
+        r#"parloir_store_errors_total{kind="query"}"#,
+        r#"parloir_refusals_total{reason="send_rate"}"#,
+        r#"parloir_refusals_total{reason="create_rate"}"#,
+        r#"parloir_refusals_total{reason="event_rate"}"#,
+        r#"parloir_refusals_total{reason="events_in_flight"}"#,
+        r#"parloir_refusals_total{reason="http_rate"}"#,
+        r#"parloir_refusals_total{reason="handshake_rate"}"#,
+        r#"parloir_refusals_total{reason="sockets_per_user"}"#,
+    ] {
+        assert!(
+            exposed(series),
+            "{series} is exposed before any traffic:\n{first}"
+        );
+        assert_eq!(sample(&first, series), 0.0, "{series} starts at zero");
+    }
+    assert!(
+        first.contains("# HELP parloir_refusals_total"),
+        "families are described: {first}"
+    );
+    node.shutdown().await.expect("the node drains");
+}

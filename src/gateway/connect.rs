@@ -14,7 +14,7 @@ use crate::auth::{AuthError, Authenticator, User, bearer};
 use crate::budget::{NodeBudget, SocketBudget};
 use crate::config::Budgets;
 use crate::fanout;
-use crate::instruments;
+use crate::instruments::{self, Refusal};
 use crate::protocol::{ErrorCode, ErrorEvent, ev, rooms};
 use crate::service::Messaging;
 
@@ -41,7 +41,16 @@ pub enum HandshakeRefusal {
 }
 
 impl HandshakeRefusal {
-    fn label(self) -> &'static str {
+    /// Every `outcome` of `parloir_handshakes_total`.
+    pub const OUTCOMES: [&'static str; 5] = [
+        "ok",
+        Self::Auth(AuthError::Unauthorized).label(),
+        Self::Auth(AuthError::Expired).label(),
+        Self::TooManyConnections.label(),
+        Self::RateLimited.label(),
+    ];
+
+    const fn label(self) -> &'static str {
         match self {
             Self::Auth(AuthError::Unauthorized) => "unauthorized",
             Self::Auth(AuthError::Expired) => "token_expired",
@@ -73,8 +82,8 @@ pub async fn authenticate<A: Adapter>(
             HandshakeRefusal::RateLimited | HandshakeRefusal::TooManyConnections
         ) {
             instruments::refusal(match refusal {
-                HandshakeRefusal::RateLimited => "handshake_rate",
-                _ => "sockets_per_user",
+                HandshakeRefusal::RateLimited => Refusal::HandshakeRate,
+                _ => Refusal::SocketsPerUser,
             });
         }
         Err(refusal)

@@ -24,7 +24,7 @@ impl FromRequestParts<HttpState> for Caller {
         let user = state.authenticator.verify(token)?;
         tracing::Span::current().record("user.id", tracing::field::display(&user.id));
         if !state.budget.admit_http(&user.id) {
-            crate::instruments::refusal("http_rate");
+            crate::instruments::refusal(crate::instruments::Refusal::HttpRate);
             return Err(ServiceError::RateLimited.into());
         }
         Ok(Caller(user))

@@ -55,7 +55,7 @@ impl Messaging {
         match self.ephemeral().try_acquire_create(&user.id).await {
             Ok(true) => {}
             Ok(false) => {
-                crate::instruments::refusal("create_rate");
+                crate::instruments::refusal(crate::instruments::Refusal::CreateRate);
                 return Err(ServiceError::RateLimited);
             }
             // Failing open, as for sends: a limiter outage must not stop conversations.

@@ -62,7 +62,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable { .. } => {
-                crate::instruments::store_error("unavailable");
+                crate::instruments::store_error(crate::instruments::StoreFailure::Unavailable);
                 Self::Unavailable(e)
             }
             StoreError::ClientMessageIdReused => Self::Validation(ValidationError::new(
@@ -70,7 +70,7 @@ impl From<StoreError> for ServiceError {
                 "was already used for another conversation",
             )),
             StoreError::Query { .. } | StoreError::Corrupt { .. } => {
-                crate::instruments::store_error("query");
+                crate::instruments::store_error(crate::instruments::StoreFailure::Query);
                 Self::Internal(Box::new(e))
             }
         }

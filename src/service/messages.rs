@@ -43,7 +43,7 @@ impl Messaging {
         match self.ephemeral().try_acquire_send(&user.id).await {
             Ok(true) => {}
             Ok(false) => {
-                crate::instruments::refusal("send_rate");
+                crate::instruments::refusal(crate::instruments::Refusal::SendRate);
                 return Err(ServiceError::RateLimited);
             }
             // Failing open: a limiter outage must not stop conversations.
