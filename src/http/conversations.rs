@@ -1,14 +1,15 @@
 //! `/api/v1/conversations…` and `/api/v1/unread`.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::auth::Caller;
+use super::extract::ConversationPath;
 use super::{ApiError, HttpState};
-use crate::domain::{Conversation, ConversationId, PageRequest};
+use crate::domain::{Conversation, PageRequest};
 use crate::service::{ConversationList, History, ReadReceipt, UnreadReport};
 use crate::store::Created;
 
@@ -32,16 +33,9 @@ pub struct HistoryQuery {
     pub after: Option<String>,
 }
 
-pub(super) fn conversation_id(
-    path: Result<Path<String>, PathRejection>,
-) -> Result<ConversationId, ApiError> {
-    let Path(raw) = path?;
-    Ok(ConversationId::parse("id", &raw)?)
-}
-
 /// Creates a conversation (201), or returns the existing one for the same pair (200).
 #[utoipa::path(post, path = "/api/v1/conversations", request_body = CreateConversation,
-    responses((status = 201, body = Conversation), (status = 200, body = Conversation), (status = 400, body = super::openapi::ErrorResponse)),
+    responses((status = 201, body = Conversation), (status = 200, body = Conversation), (status = 400, body = super::ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<HttpState>,
@@ -80,14 +74,13 @@ pub async fn list(
 
 /// A page of history, oldest first (same rules as `join-conversation`).
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", params(("id" = String, Path), HistoryQuery),
-    responses((status = 200, body = History), (status = 404, body = super::openapi::ErrorResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = History), (status = 404, body = super::ErrorResponse)), security(("bearer" = [])))]
 pub async fn history(
     State(state): State<HttpState>,
     Caller(user): Caller,
-    path: Result<Path<String>, PathRejection>,
+    ConversationPath(conversation): ConversationPath,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<History>, ApiError> {
-    let conversation = conversation_id(path)?;
     let Query(q) = query?;
     let page = PageRequest::parse(q.limit, q.before.as_deref(), q.after.as_deref())?;
     Ok(Json(
@@ -101,9 +94,8 @@ pub async fn history(
 pub async fn mark_read(
     State(state): State<HttpState>,
     Caller(user): Caller,
-    path: Result<Path<String>, PathRejection>,
+    ConversationPath(conversation): ConversationPath,
 ) -> Result<Json<ReadReceipt>, ApiError> {
-    let conversation = conversation_id(path)?;
     Ok(Json(
         state
             .service

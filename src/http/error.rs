@@ -21,8 +21,10 @@ pub enum ApiError {
     TooLarge,
 }
 
-#[derive(Serialize)]
-struct ErrorEnvelope {
+/// `{"error": {code, message}}`: every failed request's body, and its schema
+/// in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
     error: ErrorBody,
 }
 
@@ -105,7 +107,7 @@ impl IntoResponse for ApiError {
         tracing::Span::current().record("outcome", code.as_str());
         (
             status,
-            Json(ErrorEnvelope {
+            Json(ErrorResponse {
                 error: ErrorBody { code, message },
             }),
         )

@@ -1,15 +1,15 @@
 //! `POST /api/v1/conversations/{id}/messages` and `DELETE /api/v1/messages/{id}`.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::auth::Caller;
-use super::conversations::conversation_id;
+use super::extract::{ConversationPath, MessagePath};
 use super::{ApiError, HttpState};
-use crate::domain::{Attachment, Message, MessageId};
+use crate::domain::{Attachment, Message};
 use crate::protocol::SendMessage;
 
 /// The body of an HTTP send; the conversation comes from the path.
@@ -25,15 +25,14 @@ pub struct PostMessage {
 
 /// `send-message` over HTTP: same validation, idempotency and broadcasts.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", params(("id" = String, Path)), request_body = PostMessage,
-    responses((status = 201, body = Message), (status = 400, body = super::openapi::ErrorResponse), (status = 404, body = super::openapi::ErrorResponse), (status = 429, body = super::openapi::ErrorResponse)),
+    responses((status = 201, body = Message), (status = 400, body = super::ErrorResponse), (status = 404, body = super::ErrorResponse), (status = 429, body = super::ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn send(
     State(state): State<HttpState>,
     Caller(user): Caller,
-    path: Result<Path<String>, PathRejection>,
+    ConversationPath(conversation): ConversationPath,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let conversation = conversation_id(path)?;
     let Json(body) = body?;
     let payload = SendMessage {
         conversation_id: conversation.to_string(),
@@ -47,15 +46,13 @@ pub async fn send(
 
 /// The sender soft-deletes their message; the room gets `message-deleted`.
 #[utoipa::path(delete, path = "/api/v1/messages/{id}", params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = super::openapi::ErrorResponse), (status = 404, body = super::openapi::ErrorResponse)),
+    responses((status = 204), (status = 403, body = super::ErrorResponse), (status = 404, body = super::ErrorResponse)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<HttpState>,
     Caller(user): Caller,
-    path: Result<Path<String>, PathRejection>,
+    MessagePath(id): MessagePath,
 ) -> Result<StatusCode, ApiError> {
-    let Path(raw) = path?;
-    let id = MessageId::parse("id", &raw)?;
     state.service.delete_message(&user, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

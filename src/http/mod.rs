@@ -5,6 +5,7 @@ mod auth;
 mod conversations;
 mod devpage;
 mod error;
+mod extract;
 mod health;
 mod messages;
 mod openapi;
@@ -16,6 +17,7 @@ use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+use error::ErrorResponse;
 pub use health::Readiness;
 
 use crate::auth::Authenticator;
@@ -100,7 +102,7 @@ async fn count_request(req: Request, next: axum::middleware::Next) -> axum::resp
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let response = next.run(req).await;
     // Unmatched paths share one label so scanners cannot grow the label set.
     let route = route.unwrap_or_else(|| "unmatched".to_owned());

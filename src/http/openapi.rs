@@ -4,15 +4,6 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::protocol::ErrorBody;
-
-/// `{"error": {code, message}}`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // documentation only: the real envelope is built in `error.rs`
-pub struct ErrorResponse {
-    error: ErrorBody,
-}
-
 struct BearerAuth;
 
 impl Modify for BearerAuth {
