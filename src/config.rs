@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::Limits;
 
@@ -18,16 +18,16 @@ pub struct RawConfig {
     #[arg(long, env = "PARLOIR_BIND", default_value = "127.0.0.1:3000")]
     pub bind: String,
     /// Postgres URL. Unset: embedded SQLite under the data directory.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    pub database_url: Option<SecretString>,
     /// Directory for the SQLite file and the generated dev JWT secret.
     #[arg(long, env = "PARLOIR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Redis URL (cluster mode, with a Postgres DATABASE_URL): one Redis
     /// (`redis://`, `rediss://`) or a Redis Cluster
     /// (`redis-cluster://host:port?node=host:port&node=...`, `rediss-cluster://`).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
+    pub redis_url: Option<SecretString>,
     /// Redis connections in the pool used for presence, typing, counters and limits.
     #[arg(long, env = "PARLOIR_REDIS_POOL_SIZE", default_value_t = 4)]
     pub redis_pool_size: usize,
@@ -53,8 +53,8 @@ pub struct RawConfig {
     #[arg(long = "dev-mode", env = "PARLOIR_DEV_MODE", default_value_t = false, action = clap::ArgAction::Set)]
     pub dev_mode_anywhere: bool,
     /// HS256 secret (at least 32 bytes). Unset, and no public key: dev mode.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub jwt_secret: Option<SecretString>,
     /// PEM public key file for RS256 or ES256 tokens.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -309,10 +309,6 @@ pub enum ConfigError {
         "REDIS_URL: cluster mode needs a Postgres DATABASE_URL (several nodes cannot share a SQLite file)"
     )]
     RedisNeedsPostgres,
-    #[error(
-        "REDIS_URL: cluster mode is not available in this build yet (TODO(#5)); unset REDIS_URL"
-    )]
-    ClusterNotYetSupported,
 }
 
 fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -324,6 +320,12 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
 
 const MIN_HS256_SECRET_BYTES: usize = 32;
 
+/// Secrets are `SecretString` from the moment they are parsed, so that no
+/// `Debug` of the raw settings (or of a clap error) can print them.
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
+}
+
 impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let bind: SocketAddr = self
@@ -331,10 +333,11 @@ impl RawConfig {
             .parse()
             .map_err(|_| invalid("PARLOIR_BIND", "must be an address like 127.0.0.1:3000"))?;
         let store = match self.database_url {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                StoreConfig::Postgres {
-                    url: SecretString::from(url),
-                }
+            Some(url)
+                if url.expose_secret().starts_with("postgres://")
+                    || url.expose_secret().starts_with("postgresql://") =>
+            {
+                StoreConfig::Postgres { url }
             }
             Some(_) => {
                 return Err(invalid(
@@ -356,7 +359,10 @@ impl RawConfig {
                     "redis-cluster://",
                     "rediss-cluster://",
                 ];
-                if !SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+                if !SCHEMES
+                    .iter()
+                    .any(|scheme| url.expose_secret().starts_with(scheme))
+                {
                     return Err(invalid(
                         "REDIS_URL",
                         "must be a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL",
@@ -387,7 +393,7 @@ impl RawConfig {
                     ));
                 }
                 SharedState::Redis(RedisConfig {
-                    url: SecretString::from(url),
+                    url,
                     pool_size: self.redis_pool_size,
                     command_timeout: Duration::from_millis(self.redis_timeout_ms),
                     prefix: self.redis_prefix,
@@ -422,7 +428,7 @@ impl RawConfig {
                 ));
             }
             (Some(secret), None) => {
-                if secret.len() < MIN_HS256_SECRET_BYTES {
+                if secret.expose_secret().len() < MIN_HS256_SECRET_BYTES {
                     return Err(invalid("JWT_SECRET", "must be at least 32 bytes"));
                 }
                 match self.jwt_algorithm.as_deref() {
@@ -432,7 +438,7 @@ impl RawConfig {
                     }
                 }
                 JwtKey::Hs256 {
-                    secret: SecretString::from(secret),
+                    secret,
                     generated: false,
                 }
             }
@@ -743,6 +749,29 @@ mod tests {
             .expect("flags map")
             .raw
             .validate()
+    }
+
+    #[test]
+    fn raw_settings_never_print_their_secrets() {
+        use clap::{CommandFactory, FromArgMatches};
+        let argv = [
+            "parloir",
+            "--database-url",
+            "postgres://parloir:db-password-1@db/parloir",
+            "--redis-url",
+            "redis://:redis-password-2@redis:6379",
+            "--jwt-secret",
+            "jwt-secret-3-jwt-secret-3-jwt-secret-3",
+        ];
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None::<&'static str>))
+            .try_get_matches_from(argv)
+            .expect("flags parse");
+        let raw = Cli::from_arg_matches(&matches).expect("flags map").raw;
+        let printed = format!("{raw:?}");
+        for secret in ["db-password-1", "redis-password-2", "jwt-secret-3"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
     }
 
     #[test]

@@ -184,16 +184,6 @@ impl RedisEphemeral {
     pub fn key_prefix(&self) -> &str {
         &self.redis.keys.prefix
     }
-
-    /// The id under which this node's sockets and heartbeat are recorded.
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
-    /// Closes every connection of the pool (at shutdown); later calls fail.
-    pub async fn quit(&self) {
-        let _ = self.redis.pool.quit().await;
-    }
 }
 
 impl Redis {
