@@ -4,13 +4,14 @@
 //! per call, whatever the number of recipients.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SocketIo};
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::protocol::NAMESPACE;

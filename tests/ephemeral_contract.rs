@@ -6,6 +6,10 @@
 //! The Redis cases run on one Redis (`PARLOIR_TEST_REDIS_URL`) and on a Redis
 //! Cluster (`PARLOIR_TEST_REDIS_CLUSTER_URL`); each uses its own key prefix.
 
+// The cases are test bodies instantiated by a macro, not `#[test]` functions
+// themselves: each `unwrap` is an assertion that the call succeeds.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -41,7 +41,7 @@ impl RecordingFanout {
     fn count(&self, event: &str) -> usize {
         self.events
             .lock()
-            .unwrap()
+            .expect("no test thread panicked holding the lock")
             .iter()
             .filter(|(e, _, _)| *e == event)
             .count()
@@ -60,13 +60,13 @@ impl Fanout for RecordingFanout {
         }
         self.events
             .lock()
-            .unwrap()
+            .expect("no test thread panicked holding the lock")
             .push((event, audience.to, payload));
     }
     fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value) {
         self.events
             .lock()
-            .unwrap()
+            .expect("no test thread panicked holding the lock")
             .push((event, vec![socket_id.to_owned()], payload.clone()));
     }
     async fn join(&self, _: &str, _: String) {}
@@ -413,22 +413,25 @@ async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
         f.service
             .create_conversation(&users[0], &["ben".into()], None)
             .await
-            .unwrap()
+            .expect("the embedded store and shared state answer")
             .0,
         f.service
             .create_conversation(&users[1], &["cat".into()], None)
             .await
-            .unwrap()
+            .expect("the embedded store and shared state answer")
             .0,
         f.service
             .create_conversation(&users[2], &["ann".into(), "ben".into()], None)
             .await
-            .unwrap()
+            .expect("the embedded store and shared state answer")
             .0,
     ];
     for u in &users {
         // As at connect: counters start from the store.
-        f.service.socket_connected(u, "socket").await.unwrap();
+        f.service
+            .socket_connected(u, "socket")
+            .await
+            .expect("the embedded store and shared state answer");
     }
     let mut sent: Vec<(usize, MessageId)> = Vec::new();
     for op in ops {
@@ -440,7 +443,7 @@ async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
                         .service
                         .send_message(&users[from], send(&c.id.to_string(), "m", None))
                         .await
-                        .unwrap();
+                        .expect("the embedded store and shared state answer");
                     sent.push((from, m.id));
                 }
             }
@@ -470,12 +473,16 @@ async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
             .ephemeral
             .unread(&u.id)
             .await
-            .unwrap()
+            .expect("the embedded store and shared state answer")
             .unwrap_or_default()
             .into_iter()
             .filter(|(_, n)| *n > 0)
             .collect();
-        let rebuilt = f.store.unread_counts(&u.id).await.unwrap();
+        let rebuilt = f
+            .store
+            .unread_counts(&u.id)
+            .await
+            .expect("the embedded store and shared state answer");
         assert_eq!(maintained, rebuilt, "counters of {}", u.id);
     }
 }

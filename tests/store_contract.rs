@@ -1321,7 +1321,7 @@ async fn postgres_statements_and_calls_are_bounded(
             .await
             .expect("a pool"),
     );
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = timed
         .history(ConversationId::new_random(), &page)
         .await
@@ -1337,7 +1337,7 @@ async fn postgres_statements_and_calls_are_bounded(
     ));
     let bounded =
         ObservedStore::new(patient, "postgresql").with_deadline(Duration::from_millis(300));
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = bounded
         .history(ConversationId::new_random(), &page)
         .await

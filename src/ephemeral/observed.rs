@@ -40,7 +40,7 @@ impl ObservedEphemeral {
             db.operation = op,
             outcome = tracing::field::Empty
         );
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let result = call.instrument(span.clone()).await;
         let outcome = if result.is_ok() { "ok" } else { "unavailable" };
         span.record("outcome", outcome);

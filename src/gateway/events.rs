@@ -58,7 +58,7 @@ macro_rules! handler {
                 socket.id = %s.id,
                 outcome = tracing::field::Empty,
             );
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let Some((_admitted, ack)) = admit(&s, ack, &budget, &span, $event) else {
                 return;
             };

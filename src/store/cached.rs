@@ -16,10 +16,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 
 use super::{Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError};
 use crate::domain::{

@@ -61,7 +61,7 @@ impl ObservedStore {
             db.operation = op,
             outcome = tracing::field::Empty
         );
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let result = within(op, deadline, call.instrument(span.clone())).await;
         let outcome = match &result {
             Ok(_) => "ok",

@@ -15,6 +15,10 @@
 //! Loopback targets only; every run is bounded in time and count. The output
 //! is a readable summary followed by one JSON line (the last line).
 
+// The workspace bans std's Instant and thread sleeps for the node, whose
+// tests run on paused time; a load generator measures real time.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +30,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use parloir::auth::{Role, mint_hs256};
+use parloir::domain::UserId;
+use parloir::protocol::{NAMESPACE as NS, ev};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
@@ -33,7 +41,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-const NS: &str = "/messaging";
 /// Deliveries and acks still missing this long after the last scheduled
 /// send are reported as lost.
 const GRACE: Duration = Duration::from_secs(5);
@@ -171,6 +178,7 @@ async fn run(cli: Cli) -> Result<()> {
         .secret
         .clone()
         .filter(|s| !s.is_empty())
+        .map(SecretString::from)
         .ok_or_else(|| anyhow!("--secret (or JWT_SECRET) is required"))?;
     let scrape = cli
         .scrape
@@ -208,7 +216,7 @@ struct Ctx {
     scrape: Vec<Target>,
     /// The Redis whose commands and CPU are reported (`--redis`).
     redis: Option<Target>,
-    secret: String,
+    secret: SecretString,
     pids: Vec<u32>,
     connect_concurrency: usize,
     label: String,
@@ -260,29 +268,16 @@ impl Target {
 
 // --- tokens ----------------------------------------------------------------------------------
 
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Claims<'a> {
-    user_id: &'a str,
-    role: &'a str,
-    name: &'a str,
-    iat: i64,
-    exp: i64,
-}
-
-fn mint(secret: &str, user: &str, role: &str) -> Result<String> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        user_id: user,
-        role,
-        name: user,
-        iat: now,
-        exp: now + 3600,
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+/// A one-hour token for `user`, signed as the server's own dev sign-in signs them.
+fn mint(secret: &SecretString, user: &str, role: Role) -> Result<String> {
+    let id = UserId::parse("user", user).map_err(|e| anyhow!("generated user id {user:?}: {e}"))?;
+    mint_hs256(
+        secret,
+        &id,
+        Some(role),
+        Some(user),
+        None,
+        chrono::Duration::hours(1),
     )
     .context("cannot sign a token")
 }
@@ -885,6 +880,7 @@ async fn run_conn(
     let mut frame = String::with_capacity(128);
     let ack_prefix = format!("43{NS},");
     let event_prefix = format!("42{NS},");
+    let new_message_prefix = format!("[\"{}\",", ev::NEW_MESSAGE);
     loop {
         tokio::select! {
             cmd = rx.recv() => {
@@ -897,11 +893,11 @@ async fn run_conn(
                     match &cmd {
                         Cmd::Join(conv) => {
                             pending.insert(id, Pending::Join);
-                            let _ = write!(frame, "42{NS},{id}[\"join-conversation\",{{\"conversationId\":\"{conv}\",\"limit\":1}}]");
+                            let _ = write!(frame, "42{NS},{id}[\"{}\",{{\"conversationId\":\"{conv}\",\"limit\":1}}]", ev::JOIN_CONVERSATION);
                         }
                         Cmd::Send { k, conv } => {
                             pending.insert(id, Pending::Send(*k));
-                            let _ = write!(frame, "42{NS},{id}[\"send-message\",{{\"conversationId\":\"{conv}\",\"content\":\"{k}{}\"}}]", spec.pad);
+                            let _ = write!(frame, "42{NS},{id}[\"{}\",{{\"conversationId\":\"{conv}\",\"content\":\"{k}{}\"}}]", ev::SEND_MESSAGE, spec.pad);
                         }
                     }
                     if ws.feed(Message::text(frame.clone())).await.is_err() {
@@ -929,7 +925,7 @@ async fn run_conn(
                     }
                 } else if let Some(rest) = t.strip_prefix(event_prefix.as_str()) {
                     if let Some(st) = &stats {
-                        if let Some(body) = rest.strip_prefix("[\"new-message\",") {
+                        if let Some(body) = rest.strip_prefix(new_message_prefix.as_str()) {
                             match content_seq(body) {
                                 Some(k) => st.on_delivery(k, spec.user),
                                 None => { st.other_events.fetch_add(1, Ordering::Relaxed); }
@@ -1190,9 +1186,9 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
                 &ctx.secret,
                 id,
                 if u.is_multiple_of(2) {
-                    "client"
+                    Role::Client
                 } else {
-                    "salon"
+                    Role::Salon
                 },
             )
         })
@@ -1532,7 +1528,7 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
     let n_targets = ctx.targets.len();
     let users = a.sockets.div_ceil(2);
     let tokens: Vec<String> = (0..users)
-        .map(|u| mint(&ctx.secret, &format!("{}-i{u}", ctx.run_id), "client"))
+        .map(|u| mint(&ctx.secret, &format!("{}-i{u}", ctx.run_id), Role::Client))
         .collect::<Result<_>>()?;
     let rss = |ctx: &Ctx| -> Vec<Option<u64>> {
         ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect()
