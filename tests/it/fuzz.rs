@@ -8,7 +8,8 @@
 //! CI); run longer with e.g. `PROPTEST_CASES=5000 scripts/test -- cargo
 //! nextest run --test fuzz`.
 
-mod common;
+use crate::common;
+use crate::common::SECRET;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,7 +27,6 @@ use proptest::test_runner::TestRunner;
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "fuzz-test-secret-fuzz-test-secret-fuzz-!";
 const EVENTS: [&str; 9] = [
     "join-conversation",
     "leave-conversation",
@@ -260,7 +260,7 @@ async fn arbitrary_payloads_on_every_event_and_route_are_answered_without_a_pani
         url: secrecy::SecretString::from(database.url().to_owned()),
     };
     let node = common::TestNode::spawn(Config::for_tests(store, SECRET)).await;
-    let token = common::mint_token(SECRET, "fuzzer");
+    let token = common::token("fuzzer");
     let http = reqwest_like::Client::new(node.addr, &token);
     let (status, body) = http
         .request_body(

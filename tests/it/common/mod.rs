@@ -2,14 +2,12 @@
 //! ports (`TestNode`) and throwaway Postgres databases on the server that
 //! `DATABASE_URL` points at (scripts/test starts one). Nothing here reads
 //! other configuration from the environment: nodes are configured in code.
-#![allow(dead_code)] // every test binary uses a different subset
 
 pub mod processes;
 
 /// `mod $name { single_redis, redis_cluster }`: the async test body
 /// `$name(kind: RedisKind)` once per Redis deployment (the file must import
 /// `processes::RedisKind`).
-#[allow(unused_macros)] // only the binaries that test cluster mode use it
 macro_rules! on_both_redis_kinds {
     ($name:ident) => {
         mod $name {
@@ -42,6 +40,14 @@ use uuid::Uuid;
 /// A user id unique to this test run: `{prefix}-{8 hex}`.
 pub fn unique_user(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// The HS256 secret of every test node that does not need a secret of its own.
+pub const SECRET: &str = "parloir-test-secret-parloir-test-secret!";
+
+/// A token for `user` signed with [`SECRET`].
+pub fn token(user: &str) -> String {
+    mint_token(SECRET, user)
 }
 
 /// An HS256 token for `user` (display name = the id), valid ten minutes.
@@ -129,13 +135,6 @@ pub fn with_database(url: &str, database: &str) -> String {
     out
 }
 
-/// A fresh, empty database `parloir_test_<uuid>` on the `DATABASE_URL` server;
-/// returns its URL. The database outlives the test (scripts/test throws the
-/// whole server away); use [`PostgresDatabase`] to drop it when done.
-pub async fn fresh_postgres_url() -> String {
-    PostgresDatabase::create().await.leak()
-}
-
 /// A fresh, empty database on the `DATABASE_URL` server, dropped (connections
 /// and all) when this value is dropped.
 pub struct PostgresDatabase {
@@ -169,12 +168,6 @@ impl PostgresDatabase {
 
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// Keeps the database after this value is gone; returns its URL.
-    pub fn leak(mut self) -> String {
-        self.dropped = true;
-        std::mem::take(&mut self.url)
     }
 
     /// Drops the database now, ending any connection still open to it.

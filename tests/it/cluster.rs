@@ -4,8 +4,8 @@
 //! Postgres stopped and started. Every Redis test runs twice: on one Redis
 //! and on a three-master Redis Cluster.
 
-#[macro_use]
-mod common;
+use crate::common;
+use crate::common::{SECRET, token};
 
 use std::time::Duration;
 
@@ -13,15 +13,10 @@ use common::PostgresDatabase;
 use common::processes::{Driver, NodeProcess, PostgresServer, RedisCluster, RedisKind, TestRedis};
 use serde_json::{Value, json};
 
-const SECRET: &str = "cluster-test-secret-cluster-test-secret";
 /// Heartbeat every 200 ms; a node silent for 1 s is dead.
 const HEARTBEAT_MS: &str = "200";
 const NODE_TTL_MS: &str = "1000";
 const EVENT: Duration = Duration::from_secs(5);
-
-fn token(user: &str) -> String {
-    common::mint_token(SECRET, user)
-}
 
 fn node_env(
     database_url: &str,

@@ -15,7 +15,7 @@
 //! To run the suite by hand against any node:
 //! `PARLOIR_URL=http://127.0.0.1:PORT PARLOIR_JWT_SECRET=... node --test tests/js/conformance/`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

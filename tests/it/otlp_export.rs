@@ -2,7 +2,8 @@
 //! the official client) and over HTTP each produce their event or request
 //! span and the service span, with the attributes SREs filter on.
 
-mod common;
+use crate::common;
+use crate::common::{SECRET, token};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,12 +14,6 @@ use opentelemetry::trace::TracerProvider as _;
 use parloir::Config;
 use parloir::config::StoreConfig;
 use tracing_subscriber::layer::SubscriberExt as _;
-
-const SECRET: &str = "otlp-test-secret-otlp-test-secret!";
-
-fn token(user: &str) -> String {
-    common::mint_token(SECRET, user)
-}
 
 async fn post(url: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
     let output = tokio::process::Command::new("curl")

@@ -4,7 +4,8 @@
 //! official Socket.IO client; budgets are lowered per test so that a flood
 //! meets them quickly.
 
-mod common;
+use crate::common;
+use crate::common::{SECRET, token};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,12 +17,7 @@ use parloir::config::StoreConfig;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-const SECRET: &str = "abuse-test-secret-abuse-test-secret-abuse";
 const EVENT: Duration = Duration::from_secs(5);
-
-fn token(user: &str) -> String {
-    common::mint_token(SECRET, user)
-}
 
 async fn node(database: &PostgresDatabase, tune: impl FnOnce(&mut Config)) -> TestNode {
     common::init_logs();
@@ -358,7 +354,7 @@ async fn deeply_nested_and_oversized_payloads_hurt_only_their_sender() {
     // JSON text (`payloadJson`): a `Value` this deep would overflow this
     // test's own stack when printed, and socket.io-client's recursive encoder
     // overflows its JS stack a little past 1,000 levels, so no browser can
-    // send more. `tests/fuzz.rs` sends 20,000 levels in a raw frame.
+    // send more. `fuzz.rs` sends 20,000 levels in a raw frame.
     let nested = format!(
         r#"{{"conversationId":"{conversation}","content":{}"deep"{}}}"#,
         "[".repeat(1000),

@@ -4,8 +4,8 @@
 //! loses nothing, stores nothing twice, and its clients move to the survivor.
 //! Each test runs on one Redis and on a three-master Redis Cluster.
 
-#[macro_use]
-mod common;
+use crate::common;
+use crate::common::{SECRET, token};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,12 +14,7 @@ use common::PostgresDatabase;
 use common::processes::{Driver, LoadBalancer, NodeProcess, RedisKind, TestRedis};
 use serde_json::{Value, json};
 
-const SECRET: &str = "lb-test-secret-lb-test-secret-lb-test!";
 const EVENT: Duration = Duration::from_secs(10);
-
-fn token(user: &str) -> String {
-    common::mint_token(SECRET, user)
-}
 
 struct Cluster {
     db: PostgresDatabase,

@@ -15,7 +15,7 @@
 //! `PARLOIR_URL=http://127.0.0.1:3000 PARLOIR_ARTIFACTS=$PWD/target/browser-artifacts
 //! PARLOIR_USER_SUFFIX=-$RANDOM node tests/js/browser/demo.mjs`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

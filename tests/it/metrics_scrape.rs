@@ -2,17 +2,12 @@
 //! handshakes, events by name and outcome, HTTP requests by route, messages
 //! stored.
 
-mod common;
+use crate::common;
+use crate::common::{SECRET, token};
 
 use common::TestNode;
 use parloir::Config;
 use parloir::config::StoreConfig;
-
-const SECRET: &str = "metrics-test-secret-metrics-test-secret";
-
-fn token(user: &str) -> String {
-    common::mint_token(SECRET, user)
-}
 
 async fn curl(args: &[&str]) -> String {
     let out = tokio::process::Command::new("curl")
@@ -39,16 +34,20 @@ fn sample(text: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().expect("a numeric sample"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_move_with_traffic() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let node = TestNode::spawn(Config::for_tests(
+async fn embedded_node(dir: &std::path::Path) -> TestNode {
+    TestNode::spawn(Config::for_tests(
         StoreConfig::Sqlite {
-            path: dir.path().join("m.db"),
+            path: dir.join("m.db"),
         },
         SECRET,
     ))
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_with_traffic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = embedded_node(dir.path()).await;
     let metrics_url = format!("{}/metrics", node.url());
     let before = curl(&[&metrics_url]).await;
 
@@ -125,13 +124,7 @@ async fn counters_move_with_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_known_family_is_exposed_before_any_traffic() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = TestNode::spawn(Config::for_tests(
-        StoreConfig::Sqlite {
-            path: dir.path().join("m.db"),
-        },
-        SECRET,
-    ))
-    .await;
+    let node = embedded_node(dir.path()).await;
     let first = curl(&[&format!("{}/metrics", node.url())]).await;
     let exposed = |series: &str| {
         first.lines().any(|l| {
