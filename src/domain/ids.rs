@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use super::ValidationError;
 
+/// PROTOCOL.md §3 `get-presence`: at most 100 ids per call.
+pub const MAX_PRESENCE_IDS: usize = 100;
+
 /// Longest user id accepted from a token or a request.
 const MAX_USER_ID_CHARS: usize = 128;
 /// PROTOCOL.md §3: `clientMessageId` (≤ 64 chars).
@@ -19,6 +22,14 @@ const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 64;
 pub struct UserId(String);
 
 impl UserId {
+    /// The ids of a `get-presence` request: at most [`MAX_PRESENCE_IDS`].
+    pub fn parse_presence_query(raw: &[String]) -> Result<Vec<Self>, ValidationError> {
+        if raw.len() > MAX_PRESENCE_IDS {
+            return Err(ValidationError::new("userIds", "at most 100 ids"));
+        }
+        raw.iter().map(|id| Self::parse("userIds", id)).collect()
+    }
+
     /// 1 to 128 characters, no control characters, no surrounding whitespace.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
         let chars = raw.chars().count();

@@ -75,6 +75,7 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// A `send-message` payload, whose conversation id is still text.
     pub fn parse(
         conversation_id: &str,
         content: &str,
@@ -83,6 +84,24 @@ impl NewMessage {
         limits: &Limits,
     ) -> Result<Self, ValidationError> {
         let conversation_id = ConversationId::parse("conversationId", conversation_id)?;
+        Self::new(
+            conversation_id,
+            content,
+            attachments,
+            client_message_id,
+            limits,
+        )
+    }
+
+    /// A message to a conversation already named by a parsed id (the HTTP
+    /// route's path).
+    pub fn new(
+        conversation_id: ConversationId,
+        content: &str,
+        attachments: Vec<Attachment>,
+        client_message_id: Option<&str>,
+        limits: &Limits,
+    ) -> Result<Self, ValidationError> {
         let content = Content::parse(content, limits)?;
         if attachments.len() > limits.max_attachments {
             return Err(ValidationError::new(

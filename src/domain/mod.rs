@@ -13,7 +13,7 @@ pub use message::{
     Conversation, ConversationSummary, Message, NewConversation, NewMessage, ReadCursor,
     format_time,
 };
-pub use page::{ListCursor, Page, PageRequest};
+pub use page::{ListCursor, ListRequest, Page, PageRequest};
 
 use std::borrow::Cow;
 

@@ -19,6 +19,22 @@ pub fn parse_limit(raw: Option<i64>, default: u32) -> Result<u32, ValidationErro
     }
 }
 
+/// A validated request for a page of the caller's conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListRequest {
+    pub limit: u32,
+    pub cursor: Option<ListCursor>,
+}
+
+impl ListRequest {
+    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Self, ValidationError> {
+        Ok(Self {
+            limit: parse_limit(limit, DEFAULT_LIST_LIMIT)?,
+            cursor: cursor.map(ListCursor::decode).transpose()?,
+        })
+    }
+}
+
 /// A validated history request (PROTOCOL.md §3 `join-conversation`, §6).
 ///
 /// - neither bound: the newest `limit` messages;

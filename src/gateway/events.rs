@@ -11,7 +11,7 @@ use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryDa
 use super::respond::{parse, respond};
 use crate::auth::User;
 use crate::budget::SocketBudget;
-use crate::domain::{ConversationId, MessageId, PageRequest, ValidationError};
+use crate::domain::{ConversationId, MessageId, NewMessage, PageRequest, UserId, ValidationError};
 use crate::instruments;
 use crate::protocol::{self, Empty, ev};
 use crate::service::{Messaging, ServiceError, ServiceResult};
@@ -98,7 +98,14 @@ handler!(
     ev::SEND_MESSAGE,
     |svc, user, _sid, payload| {
         let p: protocol::SendMessage = parse(payload)?;
-        svc.send_message(&user, p).await
+        let new = NewMessage::parse(
+            &p.conversation_id,
+            &p.content,
+            p.attachments,
+            p.client_message_id.as_deref(),
+            svc.limits(),
+        )?;
+        svc.send_message(&user, new).await
     }
 );
 
@@ -144,7 +151,8 @@ handler!(
     ev::GET_PRESENCE,
     |svc, user, _sid, payload| {
         let p: protocol::GetPresence = parse(payload)?;
-        svc.presence(&user, &p.user_ids).await
+        svc.presence(&user, UserId::parse_presence_query(&p.user_ids)?)
+            .await
     }
 );
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::extract::ConversationPath;
 use super::{ApiError, HttpState};
-use crate::domain::{Conversation, PageRequest};
+use crate::domain::{Conversation, ListRequest, NewConversation, PageRequest};
 use crate::service::{ConversationList, History, ReadReceipt, UnreadReport};
 use crate::store::Created;
 
@@ -43,10 +43,13 @@ pub async fn create(
     body: Result<Json<CreateConversation>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Conversation>), ApiError> {
     let Json(body) = body?;
-    let (conversation, created) = state
-        .service
-        .create_conversation(&user, &body.participant_ids, body.title.as_deref())
-        .await?;
+    let new = NewConversation::parse(
+        &user.id,
+        &body.participant_ids,
+        body.title.as_deref(),
+        state.service.limits(),
+    )?;
+    let (conversation, created) = state.service.create_conversation(&user, new).await?;
     let status = if created == Created::New {
         StatusCode::CREATED
     } else {
@@ -64,11 +67,9 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ConversationList>, ApiError> {
     let Query(q) = query?;
+    let request = ListRequest::parse(q.limit, q.cursor.as_deref())?;
     Ok(Json(
-        state
-            .service
-            .list_conversations(&user, q.limit, q.cursor.as_deref())
-            .await?,
+        state.service.list_conversations(&user, request).await?,
     ))
 }
 

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::extract::{ConversationPath, MessagePath};
 use super::{ApiError, HttpState};
-use crate::domain::{Attachment, Message};
-use crate::protocol::SendMessage;
+use crate::domain::{Attachment, Message, NewMessage};
 
 /// The body of an HTTP send; the conversation comes from the path.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -34,13 +33,14 @@ pub async fn send(
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let Json(body) = body?;
-    let payload = SendMessage {
-        conversation_id: conversation.to_string(),
-        content: body.content,
-        attachments: body.attachments,
-        client_message_id: body.client_message_id,
-    };
-    let message = state.service.send_message(&user, payload).await?;
+    let new = NewMessage::new(
+        conversation,
+        &body.content,
+        body.attachments,
+        body.client_message_id.as_deref(),
+        state.service.limits(),
+    )?;
+    let message = state.service.send_message(&user, new).await?;
     Ok((StatusCode::CREATED, Json(message)))
 }
 

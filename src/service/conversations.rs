@@ -6,8 +6,8 @@ use tracing::instrument;
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{
-    self, Conversation, ConversationId, ConversationSummary, ListCursor, NewConversation, Page,
-    PageRequest,
+    self, Conversation, ConversationId, ConversationSummary, ListCursor, ListRequest,
+    NewConversation, Page, PageRequest,
 };
 use crate::fanout::Audience;
 use crate::protocol::{ConversationAck, MemberEvent, ev, rooms};
@@ -48,10 +48,8 @@ impl Messaging {
     pub async fn create_conversation(
         &self,
         user: &User,
-        participant_ids: &[String],
-        title: Option<&str>,
+        new: NewConversation,
     ) -> ServiceResult<(Conversation, Created)> {
-        let new = NewConversation::parse(&user.id, participant_ids, title, self.limits())?;
         match self.ephemeral().try_acquire_create(&user.id).await {
             Ok(true) => {}
             Ok(false) => {
@@ -89,11 +87,9 @@ impl Messaging {
     pub async fn list_conversations(
         &self,
         user: &User,
-        limit: Option<i64>,
-        cursor: Option<&str>,
+        request: ListRequest,
     ) -> ServiceResult<ConversationList> {
-        let limit = domain::page::parse_limit(limit, domain::page::DEFAULT_LIST_LIMIT)?;
-        let cursor = cursor.map(ListCursor::decode).transpose()?;
+        let ListRequest { limit, cursor } = request;
         // One extra row tells whether another page exists.
         let mut conversations = self
             .store()

@@ -9,13 +9,10 @@ use tracing::{instrument, warn};
 
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
-use crate::domain::{self, ConversationId, MessageId, UserId, ValidationError, format_time};
+use crate::domain::{self, ConversationId, MessageId, UserId, format_time};
 use crate::ephemeral::{Typist, UnixMillis, UnreadCounts};
 use crate::fanout::Audience;
 use crate::protocol::{ev, rooms};
-
-/// PROTOCOL.md §3: `get-presence` takes at most this many ids.
-const MAX_PRESENCE_IDS: usize = 100;
 
 /// Ack of `mark-as-read` / `mark-conversation-as-read`; also the
 /// `message-read` payload (with `user_id`).
@@ -411,18 +408,7 @@ impl Messaging {
     /// `get-presence`: answers only for users sharing a conversation with the
     /// caller; everyone else reads as offline with no last-seen time.
     #[instrument(skip_all, fields(user.id = %user.id))]
-    pub async fn presence(
-        &self,
-        user: &User,
-        user_ids: &[String],
-    ) -> ServiceResult<PresenceReport> {
-        if user_ids.len() > MAX_PRESENCE_IDS {
-            return Err(ValidationError::new("userIds", "at most 100 ids").into());
-        }
-        let ids = user_ids
-            .iter()
-            .map(|raw| UserId::parse("userIds", raw))
-            .collect::<Result<Vec<_>, _>>()?;
+    pub async fn presence(&self, user: &User, ids: Vec<UserId>) -> ServiceResult<PresenceReport> {
         let contacts = self
             .inner
             .contacts

@@ -7,7 +7,7 @@ use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{self, Message, MessageId, NewMessage};
 use crate::fanout::Audience;
-use crate::protocol::{MessageDeleted, SendMessage, ev, rooms};
+use crate::protocol::{MessageDeleted, ev, rooms};
 use crate::store::Inserted;
 
 impl Messaging {
@@ -19,14 +19,7 @@ impl Messaging {
     /// (`Overloaded`) before anything is written.
     /// Broadcasts happen after the commit; their failure does not fail the send.
     #[instrument(skip_all, fields(user.id = %user.id, conversation.id = tracing::field::Empty, message.id = tracing::field::Empty))]
-    pub async fn send_message(&self, user: &User, payload: SendMessage) -> ServiceResult<Message> {
-        let new = NewMessage::parse(
-            &payload.conversation_id,
-            &payload.content,
-            payload.attachments,
-            payload.client_message_id.as_deref(),
-            self.limits(),
-        )?;
+    pub async fn send_message(&self, user: &User, new: NewMessage) -> ServiceResult<Message> {
         let span = tracing::Span::current();
         span.record(
             "conversation.id",

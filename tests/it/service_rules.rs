@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parloir::auth::User;
 use parloir::config::RateLimits;
-use parloir::domain::{Limits, MessageId, UserId};
+use parloir::domain::{Limits, MessageId, NewConversation, NewMessage, UserId};
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral};
 use parloir::fanout::{Audience, Fanout};
-use parloir::protocol::{SendMessage, ev};
+use parloir::protocol::ev;
 use parloir::service::{Messaging, ServiceSettings};
 use parloir::store::{SqliteStore, Store};
 use proptest::prelude::*;
@@ -131,13 +131,20 @@ fn user(name: &str) -> User {
     }
 }
 
-fn send(conversation: &str, content: &str, client_message_id: Option<&str>) -> SendMessage {
-    SendMessage {
-        conversation_id: conversation.to_owned(),
-        content: content.to_owned(),
-        attachments: vec![],
-        client_message_id: client_message_id.map(str::to_owned),
-    }
+fn new_conversation(creator: &User, others: &[String]) -> NewConversation {
+    NewConversation::parse(&creator.id, others, None, &Limits::default())
+        .expect("a valid test conversation")
+}
+
+fn send(conversation: &str, content: &str, client_message_id: Option<&str>) -> NewMessage {
+    NewMessage::parse(
+        conversation,
+        content,
+        vec![],
+        client_message_id,
+        &Limits::default(),
+    )
+    .expect("a valid test message")
 }
 
 /// An HTTP client that hangs up cancels its request's handler: a message
@@ -149,7 +156,7 @@ async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
     let (alice, bob) = (user("alice"), user("bob"));
     let (conversation, _) = f
         .service
-        .create_conversation(&alice, &["bob".into()], None)
+        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
         .await
         .unwrap();
     f.fanout.open.send_replace(false);
@@ -186,7 +193,7 @@ async fn fifty_concurrent_sends_with_one_client_message_id_store_and_announce_on
     let (alice, bob) = (user("alice"), user("bob"));
     let (conversation, _) = f
         .service
-        .create_conversation(&alice, &["bob".into()], None)
+        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
         .await
         .unwrap();
     let id = conversation.id.to_string();
@@ -233,7 +240,7 @@ async fn a_send_beyond_the_in_flight_bound_is_refused_and_stores_nothing() {
     let (alice, bob) = (user("alice"), user("bob"));
     let (conversation, _) = f
         .service
-        .create_conversation(&alice, &["bob".into()], None)
+        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
         .await
         .unwrap();
     let id = conversation.id.to_string();
@@ -315,7 +322,7 @@ async fn twenty_concurrent_creates_of_a_pair_announce_one_conversation() {
             };
             tokio::spawn(async move {
                 service
-                    .create_conversation(&user(me), &[other.into()], None)
+                    .create_conversation(&user(me), new_conversation(&user(me), &[other.into()]))
                     .await
             })
         })
@@ -334,7 +341,10 @@ async fn a_stranger_cannot_tell_a_conversation_exists() {
     let f = fixture().await;
     let (conversation, _) = f
         .service
-        .create_conversation(&user("alice"), &["bob".into()], None)
+        .create_conversation(
+            &user("alice"),
+            new_conversation(&user("alice"), &["bob".into()]),
+        )
         .await
         .unwrap();
     let mallory = user("mallory");
@@ -367,22 +377,22 @@ async fn presence_sees_new_contacts_at_once_and_strangers_never() {
     let f = fixture().await;
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     f.service
-        .create_conversation(&alice, &["bob".into()], None)
+        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
         .await
         .unwrap();
     f.service.socket_connected(&bob, "s-bob").await.unwrap();
     f.service.socket_connected(&carol, "s-carol").await.unwrap();
-    let ask = || vec!["bob".to_owned(), "carol".to_owned()];
+    let ask = || vec![bob.id.clone(), carol.id.clone()];
     for _ in 0..20 {
-        let report = f.service.presence(&alice, &ask()).await.unwrap();
+        let report = f.service.presence(&alice, ask()).await.unwrap();
         assert!(report.online[&bob.id]);
         assert!(!report.online[&carol.id], "carol is a stranger to alice");
     }
     f.service
-        .create_conversation(&carol, &["alice".into()], None)
+        .create_conversation(&carol, new_conversation(&carol, &["alice".into()]))
         .await
         .unwrap();
-    let report = f.service.presence(&alice, &ask()).await.unwrap();
+    let report = f.service.presence(&alice, ask()).await.unwrap();
     assert!(report.online[&carol.id], "a new contact is seen at once");
 }
 
@@ -411,17 +421,20 @@ async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
     let users = [user("ann"), user("ben"), user("cat")];
     let conversations = [
         f.service
-            .create_conversation(&users[0], &["ben".into()], None)
+            .create_conversation(&users[0], new_conversation(&users[0], &["ben".into()]))
             .await
             .expect("the embedded store and shared state answer")
             .0,
         f.service
-            .create_conversation(&users[1], &["cat".into()], None)
+            .create_conversation(&users[1], new_conversation(&users[1], &["cat".into()]))
             .await
             .expect("the embedded store and shared state answer")
             .0,
         f.service
-            .create_conversation(&users[2], &["ann".into(), "ben".into()], None)
+            .create_conversation(
+                &users[2],
+                new_conversation(&users[2], &["ann".into(), "ben".into()]),
+            )
             .await
             .expect("the embedded store and shared state answer")
             .0,
