@@ -1,9 +1,14 @@
 //! PROTOCOL.md as types: namespace, event and room names, client payloads,
-//! the ack envelope and error codes. No logic beyond (de)serialisation.
+//! every payload the server sends that is not a domain type, the ack
+//! envelope and error codes. No logic beyond (de)serialisation.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Attachment, ConversationId, UserId};
+use crate::domain::{
+    Attachment, ConversationId, ConversationSummary, Message, MessageId, Page, UserId,
+};
 
 /// The Socket.IO namespace clients connect to.
 pub const NAMESPACE: &str = "/messaging";
@@ -202,8 +207,105 @@ pub struct MemberEvent {
 #[serde(rename_all = "camelCase")]
 pub struct MessageDeleted {
     pub conversation_id: ConversationId,
-    pub message_id: crate::domain::MessageId,
+    pub message_id: MessageId,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Empty {}
+
+/// Ack of `mark-as-read` / `mark-conversation-as-read`; also the
+/// `message-read` payload (with `user_id`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadReceipt {
+    #[schema(value_type = String, format = Uuid)]
+    pub conversation_id: ConversationId,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub message_id: Option<MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub user_id: Option<UserId>,
+    pub read_at: Option<String>,
+}
+
+/// `unread-count-updated`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadUpdate {
+    pub total_unread: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_unread: Option<u64>,
+}
+
+/// `GET /api/v1/unread`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadReport {
+    pub total_unread: u64,
+    /// Conversation id → unread count, non-zero only.
+    #[schema(value_type = Object)]
+    pub conversations: HashMap<ConversationId, u64>,
+}
+
+/// `get-presence` ack data.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceReport {
+    pub online: HashMap<UserId, bool>,
+    pub last_seen: HashMap<UserId, Option<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+/// `user-typing` / `user-stopped-typing`.
+pub struct TypingEvent<'a> {
+    pub conversation_id: ConversationId,
+    pub user_id: &'a UserId,
+    pub user_name: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+/// `user-online`.
+pub struct OnlineEvent<'a> {
+    pub user_id: &'a UserId,
+    pub at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+/// `user-offline`.
+pub struct OfflineEvent<'a> {
+    pub user_id: &'a UserId,
+    pub last_seen_at: String,
+}
+
+/// `conversation-history` (PROTOCOL.md §4) and the HTTP history body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    #[schema(value_type = String, format = Uuid)]
+    pub conversation_id: ConversationId,
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+impl History {
+    pub fn new(conversation_id: ConversationId, page: Page) -> Self {
+        Self {
+            conversation_id,
+            messages: page.messages,
+            has_more: page.has_more,
+        }
+    }
+}
+
+/// The HTTP conversation list body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+    pub next_cursor: Option<String>,
+}

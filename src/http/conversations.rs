@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::extract::ConversationPath;
 use super::{ApiError, HttpState};
 use crate::domain::{Conversation, ListRequest, NewConversation, PageRequest};
-use crate::service::{ConversationList, History, ReadReceipt, UnreadReport};
+use crate::protocol::{ConversationList, History, ReadReceipt, UnreadReport};
 use crate::store::Created;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

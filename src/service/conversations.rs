@@ -1,45 +1,15 @@
 //! Conversation use cases: create, list, join, leave, read history.
 
-use serde::Serialize;
 use tracing::instrument;
 
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{
-    self, Conversation, ConversationId, ConversationSummary, ListCursor, ListRequest,
-    NewConversation, Page, PageRequest,
+    self, Conversation, ConversationId, ListCursor, ListRequest, NewConversation, PageRequest,
 };
 use crate::fanout::Audience;
-use crate::protocol::{ConversationAck, MemberEvent, ev, rooms};
+use crate::protocol::{ConversationAck, ConversationList, History, MemberEvent, ev, rooms};
 use crate::store::Created;
-
-/// `conversation-history` (PROTOCOL.md §4) and the HTTP history body.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct History {
-    #[schema(value_type = String, format = Uuid)]
-    pub conversation_id: ConversationId,
-    pub messages: Vec<domain::Message>,
-    pub has_more: bool,
-}
-
-impl History {
-    fn new(conversation_id: ConversationId, page: Page) -> Self {
-        Self {
-            conversation_id,
-            messages: page.messages,
-            has_more: page.has_more,
-        }
-    }
-}
-
-/// The HTTP conversation list body.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConversationList {
-    pub conversations: Vec<ConversationSummary>,
-    pub next_cursor: Option<String>,
-}
 
 impl Messaging {
     /// Creates a conversation (or finds the existing one for a pair) and

@@ -7,8 +7,10 @@
 mod contacts;
 mod conversations;
 mod error;
-mod live;
 mod messages;
+mod presence;
+mod reads;
+mod typing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +18,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-pub use conversations::{ConversationList, History};
 pub use error::ServiceError;
-pub use live::{PresenceReport, ReadReceipt, UnreadReport, now_unix_millis};
+pub use typing::now_unix_millis;
 
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, Limits, UserId};
