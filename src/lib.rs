@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod budget;
+pub mod client_contract;
 pub mod config;
 pub mod domain;
 pub mod ephemeral;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::domain::{
     Attachment, ConversationId, ConversationSummary, Message, MessageId, Page, UserId,
@@ -71,7 +72,7 @@ pub mod rooms {
 }
 
 /// Error codes of PROTOCOL.md §2 and §5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     Validation,
@@ -114,27 +115,37 @@ impl ErrorCode {
 }
 
 /// `{code, message}` as carried by acks and HTTP error bodies.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
 }
 
 /// The `error` event (PROTOCOL.md §2).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 pub struct ErrorEvent<'a> {
     pub code: ErrorCode,
     pub message: &'a str,
+    /// The client event that failed, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub event: Option<&'a str>,
 }
 
 /// The single ack argument: `{ok: true, data}` or `{ok: false, error}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, TS)]
 #[serde(untagged)]
-pub enum Ack<T: Serialize> {
-    Ok { ok: bool, data: T },
-    Err { ok: bool, error: ErrorBody },
+pub enum Ack<T> {
+    Ok {
+        #[ts(type = "true")]
+        ok: bool,
+        data: T,
+    },
+    Err {
+        #[ts(type = "false")]
+        ok: bool,
+        error: ErrorBody,
+    },
 }
 
 impl<T: Serialize> Ack<T> {
@@ -150,39 +161,50 @@ impl<T: Serialize> Ack<T> {
 // ---- client → server payloads. Fields stay loosely typed (strings, numbers)
 // ---- so that domain constructors, not serde, produce VALIDATION messages.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinConversation {
     pub conversation_id: String,
+    /// 1 to 100 messages; 50 when absent.
+    #[ts(optional, as = "Option<u32>")]
     pub limit: Option<i64>,
+    /// A message id: the page just older than it.
+    #[ts(optional)]
     pub before: Option<String>,
+    /// A message id: the page just newer than it.
+    #[ts(optional)]
     pub after: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationRef {
     pub conversation_id: String,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessage {
     pub conversation_id: String,
+    /// May be empty when the message has attachments.
     #[serde(default)]
+    #[ts(optional, as = "Option<String>")]
     pub content: String,
     #[serde(default)]
+    #[ts(optional, as = "Option<Vec<Attachment>>")]
     pub attachments: Vec<Attachment>,
+    /// The client's own id for the message: a retry with it stores nothing new.
+    #[ts(optional)]
     pub client_message_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct MarkAsRead {
     pub message_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct GetPresence {
     pub user_ids: Vec<String>,
@@ -190,32 +212,37 @@ pub struct GetPresence {
 
 // ---- server → client payloads that are not domain types.
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationAck {
+    #[schema(value_type = String, format = Uuid)]
     pub conversation_id: ConversationId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberEvent {
+    #[schema(value_type = String, format = Uuid)]
     pub conversation_id: ConversationId,
+    #[schema(value_type = String)]
     pub user_id: UserId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageDeleted {
+    #[schema(value_type = String, format = Uuid)]
     pub conversation_id: ConversationId,
+    #[schema(value_type = String, format = Uuid)]
     pub message_id: MessageId,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 pub struct Empty {}
 
 /// Ack of `mark-as-read` / `mark-conversation-as-read`; also the
 /// `message-read` payload (with `user_id`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadReceipt {
     #[schema(value_type = String, format = Uuid)]
@@ -224,23 +251,27 @@ pub struct ReadReceipt {
     pub message_id: Option<MessageId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
+    #[ts(optional)]
     pub user_id: Option<UserId>,
     pub read_at: Option<String>,
 }
 
 /// `unread-count-updated`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct UnreadUpdate {
     pub total_unread: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    #[ts(optional)]
     pub conversation_id: Option<ConversationId>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub conversation_unread: Option<u64>,
 }
 
 /// `GET /api/v1/unread`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct UnreadReport {
     pub total_unread: u64,
@@ -250,40 +281,48 @@ pub struct UnreadReport {
 }
 
 /// `get-presence` ack data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceReport {
+    /// User id → online on any device.
+    #[schema(value_type = Object)]
     pub online: HashMap<UserId, bool>,
+    /// User id → when their last device disconnected, if known.
+    #[schema(value_type = Object)]
     pub last_seen: HashMap<UserId, Option<String>>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 /// `user-typing` / `user-stopped-typing`.
+#[derive(Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
 pub struct TypingEvent<'a> {
+    #[schema(value_type = String, format = Uuid)]
     pub conversation_id: ConversationId,
+    #[schema(value_type = String)]
     pub user_id: &'a UserId,
     pub user_name: &'a str,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 /// `user-online`.
+#[derive(Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
 pub struct OnlineEvent<'a> {
+    #[schema(value_type = String)]
     pub user_id: &'a UserId,
     pub at: String,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 /// `user-offline`.
+#[derive(Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
 pub struct OfflineEvent<'a> {
+    #[schema(value_type = String)]
     pub user_id: &'a UserId,
     pub last_seen_at: String,
 }
 
 /// `conversation-history` (PROTOCOL.md §4) and the HTTP history body.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
     #[schema(value_type = String, format = Uuid)]
@@ -303,7 +342,7 @@ impl History {
 }
 
 /// The HTTP conversation list body.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationList {
     pub conversations: Vec<ConversationSummary>,

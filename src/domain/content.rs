@@ -74,15 +74,17 @@ impl Content {
 }
 
 /// A link to a file stored elsewhere; parloir stores only the reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, ts_rs::TS)]
 pub struct Attachment {
     pub url: String,
     /// A MIME type such as `image/jpeg`.
     #[serde(rename = "type")]
     pub mime_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub size: Option<u64>,
 }
 

@@ -17,7 +17,7 @@ const MAX_USER_ID_CHARS: usize = 128;
 const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 64;
 
 /// A user as named by the identity provider (the token's `userId`/`sub`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(transparent)]
 pub struct UserId(String);
 
@@ -59,7 +59,7 @@ impl fmt::Display for UserId {
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS)]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -111,7 +111,7 @@ impl MessageId {
 }
 
 /// The sender's idempotency key for `send-message`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(transparent)]
 pub struct ClientMessageId(String);
 

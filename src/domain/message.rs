@@ -10,7 +10,7 @@ use super::{
 };
 
 /// A stored message, as sent on the wire (PROTOCOL.md §4 `Message`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     #[schema(value_type = String, format = Uuid)]
@@ -23,13 +23,15 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
+    #[ts(optional)]
     pub client_message_id: Option<ClientMessageId>,
     #[serde(serialize_with = "rfc3339_millis")]
+    #[ts(type = "string")]
     pub created_at: DateTime<Utc>,
 }
 
 /// A conversation, as sent on the wire (PROTOCOL.md §4 `Conversation`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     #[schema(value_type = String, format = Uuid)]
@@ -38,18 +40,21 @@ pub struct Conversation {
     #[schema(value_type = Vec<String>)]
     pub participant_ids: Vec<UserId>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub title: Option<String>,
     #[serde(serialize_with = "rfc3339_millis")]
+    #[ts(type = "string")]
     pub created_at: DateTime<Utc>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "opt_rfc3339_millis"
     )]
+    #[ts(optional)]
     pub last_message_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of a user's conversation list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationSummary {
     #[serde(flatten)]

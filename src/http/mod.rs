@@ -56,7 +56,8 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/conversations/{id}/read", post(conversations::mark_read))
         .route("/messages/{id}", delete(messages::delete))
         .route("/unread", get(conversations::unread))
-        .route("/openapi.json", get(openapi::document));
+        .route("/openapi.json", get(openapi::document))
+        .route("/asyncapi.json", get(openapi::asyncapi));
     let dev_page = if state.dev_signing_secret.is_some() {
         devpage::routes()
     } else {

@@ -40,3 +40,11 @@ struct ApiDoc;
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+/// `GET /api/v1/asyncapi.json`: the socket events (AsyncAPI 3), generated
+/// from the same protocol types as the committed client definitions.
+pub async fn asyncapi() -> Json<serde_json::Value> {
+    static DOCUMENT: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(crate::client_contract::asyncapi);
+    Json(DOCUMENT.clone())
+}

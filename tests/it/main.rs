@@ -9,6 +9,7 @@ mod common;
 
 mod abuse;
 mod browser;
+mod client_contract;
 mod cluster;
 mod conformance;
 mod ephemeral_contract;

@@ -1,0 +1,228 @@
+// parloir's Socket.IO contract (namespace "/messaging"), generated from the
+// server's Rust types. Do not edit: `UPDATE_CLIENT_CONTRACT=1 scripts/test --
+// cargo nextest run -E 'test(/^client_contract::/)'` rewrites it.
+//
+// Use: `io(url + "/messaging", { auth: { token } })` typed as
+// `Socket<ServerToClientEvents, ClientToServerEvents>`.
+
+/**
+ * A user as named by the identity provider (the token's `userId`/`sub`).
+ */
+export type UserId = string;
+
+/**
+ * A conversation (random UUIDv4: its id reveals nothing about when it was made).
+ */
+export type ConversationId = string;
+
+/**
+ * A message. UUIDv7, so ids sort by creation time and paging can use them as cursors.
+ */
+export type MessageId = string;
+
+/**
+ * The sender's idempotency key for `send-message`.
+ */
+export type ClientMessageId = string;
+
+/**
+ * A link to a file stored elsewhere; parloir stores only the reference.
+ */
+export type Attachment = { url: string, 
+/**
+ * A MIME type such as `image/jpeg`.
+ */
+type: string, name?: string, size?: number, };
+
+/**
+ * A stored message, as sent on the wire (PROTOCOL.md §4 `Message`).
+ */
+export type Message = { id: MessageId, conversationId: ConversationId, senderId: UserId, content: string, attachments: Array<Attachment>, clientMessageId?: ClientMessageId, createdAt: string, };
+
+/**
+ * A conversation, as sent on the wire (PROTOCOL.md §4 `Conversation`).
+ */
+export type Conversation = { id: ConversationId, 
+/**
+ * Sorted, without duplicates.
+ */
+participantIds: Array<UserId>, title?: string, createdAt: string, lastMessageAt?: string, };
+
+/**
+ * One entry of a user's conversation list.
+ */
+export type ConversationSummary = { unreadCount: number, lastMessage: Message | null, id: ConversationId, 
+/**
+ * Sorted, without duplicates.
+ */
+participantIds: Array<UserId>, title?: string, createdAt: string, lastMessageAt?: string, };
+
+/**
+ * The HTTP conversation list body.
+ */
+export type ConversationList = { conversations: Array<ConversationSummary>, nextCursor: string | null, };
+
+/**
+ * `conversation-history` (PROTOCOL.md §4) and the HTTP history body.
+ */
+export type History = { conversationId: ConversationId, messages: Array<Message>, hasMore: boolean, };
+
+/**
+ * Error codes of PROTOCOL.md §2 and §5.
+ */
+export type ErrorCode = "VALIDATION" | "NOT_FOUND" | "FORBIDDEN" | "RATE_LIMITED" | "UNAVAILABLE" | "TOKEN_EXPIRED" | "UNAUTHORIZED" | "INTERNAL";
+
+/**
+ * `{code, message}` as carried by acks and HTTP error bodies.
+ */
+export type ErrorBody = { code: ErrorCode, message: string, };
+
+/**
+ * The `error` event (PROTOCOL.md §2).
+ */
+export type ErrorEvent = { code: ErrorCode, message: string, 
+/**
+ * The client event that failed, when there is one.
+ */
+event?: string, };
+
+/**
+ * The single ack argument: `{ok: true, data}` or `{ok: false, error}`.
+ */
+export type Ack<T> = { ok: true, data: T, } | { ok: false, error: ErrorBody, };
+
+export type Empty = Record<symbol, never>;
+
+export type JoinConversation = { conversationId: string, 
+/**
+ * 1 to 100 messages; 50 when absent.
+ */
+limit?: number, 
+/**
+ * A message id: the page just older than it.
+ */
+before?: string, 
+/**
+ * A message id: the page just newer than it.
+ */
+after?: string, };
+
+export type ConversationRef = { conversationId: string, };
+
+export type SendMessage = { conversationId: string, 
+/**
+ * May be empty when the message has attachments.
+ */
+content?: string, attachments?: Array<Attachment>, 
+/**
+ * The client's own id for the message: a retry with it stores nothing new.
+ */
+clientMessageId?: string, };
+
+export type MarkAsRead = { messageId: string, };
+
+export type GetPresence = { userIds: Array<string>, };
+
+export type ConversationAck = { conversationId: ConversationId, };
+
+/**
+ * Ack of `mark-as-read` / `mark-conversation-as-read`; also the
+ * `message-read` payload (with `user_id`).
+ */
+export type ReadReceipt = { conversationId: ConversationId, messageId: MessageId | null, userId?: UserId, readAt: string | null, };
+
+/**
+ * `get-presence` ack data.
+ */
+export type PresenceReport = { 
+/**
+ * User id → online on any device.
+ */
+online: { [key in UserId]: boolean }, 
+/**
+ * User id → when their last device disconnected, if known.
+ */
+lastSeen: { [key in UserId]: string | null }, };
+
+export type MemberEvent = { conversationId: ConversationId, userId: UserId, };
+
+/**
+ * `user-online`.
+ */
+export type OnlineEvent = { userId: UserId, at: string, };
+
+/**
+ * `user-offline`.
+ */
+export type OfflineEvent = { userId: UserId, lastSeenAt: string, };
+
+/**
+ * `user-typing` / `user-stopped-typing`.
+ */
+export type TypingEvent = { conversationId: ConversationId, userId: UserId, userName: string, };
+
+/**
+ * `unread-count-updated`.
+ */
+export type UnreadUpdate = { totalUnread: number, conversationId?: ConversationId, conversationUnread?: number, };
+
+/**
+ * `GET /api/v1/unread`.
+ */
+export type UnreadReport = { totalUnread: number, 
+/**
+ * Conversation id → unread count, non-zero only.
+ */
+conversations: { [key in ConversationId]: number }, };
+
+export type MessageDeleted = { conversationId: ConversationId, messageId: MessageId, };
+
+/** Events the server emits. */
+export interface ServerToClientEvents {
+  /** A message in a conversation the socket joined. */
+  "new-message": (payload: Message) => void;
+  /** The page of history a `join-conversation` asked for. */
+  "conversation-history": (payload: History) => void;
+  /** A participant's read cursor moved. */
+  "message-read": (payload: ReadReceipt) => void;
+  /** Another socket joined the conversation's room. */
+  "user-joined": (payload: MemberEvent) => void;
+  /** Another socket left the conversation's room. */
+  "user-left": (payload: MemberEvent) => void;
+  /** A contact's first device connected. */
+  "user-online": (payload: OnlineEvent) => void;
+  /** A contact's last device disconnected. */
+  "user-offline": (payload: OfflineEvent) => void;
+  /** Someone is typing in a joined conversation. */
+  "user-typing": (payload: TypingEvent) => void;
+  /** Someone stopped typing (or their typing expired). */
+  "user-stopped-typing": (payload: TypingEvent) => void;
+  /** The user's unread counts changed. */
+  "unread-count-updated": (payload: UnreadUpdate) => void;
+  /** A conversation the user takes part in was created. */
+  "conversation-created": (payload: Conversation) => void;
+  /** A message of a joined conversation was deleted. */
+  "message-deleted": (payload: MessageDeleted) => void;
+  /** A client event failed (its ack carries the same error). */
+  "error": (payload: ErrorEvent) => void;
+}
+
+/** Events a client emits; every one is acked. */
+export interface ClientToServerEvents {
+  /** Join a conversation's room; its history follows as `conversation-history`. */
+  "join-conversation": (payload: JoinConversation, ack: (response: Ack<ConversationAck>) => void) => void;
+  /** Leave a conversation's room. */
+  "leave-conversation": (payload: ConversationRef, ack: (response: Ack<ConversationAck>) => void) => void;
+  /** Send a message; acked once it is stored. */
+  "send-message": (payload: SendMessage, ack: (response: Ack<Message>) => void) => void;
+  /** Move the caller's read cursor to a message (never back). */
+  "mark-as-read": (payload: MarkAsRead, ack: (response: Ack<ReadReceipt>) => void) => void;
+  /** Mark a conversation read up to its latest message. */
+  "mark-conversation-as-read": (payload: ConversationRef, ack: (response: Ack<ReadReceipt>) => void) => void;
+  /** The caller is typing in a conversation. */
+  "user-typing": (payload: ConversationRef, ack: (response: Ack<Empty>) => void) => void;
+  /** The caller stopped typing. */
+  "user-stopped-typing": (payload: ConversationRef, ack: (response: Ack<Empty>) => void) => void;
+  /** Presence of up to 100 users (contacts only; others read as offline). */
+  "get-presence": (payload: GetPresence, ack: (response: Ack<PresenceReport>) => void) => void;
+}
