@@ -494,6 +494,12 @@ impl App {
         {
             warn!("drain grace period elapsed with socket events in flight");
         }
+        if tokio::time::timeout(drain_grace, service.finish_detached_work())
+            .await
+            .is_err()
+        {
+            warn!("drain grace period elapsed with announcements in flight");
+        }
         crate::instruments::draining(true);
         close_sockets().await;
         drain.cancel();

@@ -54,7 +54,7 @@ impl Messaging {
             // its handler). The ack still waits for the announcement.
             let announcement = {
                 let (service, user, message) = (self.clone(), user.clone(), message.clone());
-                tokio::spawn(
+                self.inner.detached.spawn(
                     async move { service.announce_new_message(&user, &message).await }
                         .in_current_span(),
                 )

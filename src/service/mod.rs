@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
 pub use typing::now_unix_millis;
@@ -54,6 +55,9 @@ struct Inner {
     contacts: contacts::ContactsCache,
     /// Disconnections shared state could not be told of yet.
     pending_disconnects: PendingDisconnects,
+    /// Work that outlives its caller (the announcement of a committed
+    /// message whose sender hung up); the drain waits for it.
+    detached: TaskTracker,
     settings: ServiceSettings,
 }
 
@@ -96,9 +100,18 @@ impl Messaging {
                 send_slots: Semaphore::new(settings.max_sends_in_flight.max(1)),
                 contacts: contacts::ContactsCache::new(),
                 pending_disconnects: PendingDisconnects::default(),
+                detached: TaskTracker::new(),
                 settings,
             }),
         }
+    }
+
+    /// Waits for the work callers left behind (at drain, after the last
+    /// event has been handled): a committed message is announced before the
+    /// node closes its sockets.
+    pub async fn finish_detached_work(&self) {
+        self.inner.detached.close();
+        self.inner.detached.wait().await;
     }
 
     pub fn limits(&self) -> &Limits {

@@ -187,6 +187,47 @@ async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
     let _ = bob;
 }
 
+/// The drain closes sockets only after the announcements that outlived
+/// their callers: `finish_detached_work` returns once they went out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_waits_for_an_announcement_whose_sender_went_away() {
+    let f = fixture().await;
+    let alice = user("alice");
+    let (conversation, _) = f
+        .service
+        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
+        .await
+        .unwrap();
+    f.fanout.open.send_replace(false);
+    let sending = tokio::spawn({
+        let (service, id) = (f.service.clone(), conversation.id.to_string());
+        async move { service.send_message(&alice, send(&id, "bye", None)).await }
+    });
+    tokio::time::timeout(Duration::from_secs(5), f.fanout.entered.notified())
+        .await
+        .expect("the message is committed and its broadcast under way");
+    sending.abort();
+    let _ = sending.await;
+    let draining = tokio::spawn({
+        let service = f.service.clone();
+        async move { service.finish_detached_work().await }
+    });
+    f.fanout.open.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), draining)
+        .await
+        .expect("the detached announcement finishes")
+        .expect("the drain task completes");
+    assert_eq!(
+        f.fanout.count(ev::NEW_MESSAGE),
+        1,
+        "announced before the drain ends"
+    );
+    assert!(
+        f.fanout.count(ev::UNREAD_COUNT_UPDATED) >= 1,
+        "bob's unread update too"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_sends_with_one_client_message_id_store_and_announce_once() {
     let f = fixture().await;
