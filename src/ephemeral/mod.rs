@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ConversationId, UserId};
 
 mod coalesce;
+pub mod fred_client;
 pub mod memory;
 pub mod observed;
 pub mod redis;

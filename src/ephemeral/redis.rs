@@ -19,15 +19,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use fred::prelude::{
-    Builder, ClientLike, Config, FromValue, HashesInterface, Key, LuaInterface, Pool,
-    ReconnectPolicy, SetsInterface, Value,
+    ClientLike, FromValue, HashesInterface, Key, LuaInterface, Pool, SetsInterface, Value,
 };
-use fred::types::RespVersion;
 use fred::types::config::Options;
 use fred::types::scripts::Script;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::coalesce::Coalescer;
+use super::fred_client;
 use super::{
     Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadChanges,
     UnreadCounts,
@@ -38,9 +37,6 @@ use crate::domain::{ConversationId, UserId};
 /// Used when a timeout setting is zero, which fred would read as "wait forever".
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reconnect backoff: 100 ms, doubling, capped at 5 s, retried forever.
-const RECONNECT_MIN_DELAY_MS: u32 = 100;
-const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
 /// Expired typing states removed per script call, to keep each call short.
 const TYPING_SWEEP_BATCH: usize = 500;
 /// How long a user's counters live after their last rebuild from the store
@@ -104,26 +100,11 @@ impl RedisEphemeral {
         rate_limits: &RateLimits,
     ) -> Result<Self, EphemeralError> {
         const OP: &str = "connect";
-        // Parses host, port, database, username/password and picks TLS for
-        // `rediss://`. fred ignores `?protocol=`: RESP3 is set here.
-        let mut config =
-            Config::from_url(settings.url.expose_secret()).map_err(|e| unavailable(OP, e))?;
-        config.version = RespVersion::RESP3;
+        let config = fred_client::config(&settings.url).map_err(|e| unavailable(OP, e))?;
         let keys = Keys::new(prefix, config.server.is_clustered());
         let command_timeout = nonzero_or(settings.command_timeout, DEFAULT_COMMAND_TIMEOUT);
         let connect_timeout = nonzero_or(settings.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
-        let pool = Builder::from_config(config)
-            .with_performance_config(|perf| perf.default_command_timeout = command_timeout)
-            .with_connection_config(|conn| {
-                conn.connection_timeout = connect_timeout;
-                conn.internal_command_timeout = connect_timeout;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(
-                0, // no limit: keep trying until Redis is back
-                RECONNECT_MIN_DELAY_MS,
-                RECONNECT_MAX_DELAY_MS,
-                2,
-            ))
+        let pool = fred_client::builder(config, command_timeout, connect_timeout)
             .build_pool(settings.pool_size.max(1))
             .map_err(|e| unavailable(OP, e))?;
 

@@ -2,9 +2,12 @@
 //! adapter) and assembles a node. Tests start real nodes through
 //! `AppBuilder` on port 0.
 
+mod background;
+mod late_fanout;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,13 +28,15 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, StoreConfig};
 use crate::ephemeral::{
-    Ephemeral, MemoryEphemeral, ObservedEphemeral, RedisEphemeral, RedisSettings,
+    Ephemeral, MemoryEphemeral, ObservedEphemeral, RedisEphemeral, RedisSettings, fred_client,
 };
-use crate::fanout::{Audience, Fanout, SioFanout};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
 use crate::service::{Messaging, ServiceSettings};
+use background::{Cluster, keep_membership, sweep_typing};
+use late_fanout::LateFanout;
+
 use crate::store::{
     GroupCommit, GroupCommitLimits, ObservedStore, ParticipantCache, PostgresStore, SqliteStore,
     Store,
@@ -46,9 +51,6 @@ const ADAPTER_CHANNEL_CAPACITY: usize = 1 << 16;
 /// Deadline of one adapter publish. Local sockets have the event already; a
 /// publish this late is reported as a broadcast failure.
 const ADAPTER_PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
-
-/// How often expired typing states are looked for.
-const TYPING_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Each websocket keeps a read buffer of this size for its whole life. Client
 /// frames are small (an event is a few hundred bytes); a larger one grows
@@ -242,19 +244,10 @@ type ClusterAdapter = ShardedAdapter<socketioxide::adapter::Emitter>;
 /// not read from `?protocol=` in URLs), one connection per Redis Cluster
 /// shard. The adapter re-subscribes its channels after every reconnect.
 async fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::SubscriberClient> {
-    use fred::prelude::*;
-    let mut config = fred::types::config::Config::from_url(redis.url.expose_secret())?;
-    config.version = fred::types::RespVersion::RESP3;
-    let client = Builder::from_config(config)
-        .with_connection_config(|c| {
-            c.connection_timeout = redis.command_timeout;
-        })
-        .with_performance_config(|p| {
-            p.default_command_timeout = redis.command_timeout;
-            p.broadcast_channel_capacity = ADAPTER_CHANNEL_CAPACITY;
-        })
-        // Retry forever with backoff: a node outlives a Redis restart.
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+    use fred::prelude::ClientLike;
+    let config = fred_client::config(&redis.url)?;
+    let client = fred_client::builder(config, redis.command_timeout, redis.command_timeout)
+        .with_performance_config(|p| p.broadcast_channel_capacity = ADAPTER_CHANNEL_CAPACITY)
         .build_subscriber_client()?;
     let deadline = redis.command_timeout.saturating_mul(2);
     tokio::time::timeout(deadline, client.init())
@@ -350,13 +343,6 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         },
         io,
     )
-}
-
-/// Timings of cluster membership.
-#[derive(Debug, Clone, Copy)]
-struct Cluster {
-    heartbeat: Duration,
-    node_ttl: Duration,
 }
 
 /// SQLite has one writer, so a second batch in flight would only wait for
@@ -512,97 +498,5 @@ impl App {
         tasks.wait().await;
         info!("stopped");
         Ok(())
-    }
-}
-
-/// Cluster membership: heartbeats this node and sweeps nodes that died
-/// without a goodbye, announcing `user-offline` for their users.
-async fn keep_membership(service: Messaging, cluster: Cluster, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(cluster.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {
-                match service.cluster_membership_once(cluster.node_ttl).await {
-                    Ok(_) => crate::instruments::redis_up(true),
-                    Err(e) => {
-                        crate::instruments::redis_up(false);
-                        warn!(error = %e, "cluster heartbeat or sweep failed");
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn sweep_typing(service: Messaging, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(TYPING_SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {
-                if let Err(e) = service.sweep_expired_typing_once(crate::service::now_unix_millis()).await {
-                    warn!(error = %e, "typing sweep failed");
-                }
-            }
-        }
-    }
-}
-
-/// The service is built before the Socket.IO instance whose state holds it,
-/// so its fanout is bound to that instance right after.
-struct LateFanout<A: Adapter> {
-    inner: OnceLock<SioFanout<A>>,
-}
-
-impl<A: Adapter> Default for LateFanout<A> {
-    fn default() -> Self {
-        Self {
-            inner: OnceLock::new(),
-        }
-    }
-}
-
-impl<A: Adapter> LateFanout<A> {
-    fn bind(&self, io: SocketIo<A>) {
-        if self.inner.set(SioFanout::new(io)).is_err() {
-            warn!("fanout bound twice; keeping the first Socket.IO instance");
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl<A: Adapter> Fanout for LateFanout<A> {
-    async fn emit(&self, audience: Audience, event: &'static str, payload: serde_json::Value) {
-        if let Some(f) = self.inner.get() {
-            f.emit(audience, event, payload).await;
-        }
-    }
-
-    fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &serde_json::Value) {
-        if let Some(f) = self.inner.get() {
-            f.emit_to_socket(socket_id, event, payload);
-        }
-    }
-
-    async fn join(&self, socket_id: &str, room: String) {
-        if let Some(f) = self.inner.get() {
-            f.join(socket_id, room).await;
-        }
-    }
-
-    async fn leave(&self, socket_id: &str, room: String) {
-        if let Some(f) = self.inner.get() {
-            f.leave(socket_id, room).await;
-        }
-    }
-
-    fn local_sockets(&self) -> Vec<(String, crate::auth::User)> {
-        self.inner
-            .get()
-            .map(Fanout::local_sockets)
-            .unwrap_or_default()
     }
 }
