@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parloir::auth::User;
 use parloir::config::RateLimits;
-use parloir::domain::{Limits, MessageId, NewConversation, NewMessage, UserId};
+use parloir::domain::{Conversation, Limits, MessageId, NewConversation, NewMessage, UserId};
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral};
 use parloir::fanout::{Audience, Fanout};
 use parloir::protocol::ev;
@@ -147,21 +147,22 @@ fn send(conversation: &str, content: &str, client_message_id: Option<&str>) -> N
     .expect("a valid test message")
 }
 
-/// An HTTP client that hangs up cancels its request's handler: a message
-/// already committed must still be announced (new-message and the unread
-/// update), or the others would learn of it only from history.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
-    let f = fixture().await;
-    let (alice, bob) = (user("alice"), user("bob"));
+/// Alice sends "bye" to bob and goes away (her task is aborted) once the
+/// message is committed and its broadcast is held by the fanout; the fanout
+/// is left closed.
+async fn send_and_hang_up_mid_broadcast(f: &Fixture, alice: &User) -> Conversation {
     let (conversation, _) = f
         .service
-        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
+        .create_conversation(alice, new_conversation(alice, &["bob".into()]))
         .await
-        .unwrap();
+        .expect("the conversation is created");
     f.fanout.open.send_replace(false);
     let sending = tokio::spawn({
-        let (service, id) = (f.service.clone(), conversation.id.to_string());
+        let (service, alice, id) = (
+            f.service.clone(),
+            alice.clone(),
+            conversation.id.to_string(),
+        );
         async move { service.send_message(&alice, send(&id, "bye", None)).await }
     });
     tokio::time::timeout(Duration::from_secs(5), f.fanout.entered.notified())
@@ -169,6 +170,17 @@ async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
         .expect("the message is committed and its broadcast under way");
     sending.abort();
     let _ = sending.await;
+    conversation
+}
+
+/// An HTTP client that hangs up cancels its request's handler: a message
+/// already committed must still be announced (new-message and the unread
+/// update), or the others would learn of it only from history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
+    let f = fixture().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conversation = send_and_hang_up_mid_broadcast(&f, &alice).await;
     f.fanout.open.send_replace(true);
     tokio::time::timeout(Duration::from_secs(5), async {
         while f.fanout.count(ev::NEW_MESSAGE) == 0 || f.fanout.count(ev::UNREAD_COUNT_UPDATED) == 0
@@ -193,21 +205,7 @@ async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
 async fn the_drain_waits_for_an_announcement_whose_sender_went_away() {
     let f = fixture().await;
     let alice = user("alice");
-    let (conversation, _) = f
-        .service
-        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
-        .await
-        .unwrap();
-    f.fanout.open.send_replace(false);
-    let sending = tokio::spawn({
-        let (service, id) = (f.service.clone(), conversation.id.to_string());
-        async move { service.send_message(&alice, send(&id, "bye", None)).await }
-    });
-    tokio::time::timeout(Duration::from_secs(5), f.fanout.entered.notified())
-        .await
-        .expect("the message is committed and its broadcast under way");
-    sending.abort();
-    let _ = sending.await;
+    send_and_hang_up_mid_broadcast(&f, &alice).await;
     let draining = tokio::spawn({
         let service = f.service.clone();
         async move { service.finish_detached_work().await }
