@@ -111,19 +111,12 @@ pub fn init(format: LogFormat, otlp: &Otlp) -> anyhow::Result<TelemetryGuard> {
 
 /// Makes `span` a child of the W3C `traceparent` in `headers`, if any.
 pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use opentelemetry_http::HeaderExtractor;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    struct Headers<'a>(&'a axum::http::HeaderMap);
-    impl opentelemetry::propagation::Extractor for Headers<'_> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0.get(key).and_then(|v| v.to_str().ok())
-        }
-        fn keys(&self) -> Vec<&str> {
-            self.0.keys().map(|k| k.as_str()).collect()
-        }
-    }
     if headers.contains_key("traceparent") {
-        let parent =
-            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(headers))
+        });
         // Fails only when the span is disabled; nothing to continue then.
         let _ = span.set_parent(parent);
     }

@@ -15,7 +15,20 @@ use parloir::Config;
 use parloir::config::StoreConfig;
 use tracing_subscriber::layer::SubscriberExt as _;
 
+/// A W3C trace context from a caller upstream: its trace id and span id.
+const UPSTREAM_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const UPSTREAM_SPAN_ID: &str = "00f067aa0ba902b7";
+
 async fn post(url: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
+    post_with_headers(url, token, body, &[]).await
+}
+
+async fn post_with_headers(
+    url: &str,
+    token: &str,
+    body: serde_json::Value,
+    headers: &[String],
+) -> serde_json::Value {
     let output = tokio::process::Command::new("curl")
         .args([
             "-sS",
@@ -25,6 +38,7 @@ async fn post(url: &str, token: &str, body: serde_json::Value) -> serde_json::Va
             "-H",
             &format!("Authorization: Bearer {token}"),
         ])
+        .args(headers.iter().flat_map(|h| ["-H", h.as_str()]))
         .args([
             "-H",
             "Content-Type: application/json",
@@ -89,6 +103,10 @@ async fn send_message_spans_are_exported_with_their_attributes() {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("parloir")));
     tracing::subscriber::set_global_default(subscriber)
         .expect("the only subscriber of this test binary");
+    // What `telemetry::init` installs in a node process.
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let node = TestNode::spawn(Config::for_tests(
@@ -110,14 +128,17 @@ async fn send_message_spans_are_exported_with_their_attributes() {
         .expect("a conversation id")
         .to_owned();
 
-    // Over HTTP…
-    let http_message = post(
+    // Over HTTP, continuing an upstream caller's trace…
+    let http_message = post_with_headers(
         &format!(
             "{}/api/v1/conversations/{conversation_id}/messages",
             node.url()
         ),
         &bob,
         serde_json::json!({"content": "over http"}),
+        &[format!(
+            "traceparent: 00-{UPSTREAM_TRACE_ID}-{UPSTREAM_SPAN_ID}-01"
+        )],
     )
     .await;
     // …and over Socket.IO with the official client.
@@ -205,6 +226,11 @@ async fn send_message_spans_are_exported_with_their_attributes() {
     assert_eq!(
         http_service.trace_id, request.trace_id,
         "the HTTP send's service span belongs to its request's trace"
+    );
+    assert_eq!(
+        (request.trace_id.as_str(), request.parent_span_id.as_str()),
+        (UPSTREAM_TRACE_ID, UPSTREAM_SPAN_ID),
+        "the request continues the incoming traceparent"
     );
     node.shutdown().await.expect("the node drains");
 }
