@@ -13,13 +13,19 @@ use super::EphemeralError;
 /// Most calls in one batch (one script run).
 const MAX_BATCH: usize = 256;
 
+/// Calls waiting for the next batch. Sends are already bounded by the
+/// node's in-flight limit (`PARLOIR_MAX_SENDS_IN_FLIGHT`, 1,024 by default);
+/// this states the bound here too, so a caller past it waits for room
+/// instead of growing the queue.
+const QUEUE_CAPACITY: usize = 4 * MAX_BATCH;
+
 struct Pending<I, O> {
     input: I,
     reply: oneshot::Sender<Result<O, EphemeralError>>,
 }
 
 pub(super) struct Coalescer<I, O> {
-    tx: mpsc::UnboundedSender<Pending<I, O>>,
+    tx: mpsc::Sender<Pending<I, O>>,
     op: &'static str,
 }
 
@@ -31,7 +37,7 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>, EphemeralError>> + Send,
     {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Pending<I, O>>();
+        let (tx, mut rx) = mpsc::channel::<Pending<I, O>>(QUEUE_CAPACITY);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -62,6 +68,7 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Pending { input, reply })
+            .await
             .map_err(|_| failed(self.op, &"the batching task has stopped"))?;
         answer
             .await
@@ -142,6 +149,36 @@ mod tests {
             2,
             "the four queued calls went together"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_callers_wait_and_loses_none() {
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let started = Arc::new(tokio::sync::Notify::new());
+        let on_start = started.clone();
+        let echo = Arc::new(Coalescer::new("test", move |inputs: Vec<usize>| {
+            let (mut gate, on_start) = (gate_rx.clone(), on_start.clone());
+            async move {
+                on_start.notify_one();
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(inputs)
+            }
+        }));
+        let call = |i| {
+            let echo = echo.clone();
+            tokio::spawn(async move { echo.call(i).await.unwrap() })
+        };
+        let mut calls = vec![call(0)];
+        started.notified().await;
+        // The first batch is held; these fill the queue, and one more waits.
+        calls.extend((1..=QUEUE_CAPACITY + 1).map(call));
+        while echo.tx.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        gate_tx.send(true).unwrap();
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(c.await.unwrap(), i, "every call gets its own answer");
+        }
     }
 
     #[tokio::test]
