@@ -122,7 +122,36 @@ pub async fn authenticate<A: Adapter>(
     instruments::handshake("ok");
     s.extensions.insert(user.clone());
     prepare_socket(&s, &user, budget.budgets()).await;
+    record_presence(&s, &user, &svc).await;
     Ok(())
+}
+
+/// Whether the socket was the user's first device when it was recorded.
+#[derive(Clone, Copy)]
+struct FirstDevice(bool);
+
+/// Presence is recorded before the CONNECT packet goes out, so that once a
+/// client reads itself connected its device counts: a user who connects a
+/// second device and closes the first is never seen offline in between.
+async fn record_presence<A: Adapter>(s: &SocketRef<A>, user: &User, svc: &Messaging) {
+    let socket_id = s.id.to_string();
+    let first = match svc.record_connection(user, &socket_id).await {
+        Ok(first) => first,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence state unavailable at connect");
+            false
+        }
+    };
+    s.extensions.insert(FirstDevice(first));
+    // The socket may have closed while presence was being recorded; its
+    // disconnect handler then ran first, so undo what it could not see.
+    let closed = s
+        .extensions
+        .get::<SocketLifetime>()
+        .is_some_and(|lifetime| lifetime.0.is_cancelled());
+    if closed && let Err(e) = svc.socket_disconnected(user, &socket_id).await {
+        tracing::warn!(error = %e, "presence state unavailable at disconnect");
+    }
 }
 
 /// Readies an authenticated socket before its CONNECT packet goes out:
@@ -144,8 +173,8 @@ async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User, budgets: &Bud
     s.on_disconnect(on_disconnect::<A>);
 }
 
-/// A socket is connected: record presence (announcing the user online on
-/// their first device), send the unread totals, and schedule the
+/// A socket is connected (its presence already recorded): announce the user
+/// online on their first device, send the unread totals, and schedule the
 /// disconnect at token expiry.
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = %user.id))]
 pub async fn on_connect<A: Adapter>(
@@ -157,15 +186,9 @@ pub async fn on_connect<A: Adapter>(
     instruments::socket_connected();
     let socket_id = s.id.to_string();
     disconnect_at_expiry(s.clone(), &user, lifetime.0.clone());
-    if let Err(e) = svc.socket_connected(&user, &socket_id).await {
+    let first = s.extensions.get::<FirstDevice>().is_some_and(|f| f.0);
+    if let Err(e) = svc.welcome_connection(&user, &socket_id, first).await {
         tracing::warn!(error = %e, "presence or unread state unavailable at connect");
-    }
-    // The socket may have closed while presence was being recorded; its
-    // disconnect handler then ran first, so undo what it could not see.
-    if lifetime.0.is_cancelled()
-        && let Err(e) = svc.socket_disconnected(&user, &socket_id).await
-    {
-        tracing::warn!(error = %e, "presence state unavailable at disconnect");
     }
 }
 

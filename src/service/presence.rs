@@ -54,10 +54,32 @@ impl Messaging {
     /// it is the first device, and the unread totals to that socket.
     #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
     pub async fn socket_connected(&self, user: &User, socket_id: &str) -> ServiceResult<()> {
-        let first = self
+        let first = self.record_connection(user, socket_id).await?;
+        self.welcome_connection(user, socket_id, first).await
+    }
+
+    /// Records the socket in presence; true when it is the user's first
+    /// device. The gateway does this before the client is told it is
+    /// connected: a device that connects and then closes another would
+    /// otherwise be counted after the close, and contacts would see the
+    /// user go offline and come back.
+    #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
+    pub async fn record_connection(&self, user: &User, socket_id: &str) -> ServiceResult<bool> {
+        Ok(self
             .ephemeral()
             .socket_connected(&user.id, socket_id)
-            .await?;
+            .await?)
+    }
+
+    /// After the client is connected: `user-online` to contacts when this
+    /// is the first device, and the unread totals to the socket.
+    #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
+    pub async fn welcome_connection(
+        &self,
+        user: &User,
+        socket_id: &str,
+        first: bool,
+    ) -> ServiceResult<()> {
         if first {
             let event = OnlineEvent {
                 user_id: &user.id,
