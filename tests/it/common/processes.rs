@@ -49,12 +49,19 @@ where
     }
 }
 
+/// A port free right now for a server this test starts, chosen below the
+/// kernel's ephemeral range (32768-60999 here). A port from `bind(:0)` is
+/// in that range, so between its release and the server's bind any outgoing
+/// connection could take it: a Redis Cluster bus port was lost that way.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
+    const PORTS: std::ops::Range<u16> = 20_000..32_000;
+    for _ in 0..1_000 {
+        let port = rand::random_range(PORTS);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?} after 1,000 tries");
 }
 
 /// A Redis server of this test only, on a free port, restartable on the same port.
