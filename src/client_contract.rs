@@ -293,7 +293,7 @@ pub fn asyncapi() -> Value {
     let mut messages = BTreeMap::new();
     let mut channel_messages = BTreeMap::new();
     let mut operations = BTreeMap::new();
-    shape::<ErrorBody>().register(&mut schemas);
+    (shape::<ErrorBody>().register)(&mut schemas);
     let mut add = |key: String, name: &str, summary: &str, payload: Value| {
         messages.insert(
             key.clone(),
@@ -388,10 +388,4 @@ pub fn asyncapi() -> Value {
         "operations": operations,
         "components": { "messages": messages, "schemas": schemas },
     })
-}
-
-impl Shape {
-    fn register(&self, schemas: &mut Schemas) {
-        (self.register)(schemas);
-    }
 }

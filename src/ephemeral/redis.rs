@@ -165,6 +165,48 @@ impl RedisEphemeral {
     pub fn key_prefix(&self) -> &str {
         &self.redis.keys.prefix
     }
+
+    /// Runs `claim_node.lua` for `node`: removes its sockets from their
+    /// users and returns the users left with none (last seen at `now`).
+    async fn claim_node(
+        &self,
+        op: &'static str,
+        node: &str,
+        now: UnixMillis,
+        claim: Claim,
+    ) -> Result<Vec<UserId>, EphemeralError> {
+        let mut args: Vec<Value> = vec![
+            node.into(),
+            self.redis.keys.prefix.as_str().into(),
+            now.into(),
+        ];
+        if claim == Claim::Own {
+            args.push("own".into());
+        }
+        let users: Vec<String> = self
+            .redis
+            .eval(
+                op,
+                &self.redis.scripts.claim_node,
+                vec![
+                    self.redis.keys.nodes(),
+                    self.redis.keys.node(node),
+                    self.redis.keys.node_sockets(node),
+                ],
+                args,
+            )
+            .await?;
+        Ok(users.iter().filter_map(|u| stored_user(u)).collect())
+    }
+}
+
+/// Whose sockets `claim_node.lua` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// A node found dead: only if it stayed silent and nobody claimed it first.
+    Dead,
+    /// This node's own id, left by an earlier process: unconditionally.
+    Own,
 }
 
 impl Redis {
@@ -418,29 +460,8 @@ impl Ephemeral for RedisEphemeral {
     ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
         const OP: &str = "forget_own_sockets";
         let last_seen = DateTime::from_timestamp_millis(now).ok_or_else(|| unexpected(OP))?;
-        let users: Vec<String> = self
-            .redis
-            .eval(
-                OP,
-                &self.redis.scripts.claim_node,
-                vec![
-                    self.redis.keys.nodes(),
-                    self.redis.keys.node(&self.node_id),
-                    self.redis.keys.node_sockets(&self.node_id),
-                ],
-                vec![
-                    self.node_id.as_str().into(),
-                    self.redis.keys.prefix.as_str().into(),
-                    now.into(),
-                    "own".into(),
-                ],
-            )
-            .await?;
-        Ok(users
-            .iter()
-            .filter_map(|u| stored_user(u))
-            .map(|u| (u, last_seen))
-            .collect())
+        let users = self.claim_node(OP, &self.node_id, now, Claim::Own).await?;
+        Ok(users.into_iter().map(|u| (u, last_seen)).collect())
     }
 
     /// Liveness is the node key's TTL, counted by the Redis clock; `now` is
@@ -462,30 +483,8 @@ impl Ephemeral for RedisEphemeral {
             .await?;
         let mut gone = Vec::new();
         for node in dead {
-            let claimed: Result<Vec<String>, _> = self
-                .redis
-                .eval(
-                    OP,
-                    &self.redis.scripts.claim_node,
-                    vec![
-                        self.redis.keys.nodes(),
-                        self.redis.keys.node(&node),
-                        self.redis.keys.node_sockets(&node),
-                    ],
-                    vec![
-                        node.as_str().into(),
-                        self.redis.keys.prefix.as_str().into(),
-                        now.into(),
-                    ],
-                )
-                .await;
-            match claimed {
-                Ok(users) => gone.extend(
-                    users
-                        .iter()
-                        .filter_map(|u| stored_user(u))
-                        .map(|u| (u, last_seen)),
-                ),
+            match self.claim_node(OP, &node, now, Claim::Dead).await {
+                Ok(users) => gone.extend(users.into_iter().map(|u| (u, last_seen))),
                 Err(e) if gone.is_empty() => return Err(e),
                 // Users already claimed must still be announced; the node
                 // that failed stays registered and is retried next sweep.
