@@ -16,6 +16,7 @@ pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod instruments;
+mod observed;
 pub mod protocol;
 pub mod service;
 pub mod store;

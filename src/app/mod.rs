@@ -27,9 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, StoreConfig};
-use crate::ephemeral::{
-    Ephemeral, MemoryEphemeral, ObservedEphemeral, RedisEphemeral, RedisSettings, fred_client,
-};
+use crate::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral, RedisSettings, fred_client};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
@@ -37,10 +35,8 @@ use crate::service::{Messaging, ServiceSettings};
 use background::{Cluster, keep_membership, sweep_typing};
 use late_fanout::LateFanout;
 
-use crate::store::{
-    GroupCommit, GroupCommitLimits, ObservedStore, ParticipantCache, PostgresStore, SqliteStore,
-    Store,
-};
+use crate::observed::{Observer, Seam};
+use crate::store::{Decorations, GroupCommitLimits, PostgresStore, SqliteStore, Store};
 
 /// Capacity of the channel that carries other nodes' broadcasts into this
 /// one; a burst beyond it is lost (counted in
@@ -57,8 +53,10 @@ const ADAPTER_PUBLISH_DEADLINE: Duration = Duration::from_millis(500);
 /// the buffer as needed. engineioxide's default is 4 KiB.
 const WS_READ_BUFFER_BYTES: usize = 1024;
 
-/// Opens the configured store and, unless disabled, migrates it.
-pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store, decorated as the node uses it, and unless
+/// disabled migrates it.
+pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store> {
+    let with = store_decorations(config);
     Ok(match &config.store {
         StoreConfig::Sqlite { path } => {
             let store = SqliteStore::open(path)
@@ -67,7 +65,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dy
             if migrate {
                 store.migrate().await.context("migrating SQLite")?;
             }
-            Arc::new(store)
+            Store::decorated(Arc::new(store), with)
         }
         StoreConfig::Postgres { url } => {
             let store = PostgresStore::connect(
@@ -81,7 +79,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Arc<dy
             if migrate {
                 store.migrate().await.context("migrating Postgres")?;
             }
-            Arc::new(store)
+            Store::decorated(Arc::new(store), with)
         }
     })
 }
@@ -123,18 +121,7 @@ impl AppBuilder {
             };
         }
         let authenticator = Authenticator::new(&config.jwt)?;
-        let batched: Arc<dyn Store> = Arc::new(GroupCommit::new(
-            open_store(&config, config.migrate_on_start).await?,
-            group_commit_limits(&config),
-        ));
-        let observed: Arc<dyn Store> = Arc::new(
-            ObservedStore::new(batched, store_kind(&config.store))
-                .with_deadline(store_call_deadline(&config)),
-        );
-        let store: Arc<dyn Store> = match config.participant_cache_size {
-            0 => observed,
-            capacity => Arc::new(ParticipantCache::new(observed, capacity)),
-        };
+        let store = open_store(&config, config.migrate_on_start).await?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -153,10 +140,10 @@ impl AppBuilder {
         // The mode is decided here, once; everything above the seams is the same.
         let (wired, cluster) = match &config.shared {
             SharedState::InProcess => {
-                let ephemeral: Arc<dyn Ephemeral> = Arc::new(ObservedEphemeral::new(
-                    Arc::new(MemoryEphemeral::new(&config.rate_limits)),
-                    "memory",
-                ));
+                let ephemeral: Arc<dyn Ephemeral> = Arc::new(
+                    Observer::new(Seam::SharedState, "memory")
+                        .wrap(Arc::new(MemoryEphemeral::new(&config.rate_limits))),
+                );
                 let (wired, io) = wire(SocketIo::builder(), deps(ephemeral, None));
                 io.ns(
                     NAMESPACE,
@@ -180,7 +167,7 @@ impl AppBuilder {
                 .await
                 .context("connecting to Redis (shared state)")?;
                 let ephemeral: Arc<dyn Ephemeral> =
-                    Arc::new(ObservedEphemeral::new(Arc::new(ephemeral), "redis"));
+                    Arc::new(Observer::new(Seam::SharedState, "redis").wrap(Arc::new(ephemeral)));
                 let subscriber = redis_subscriber(redis)
                     .await
                     .context("connecting the Socket.IO adapter to Redis")?;
@@ -259,7 +246,7 @@ async fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::
 /// What `wire` needs besides the Socket.IO builder.
 struct Deps<'a> {
     config: &'a Config,
-    store: Arc<dyn Store>,
+    store: Store,
     ephemeral: Arc<dyn Ephemeral>,
     /// The Redis adapter's traffic counters (cluster mode only).
     adapter_stats: Option<Arc<socketioxide_sharded::Stats>>,
@@ -349,6 +336,15 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
 /// the first. On Postgres one commit in flight also measured best here (at
 /// 6,000 msg/s, p99 51 ms with one, 99 ms with four: bigger batches, less
 /// contention); more may pay off where round trips to the database dominate.
+fn store_decorations(config: &Config) -> Decorations {
+    Decorations {
+        system: store_kind(&config.store),
+        call_deadline: Some(store_call_deadline(config)),
+        group_commit: group_commit_limits(config),
+        participant_cache: config.participant_cache_size,
+    }
+}
+
 fn group_commit_limits(config: &Config) -> GroupCommitLimits {
     GroupCommitLimits {
         statement_deadline: Some(store_call_deadline(config)),

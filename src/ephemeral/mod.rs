@@ -6,19 +6,17 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ConversationId, UserId};
+use crate::observed::{Observable, seam};
 
 mod coalesce;
 pub mod fred_client;
 pub mod memory;
-pub mod observed;
 pub mod redis;
 
 pub use memory::MemoryEphemeral;
-pub use observed::ObservedEphemeral;
 pub use redis::{RedisEphemeral, RedisSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +28,19 @@ pub enum EphemeralError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl Observable for EphemeralError {
+    fn outcome(&self) -> &'static str {
+        "unavailable"
+    }
+
+    fn timed_out(op: &'static str, after: tokio::time::error::Elapsed) -> Self {
+        Self::Unavailable {
+            op,
+            source: Box::new(after),
+        }
+    }
 }
 
 /// One user's presence as others may see it.
@@ -70,144 +81,147 @@ pub type UnreadChanges = Vec<(UserId, Option<(u64, u64)>)>;
 /// Per-conversation unread counts of one user (zero entries may be absent).
 pub type UnreadCounts = HashMap<ConversationId, u64>;
 
-#[async_trait]
-pub trait Ephemeral: Send + Sync + 'static {
-    async fn ping(&self) -> Result<(), EphemeralError>;
+seam! {
+    /// The shared state one node or a whole cluster sees.
+    pub trait Ephemeral {
+        /// Cheap round trip for readiness checks.
+        async fn ping(&self) -> Result<(), EphemeralError>;
 
-    // ---- rate limits ----
+        // ---- rate limits ----
 
-    /// Takes one `send-message` token from the user's bucket; false when empty.
-    async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>;
+        /// Takes one `send-message` token from the user's bucket; false when empty.
+        async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>;
 
-    /// Takes one conversation-creation token from the user's bucket (a
-    /// slower one than sends); false when empty.
-    async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError>;
+        /// Takes one conversation-creation token from the user's bucket (a
+        /// slower one than sends); false when empty.
+        async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError>;
 
-    // ---- presence ----
+        // ---- presence ----
 
-    /// Records a connected socket. Returns true when it is the user's first
-    /// live socket (the user just came online).
-    async fn socket_connected(
-        &self,
-        user: &UserId,
-        socket_id: &str,
-    ) -> Result<bool, EphemeralError>;
+        /// Records a connected socket. Returns true when it is the user's first
+        /// live socket (the user just came online).
+        async fn socket_connected(
+            &self,
+            user: &UserId,
+            socket_id: &str,
+        ) -> Result<bool, EphemeralError>;
 
-    /// Forgets a socket. Returns `Some(last_seen)` when it was the user's last
-    /// live socket (the user just went offline), atomically with the removal
-    /// so that two sockets closing together yield exactly one offline.
-    async fn socket_disconnected(
-        &self,
-        user: &UserId,
-        socket_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, EphemeralError>;
+        /// Forgets a socket. Returns `Some(last_seen)` when it was the user's last
+        /// live socket (the user just went offline), atomically with the removal
+        /// so that two sockets closing together yield exactly one offline.
+        async fn socket_disconnected(
+            &self,
+            user: &UserId,
+            socket_id: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Option<DateTime<Utc>>, EphemeralError>;
 
-    /// How many live sockets the user has, cluster-wide.
-    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError>;
+        /// How many live sockets the user has, cluster-wide.
+        async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError>;
 
-    async fn presence(&self, users: &[UserId])
-    -> Result<HashMap<UserId, Presence>, EphemeralError>;
+        async fn presence(&self, users: &[UserId])
+        -> Result<HashMap<UserId, Presence>, EphemeralError>;
 
-    /// Marks this node alive until `now + ttl`. Called periodically; a node
-    /// whose heartbeat lapses is considered dead and swept by the others.
-    /// Returns true when the node was not registered: its first heartbeat,
-    /// or its sockets are forgotten (swept after a long outage, or a Redis
-    /// that restarted empty) and must be recorded again.
-    async fn heartbeat(
-        &self,
-        now: UnixMillis,
-        ttl: std::time::Duration,
-    ) -> Result<bool, EphemeralError>;
+        /// Marks this node alive until `now + ttl`. Called periodically; a node
+        /// whose heartbeat lapses is considered dead and swept by the others.
+        /// Returns true when the node was not registered: its first heartbeat,
+        /// or its sockets are forgotten (swept after a long outage, or a Redis
+        /// that restarted empty) and must be recorded again.
+        async fn heartbeat(
+            &self,
+            now: UnixMillis,
+            ttl: std::time::Duration,
+        ) -> Result<bool, EphemeralError>;
 
-    /// Forgets every socket this node id had recorded — what a previous
-    /// process with the same node id (a restarted pod) left behind — and
-    /// returns the users left with no socket anywhere, with `now` as their
-    /// last-seen time. Call before serving.
-    async fn forget_own_sockets(
-        &self,
-        now: UnixMillis,
-    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
+        /// Forgets every socket this node id had recorded — what a previous
+        /// process with the same node id (a restarted pod) left behind — and
+        /// returns the users left with no socket anywhere, with `now` as their
+        /// last-seen time. Call before serving.
+        async fn forget_own_sockets(
+            &self,
+            now: UnixMillis,
+        ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
 
-    /// Removes the sockets of every node whose heartbeat lapsed before `now`
-    /// and returns the users left with no socket anywhere, with their
-    /// last-seen time. Each such user is returned to exactly one caller,
-    /// cluster-wide, so exactly one node announces each `user-offline`.
-    async fn sweep_dead_nodes(
-        &self,
-        now: UnixMillis,
-    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
+        /// Removes the sockets of every node whose heartbeat lapsed before `now`
+        /// and returns the users left with no socket anywhere, with their
+        /// last-seen time. Each such user is returned to exactly one caller,
+        /// cluster-wide, so exactly one node announces each `user-offline`.
+        async fn sweep_dead_nodes(
+            &self,
+            now: UnixMillis,
+        ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
 
-    // ---- typing ----
+        // ---- typing ----
 
-    /// Starts or refreshes typing state until `now + ttl`. Returns true when
-    /// the state should be relayed to others: it is new, or it was last
-    /// relayed at least `relay_interval` before `now`.
-    async fn start_typing(
-        &self,
-        typist: &Typist,
-        now: UnixMillis,
-        ttl: std::time::Duration,
-        relay_interval: std::time::Duration,
-    ) -> Result<bool, EphemeralError>;
+        /// Starts or refreshes typing state until `now + ttl`. Returns true when
+        /// the state should be relayed to others: it is new, or it was last
+        /// relayed at least `relay_interval` before `now`.
+        async fn start_typing(
+            &self,
+            typist: &Typist,
+            now: UnixMillis,
+            ttl: std::time::Duration,
+            relay_interval: std::time::Duration,
+        ) -> Result<bool, EphemeralError>;
 
-    /// Ends typing state. Returns true when the user was typing (so exactly
-    /// one caller announces the stop).
-    async fn stop_typing(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<bool, EphemeralError>;
+        /// Ends typing state. Returns true when the user was typing (so exactly
+        /// one caller announces the stop).
+        async fn stop_typing(
+            &self,
+            conversation: ConversationId,
+            user: &UserId,
+        ) -> Result<bool, EphemeralError>;
 
-    /// The conversations in which `user` has a typing state.
-    async fn typing_conversations_of(
-        &self,
-        user: &UserId,
-    ) -> Result<Vec<ConversationId>, EphemeralError>;
+        /// The conversations in which `user` has a typing state.
+        async fn typing_conversations_of(
+            &self,
+            user: &UserId,
+        ) -> Result<Vec<ConversationId>, EphemeralError>;
 
-    /// Who is typing in a conversation at `now` (expired states excluded).
-    async fn typing_in(
-        &self,
-        conversation: ConversationId,
-        now: UnixMillis,
-    ) -> Result<Vec<Typist>, EphemeralError>;
+        /// Who is typing in a conversation at `now` (expired states excluded).
+        async fn typing_in(
+            &self,
+            conversation: ConversationId,
+            now: UnixMillis,
+        ) -> Result<Vec<Typist>, EphemeralError>;
 
-    /// Removes and returns every typing state expired at `now`. Each expired
-    /// state is returned to exactly one caller, cluster-wide.
-    async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError>;
+        /// Removes and returns every typing state expired at `now`. Each expired
+        /// state is returned to exactly one caller, cluster-wide.
+        async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError>;
 
-    // ---- unread counters ----
+        // ---- unread counters ----
 
-    /// After a message is committed: ends the sender's typing state in the
-    /// conversation and counts one more unread for each recipient whose
-    /// counters are present — the hot path of a send, in one round trip. A
-    /// recipient's entry is `Some((conversation count, total))`, or `None`
-    /// when that user's counters are missing and must be rebuilt from the store.
-    async fn message_committed(
-        &self,
-        conversation: ConversationId,
-        sender: &UserId,
-        recipients: &[UserId],
-    ) -> Result<MessageCommitted, EphemeralError>;
+        /// After a message is committed: ends the sender's typing state in the
+        /// conversation and counts one more unread for each recipient whose
+        /// counters are present — the hot path of a send, in one round trip. A
+        /// recipient's entry is `Some((conversation count, total))`, or `None`
+        /// when that user's counters are missing and must be rebuilt from the store.
+        async fn message_committed(
+            &self,
+            conversation: ConversationId,
+            sender: &UserId,
+            recipients: &[UserId],
+        ) -> Result<MessageCommitted, EphemeralError>;
 
-    /// Replaces a user's counters with counts recomputed from the store.
-    async fn replace_unread(
-        &self,
-        user: &UserId,
-        counts: &UnreadCounts,
-    ) -> Result<(), EphemeralError>;
+        /// Replaces a user's counters with counts recomputed from the store.
+        async fn replace_unread(
+            &self,
+            user: &UserId,
+            counts: &UnreadCounts,
+        ) -> Result<(), EphemeralError>;
 
-    /// Sets one conversation's count in each listed user's counters, in one
-    /// round trip (after a delete, with counts from the store). Only present
-    /// counters change; a user's entry is `Some((conversation count, total))`,
-    /// or `None` when that user's counters are missing — they stay missing and
-    /// are rebuilt from the store when next needed.
-    async fn set_conversation_unread(
-        &self,
-        conversation: ConversationId,
-        counts: &[(UserId, u64)],
-    ) -> Result<UnreadChanges, EphemeralError>;
+        /// Sets one conversation's count in each listed user's counters, in one
+        /// round trip (after a delete, with counts from the store). Only present
+        /// counters change; a user's entry is `Some((conversation count, total))`,
+        /// or `None` when that user's counters are missing — they stay missing and
+        /// are rebuilt from the store when next needed.
+        async fn set_conversation_unread(
+            &self,
+            conversation: ConversationId,
+            counts: &[(UserId, u64)],
+        ) -> Result<UnreadChanges, EphemeralError>;
 
-    /// A user's counters, or `None` when missing.
-    async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;
+        /// A user's counters, or `None` when missing.
+        async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;
+    }
 }

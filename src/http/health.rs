@@ -75,7 +75,7 @@ struct ReadyBody {
 pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let lifecycle = state.readiness.state();
     let (store, shared) = tokio::join!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.service.store().ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.service.store().health.ping()),
         tokio::time::timeout(PROBE_TIMEOUT, state.service.ephemeral().ping()),
     );
     let store_up = matches!(store, Ok(Ok(())));

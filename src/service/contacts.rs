@@ -41,7 +41,7 @@ impl ContactsCache {
     /// Which of `ids` share a conversation with `user`.
     pub async fn visible(
         &self,
-        store: &dyn Store,
+        store: &Store,
         user: &UserId,
         ids: &[UserId],
     ) -> Result<HashSet<UserId>, StoreError> {
@@ -54,7 +54,12 @@ impl ContactsCache {
             }
             _ => {
                 let loaded = Arc::new(Known {
-                    contacts: store.contacts(user).await?.into_iter().collect(),
+                    contacts: store
+                        .conversations
+                        .contacts(user)
+                        .await?
+                        .into_iter()
+                        .collect(),
                     loaded_at: Instant::now(),
                 });
                 self.known.insert(user.clone(), loaded.clone());

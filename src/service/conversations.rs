@@ -31,6 +31,7 @@ impl Messaging {
         }
         let (conversation, created) = self
             .store()
+            .conversations
             .create_conversation(ConversationId::new_random(), &new, domain::now_millis())
             .await?;
         tracing::Span::current()
@@ -63,6 +64,7 @@ impl Messaging {
         // One extra row tells whether another page exists.
         let mut conversations = self
             .store()
+            .conversations
             .list_conversations(&user.id, limit + 1, cursor)
             .await?;
         let next_cursor = if conversations.len() > limit as usize {
@@ -93,7 +95,7 @@ impl Messaging {
         page: PageRequest,
     ) -> ServiceResult<History> {
         self.require_participant(conversation, &user.id).await?;
-        let page = self.store().history(conversation, &page).await?;
+        let page = self.store().messages.history(conversation, &page).await?;
         Ok(History::new(conversation, page))
     }
 
@@ -112,7 +114,7 @@ impl Messaging {
         // twice (in the page and as `new-message`, same id) rather than never.
         let room = rooms::conversation(conversation);
         self.fanout().join(socket_id, room.clone()).await;
-        let history = match self.store().history(conversation, &page).await {
+        let history = match self.store().messages.history(conversation, &page).await {
             Ok(page) => History::new(conversation, page),
             Err(e) => {
                 self.fanout().leave(socket_id, room).await;

@@ -44,6 +44,7 @@ impl Messaging {
         }
         let (message, inserted) = self
             .store()
+            .inserts
             .insert_message(MessageId::new_v7(), &user.id, &new, domain::now_millis())
             .await?;
         span.record("message.id", tracing::field::display(message.id));
@@ -75,7 +76,11 @@ impl Messaging {
         let room = rooms::conversation(message.conversation_id);
         let announce = self.emit(Audience::room(room), ev::NEW_MESSAGE, message);
         let count = async {
-            let recipients: Vec<_> = match self.store().participants(message.conversation_id).await
+            let recipients: Vec<_> = match self
+                .store()
+                .participants
+                .participants(message.conversation_id)
+                .await
             {
                 Ok(participants) => participants
                     .into_iter()
@@ -95,7 +100,7 @@ impl Messaging {
     /// `DELETE /messages/{id}`: the sender soft-deletes their own message.
     #[instrument(skip_all, fields(user.id = %user.id, message.id = %id, conversation.id = tracing::field::Empty))]
     pub async fn delete_message(&self, user: &User, id: MessageId) -> ServiceResult<()> {
-        let Some(message) = self.store().message(id).await? else {
+        let Some(message) = self.store().messages.message(id).await? else {
             return Err(ServiceError::NotFound("message"));
         };
         tracing::Span::current().record(
@@ -104,6 +109,7 @@ impl Messaging {
         );
         if !self
             .store()
+            .participants
             .is_participant(message.conversation_id, &user.id)
             .await?
         {
@@ -116,6 +122,7 @@ impl Messaging {
         }
         if !self
             .store()
+            .messages
             .soft_delete_message(id, domain::now_millis())
             .await?
         {

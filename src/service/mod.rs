@@ -47,7 +47,7 @@ pub struct Messaging {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Store,
     ephemeral: Arc<dyn Ephemeral>,
     fanout: Arc<dyn Fanout>,
     /// One permit per send in progress (see `send_message`).
@@ -87,7 +87,7 @@ impl PendingDisconnects {
 
 impl Messaging {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Store,
         ephemeral: Arc<dyn Ephemeral>,
         fanout: Arc<dyn Fanout>,
         settings: ServiceSettings,
@@ -118,8 +118,8 @@ impl Messaging {
         &self.inner.settings.limits
     }
 
-    pub fn store(&self) -> &dyn Store {
-        &*self.inner.store
+    pub fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     pub fn ephemeral(&self) -> &dyn Ephemeral {
@@ -141,7 +141,12 @@ impl Messaging {
         conversation: ConversationId,
         user: &UserId,
     ) -> ServiceResult<()> {
-        if self.store().is_participant(conversation, user).await? {
+        if self
+            .store()
+            .participants
+            .is_participant(conversation, user)
+            .await?
+        {
             Ok(())
         } else {
             Err(ServiceError::NotFound("conversation"))

@@ -256,7 +256,7 @@ impl Messaging {
     }
 
     async fn tell_contacts<T: Serialize>(&self, user: &UserId, event: &'static str, payload: &T) {
-        match self.store().contacts(user).await {
+        match self.store().conversations.contacts(user).await {
             Ok(contacts) if !contacts.is_empty() => {
                 let rooms = contacts.iter().map(rooms::user).collect();
                 self.emit(Audience::rooms(rooms), event, payload).await;

@@ -23,12 +23,17 @@ impl Messaging {
         user: &User,
         message_id: MessageId,
     ) -> ServiceResult<ReadReceipt> {
-        let Some(message) = self.store().message(message_id).await? else {
+        let Some(message) = self.store().messages.message(message_id).await? else {
             return Err(ServiceError::NotFound("message"));
         };
         let conversation = message.conversation_id;
         tracing::Span::current().record("conversation.id", tracing::field::display(conversation));
-        if !self.store().is_participant(conversation, &user.id).await? {
+        if !self
+            .store()
+            .participants
+            .is_participant(conversation, &user.id)
+            .await?
+        {
             return Err(ServiceError::NotFound("message"));
         }
         self.advance_cursor(user, conversation, message_id).await
@@ -42,10 +47,19 @@ impl Messaging {
         conversation: ConversationId,
     ) -> ServiceResult<ReadReceipt> {
         self.require_participant(conversation, &user.id).await?;
-        match self.store().latest_message_id(conversation).await? {
+        match self
+            .store()
+            .messages
+            .latest_message_id(conversation)
+            .await?
+        {
             Some(latest) => self.advance_cursor(user, conversation, latest).await,
             None => {
-                let cursor = self.store().read_cursor(conversation, &user.id).await?;
+                let cursor = self
+                    .store()
+                    .cursors
+                    .read_cursor(conversation, &user.id)
+                    .await?;
                 Ok(ReadReceipt {
                     conversation_id: conversation,
                     message_id: cursor.message_id,
@@ -64,6 +78,7 @@ impl Messaging {
     ) -> ServiceResult<ReadReceipt> {
         let moved = self
             .store()
+            .cursors
             .advance_read_cursor(conversation, &user.id, to, domain::now_millis())
             .await?;
         let receipt = ReadReceipt {
@@ -94,7 +109,7 @@ impl Messaging {
     /// which also heals the maintained counters.
     #[instrument(skip_all, fields(user.id = %user.id))]
     pub async fn unread(&self, user: &User) -> ServiceResult<UnreadReport> {
-        let counts = self.store().unread_counts(&user.id).await?;
+        let counts = self.store().cursors.unread_counts(&user.id).await?;
         if let Err(e) = self.ephemeral().replace_unread(&user.id, &counts).await {
             warn!(error = %e, "unread counters not refreshed");
         }
@@ -151,7 +166,12 @@ impl Messaging {
         conversation: ConversationId,
         except: &UserId,
     ) {
-        let counts = match self.store().unread_in_conversation(conversation).await {
+        let counts = match self
+            .store()
+            .cursors
+            .unread_in_conversation(conversation)
+            .await
+        {
             Ok(mut counts) => {
                 counts.retain(|(user, _)| user != except);
                 counts
@@ -202,7 +222,7 @@ impl Messaging {
     /// Recounts one user's unread from the store, stores the counters and
     /// tells all the user's devices.
     async fn refresh_unread(&self, user: &UserId, conversation: Option<ConversationId>) {
-        let counts = match self.store().unread_counts(user).await {
+        let counts = match self.store().cursors.unread_counts(user).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "unread recount failed");
@@ -228,7 +248,7 @@ impl Messaging {
             Ok(None) => {}
             Err(e) => warn!(error = %e, "unread counters unavailable; recounting"),
         }
-        let counts = self.store().unread_counts(user).await?;
+        let counts = self.store().cursors.unread_counts(user).await?;
         if let Err(e) = self.ephemeral().replace_unread(user, &counts).await {
             warn!(error = %e, "unread counters not stored");
         }

@@ -1,10 +1,10 @@
-//! A `Store` decorator that commits concurrent sends together (group commit).
+//! A [`MessageInserts`] decorator that commits concurrent sends together (group commit).
 //!
 //! A send is acknowledged only after its message is committed, and every
 //! commit costs one durable flush (fsync) whatever it holds. Committing each
 //! send alone caps a node at roughly one send per flush. Here sends go into a
 //! queue; a dispatcher hands everything queued (up to `max_batch`) to
-//! `Store::insert_messages` as soon as one of `concurrent_batches` commit
+//! `MessageInserts::insert_messages` as soon as one of `concurrent_batches` commit
 //! slots is free. An idle node therefore commits a lone send at once (no
 //! timer, no added latency); under load, sends that arrive while commits are
 //! in flight share the next one. Nothing is acknowledged before its own
@@ -18,11 +18,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError};
-use crate::domain::{
-    Conversation, ConversationId, ConversationSummary, ListCursor, Message, MessageId,
-    NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
-};
+use super::{InsertOutcome, Inserted, MessageInsert, MessageInserts, StoreError};
+use crate::domain::{Message, MessageId, NewMessage, UserId};
 
 /// How sends are grouped into commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +44,14 @@ struct Pending {
 }
 
 pub struct GroupCommit {
-    inner: Arc<dyn Store>,
+    inner: Arc<dyn MessageInserts>,
     queue: mpsc::Sender<Pending>,
 }
 
 impl GroupCommit {
     /// Wraps `inner` and starts the dispatcher on the current tokio runtime.
     /// The dispatcher stops once this value is dropped and the queue drains.
-    pub fn new(inner: Arc<dyn Store>, limits: GroupCommitLimits) -> Self {
+    pub fn new(inner: Arc<dyn MessageInserts>, limits: GroupCommitLimits) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE_CAPACITY);
         let slots = Arc::new(Semaphore::new(limits.concurrent_batches.max(1)));
         let store = inner.clone();
@@ -105,7 +102,11 @@ async fn dispatch<F, Fut>(
     }
 }
 
-async fn commit(inner: &dyn Store, deadline: Option<std::time::Duration>, batch: Vec<Pending>) {
+async fn commit(
+    inner: &dyn MessageInserts,
+    deadline: Option<std::time::Duration>,
+    batch: Vec<Pending>,
+) {
     crate::instruments::insert_batch(batch.len());
     let (inserts, replies): (Vec<MessageInsert>, Vec<_>) =
         batch.into_iter().map(|p| (p.insert, p.reply)).unzip();
@@ -117,7 +118,7 @@ async fn commit(inner: &dyn Store, deadline: Option<std::time::Duration>, batch:
     }
 }
 
-/// One statement inserting a batch (`Store::insert_messages`), as a seam of
+/// One statement inserting a batch (`MessageInserts::insert_messages`), as a seam of
 /// its own so the isolation below is tested on its own.
 trait InsertBatch: Sync {
     fn insert<'a>(
@@ -127,14 +128,14 @@ trait InsertBatch: Sync {
 }
 
 /// The store's batch insert, bounded by a deadline.
-struct Bounded<'s>(&'s dyn Store, Option<std::time::Duration>);
+struct Bounded<'s>(&'s dyn MessageInserts, Option<std::time::Duration>);
 
 impl InsertBatch for Bounded<'_> {
     fn insert<'a>(
         &'a self,
         batch: &'a [MessageInsert],
     ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>> {
-        Box::pin(super::observed::within(
+        Box::pin(crate::observed::within(
             "insert_messages",
             self.1,
             self.0.insert_messages(batch),
@@ -184,45 +185,7 @@ fn stopped() -> StoreError {
 }
 
 #[async_trait]
-impl Store for GroupCommit {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    async fn create_conversation(
-        &self,
-        id: ConversationId,
-        new: &NewConversation,
-        now: DateTime<Utc>,
-    ) -> Result<(Conversation, Created), StoreError> {
-        self.inner.create_conversation(id, new, now).await
-    }
-
-    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
-        self.inner.conversation(id).await
-    }
-
-    async fn is_participant(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<bool, StoreError> {
-        self.inner.is_participant(conversation, user).await
-    }
-
-    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
-        self.inner.participants(conversation).await
-    }
-
-    async fn list_conversations(
-        &self,
-        user: &UserId,
-        limit: u32,
-        cursor: Option<ListCursor>,
-    ) -> Result<Vec<ConversationSummary>, StoreError> {
-        self.inner.list_conversations(user, limit, cursor).await
-    }
-
+impl MessageInserts for GroupCommit {
     /// Queues the message for the next commit and waits for its outcome.
     /// Dropping the future does not withdraw the message.
     async fn insert_message(
@@ -247,71 +210,6 @@ impl Store for GroupCommit {
     ) -> Result<Vec<InsertOutcome>, StoreError> {
         self.inner.insert_messages(batch).await
     }
-
-    async fn history(
-        &self,
-        conversation: ConversationId,
-        page: &PageRequest,
-    ) -> Result<Page, StoreError> {
-        self.inner.history(conversation, page).await
-    }
-
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.message(id).await
-    }
-
-    async fn soft_delete_message(
-        &self,
-        id: MessageId,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.soft_delete_message(id, now).await
-    }
-
-    async fn latest_message_id(
-        &self,
-        conversation: ConversationId,
-    ) -> Result<Option<MessageId>, StoreError> {
-        self.inner.latest_message_id(conversation).await
-    }
-
-    async fn advance_read_cursor(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-        to: MessageId,
-        now: DateTime<Utc>,
-    ) -> Result<CursorMove, StoreError> {
-        self.inner
-            .advance_read_cursor(conversation, user, to, now)
-            .await
-    }
-
-    async fn read_cursor(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<ReadCursor, StoreError> {
-        self.inner.read_cursor(conversation, user).await
-    }
-
-    async fn unread_counts(
-        &self,
-        user: &UserId,
-    ) -> Result<std::collections::HashMap<ConversationId, u64>, StoreError> {
-        self.inner.unread_counts(user).await
-    }
-
-    async fn unread_in_conversation(
-        &self,
-        conversation: ConversationId,
-    ) -> Result<Vec<(UserId, u64)>, StoreError> {
-        self.inner.unread_in_conversation(conversation).await
-    }
-
-    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
-        self.inner.contacts(user).await
-    }
 }
 
 #[cfg(test)]
@@ -320,7 +218,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{Limits, NewMessage};
+    use crate::domain::{ConversationId, Limits};
 
     fn pending() -> Pending {
         let conversation = ConversationId::new_random().to_string();

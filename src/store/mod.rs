@@ -1,29 +1,31 @@
-//! Durable storage: the `Store` trait and its two implementations (Postgres
-//! for production and clusters, SQLite for the embedded single node).
+//! Durable storage: six narrow seams (traits) that change separately, the
+//! [`Store`] handle holding one implementation of each, and the two
+//! databases that implement them all (Postgres for production and clusters,
+//! SQLite for the embedded single node).
 //! Stores turn rows into domain types and enforce the integrity rules a
 //! database enforces best (uniqueness, monotonic read cursors). They hold no
 //! authorization rule: the service decides who may call what.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
     Conversation, ConversationId, ConversationSummary, ListCursor, Message, MessageId,
     NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
+use crate::observed::{Observable, Observer, Seam, seam};
 
 pub mod batched;
 pub mod cached;
-pub mod observed;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use batched::{GroupCommit, GroupCommitLimits};
 pub use cached::ParticipantCache;
-pub use observed::ObservedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -97,6 +99,26 @@ impl StoreError {
     }
 }
 
+impl Observable for StoreError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unavailable { .. } => "unavailable",
+            Self::ClientMessageIdReused => "conflict",
+            Self::Query { .. } | Self::Corrupt { .. } => "error",
+        }
+    }
+
+    fn timed_out(op: &'static str, after: tokio::time::error::Elapsed) -> Self {
+        Self::Unavailable {
+            op,
+            source: Arc::new(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                after,
+            ))),
+        }
+    }
+}
+
 /// Whether `insert_message` stored a new row or returned the one already
 /// stored under the same `(sender, clientMessageId)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +153,10 @@ pub type InsertOutcome = Result<(Message, Inserted), StoreError>;
 
 /// `insert_message` for a store whose one write path is `insert_messages`:
 /// a batch of one.
-async fn insert_alone<S: Store + ?Sized>(store: &S, insert: MessageInsert) -> InsertOutcome {
+async fn insert_alone<S: MessageInserts + ?Sized>(
+    store: &S,
+    insert: MessageInsert,
+) -> InsertOutcome {
     store
         .insert_messages(std::slice::from_ref(&insert))
         .await?
@@ -163,140 +188,233 @@ pub struct CursorMove {
     pub moved: bool,
 }
 
-/// Durable storage of conversations, participants, messages and read cursors.
+seam! {
+    /// Whether the database answers: readiness checks.
+    pub trait Health {
+        /// Cheap round trip.
+        async fn ping(&self) -> Result<(), StoreError>;
+    }
+}
+
+seam! {
+    /// Conversations as wholes: creating them and listing a user's.
+    pub trait Conversations {
+        /// Creates a conversation. For exactly two participants the pair is unique
+        /// (even under concurrent calls): the existing conversation is returned
+        /// with `Created::Existing`. `id` and `now` are used only when new.
+        async fn create_conversation(
+            &self,
+            id: ConversationId,
+            new: &NewConversation,
+            now: DateTime<Utc>,
+        ) -> Result<(Conversation, Created), StoreError>;
+
+        /// The conversation with its participants, or `None` if it does not exist.
+        async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+
+        /// The user's conversations, most recent activity (`last_message_at`, else
+        /// `created_at`) first, then by id descending; at most `limit`, strictly
+        /// after `cursor`. Each carries the user's unread count and the newest
+        /// non-deleted message.
+        async fn list_conversations(
+            &self,
+            user: &UserId,
+            limit: u32,
+            cursor: Option<ListCursor>,
+        ) -> Result<Vec<ConversationSummary>, StoreError>;
+
+        /// Every user who shares at least one conversation with `user` (not `user` itself).
+        async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+    }
+}
+
+seam! {
+    /// Who takes part in a conversation: asked by every send, read, typing
+    /// event and join, and never changed once the conversation exists.
+    pub trait Participants {
+        /// Whether `user` is a participant of `conversation` (false if it does not exist).
+        async fn is_participant(
+            &self,
+            conversation: ConversationId,
+            user: &UserId,
+        ) -> Result<bool, StoreError>;
+
+        /// The participants of a conversation, sorted (empty if it does not exist).
+        async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError>;
+    }
+}
+
+seam! {
+    /// Storing new messages: the write path of a send.
+    pub trait MessageInserts {
+        /// Stores a message and bumps the conversation's `last_message_at`, in one
+        /// transaction. Idempotent on `(sender, client_message_id)`: a repeat
+        /// (also a concurrent one) returns the stored message and
+        /// `Inserted::Duplicate`; a repeat naming another conversation is
+        /// `StoreError::ClientMessageIdReused`. `id` and `now` are used only when new.
+        async fn insert_message(
+            &self,
+            id: MessageId,
+            sender: &UserId,
+            message: &NewMessage,
+            now: DateTime<Utc>,
+        ) -> Result<(Message, Inserted), StoreError>;
+
+        /// Stores several messages with one commit (group commit): one outcome
+        /// per input, in input order, each exactly what `insert_message` would
+        /// answer for it had the messages been inserted one after the other in
+        /// that order (a repeat of a `clientMessageId` earlier in the batch is a
+        /// `Duplicate` of it). `Err` means nothing was stored; the caller may
+        /// retry the messages one by one.
+        async fn insert_messages(
+            &self,
+            batch: &[MessageInsert],
+        ) -> Result<Vec<InsertOutcome>, StoreError>;
+    }
+}
+
+seam! {
+    /// Stored messages: reading them and deleting one.
+    pub trait Messages {
+        /// A page of non-deleted messages of a conversation (see [`PageRequest`]).
+        async fn history(
+            &self,
+            conversation: ConversationId,
+            page: &PageRequest,
+        ) -> Result<Page, StoreError>;
+
+        /// A non-deleted message by id.
+        async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
+
+        /// Soft-deletes a message. Returns false if it did not exist or was already deleted.
+        async fn soft_delete_message(
+            &self,
+            id: MessageId,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError>;
+
+        /// The newest non-deleted message of a conversation.
+        async fn latest_message_id(
+            &self,
+            conversation: ConversationId,
+        ) -> Result<Option<MessageId>, StoreError>;
+    }
+}
+
+seam! {
+    /// Read cursors and the unread counts they define.
+    pub trait ReadCursors {
+        /// Moves `user`'s read cursor in `conversation` to `to`, never backwards,
+        /// atomically (two devices marking concurrently end at the newer one).
+        /// The caller guarantees `user` is a participant and `to` belongs to the
+        /// conversation.
+        async fn advance_read_cursor(
+            &self,
+            conversation: ConversationId,
+            user: &UserId,
+            to: MessageId,
+            now: DateTime<Utc>,
+        ) -> Result<CursorMove, StoreError>;
+
+        /// The user's current read cursor in a conversation.
+        async fn read_cursor(
+            &self,
+            conversation: ConversationId,
+            user: &UserId,
+        ) -> Result<ReadCursor, StoreError>;
+
+        /// Unread counts recomputed from the source of truth: per conversation of
+        /// the user, non-deleted messages newer than the cursor and not sent by
+        /// the user. Conversations with zero unread are omitted.
+        async fn unread_counts(
+            &self,
+            user: &UserId,
+        ) -> Result<HashMap<ConversationId, u64>, StoreError>;
+
+        /// Every participant's unread count in one conversation, counted as
+        /// `unread_counts` counts (zeros included): what a delete changes, in
+        /// one query however many participants there are.
+        async fn unread_in_conversation(
+            &self,
+            conversation: ConversationId,
+        ) -> Result<Vec<(UserId, u64)>, StoreError>;
+    }
+}
+
+/// A database that implements every seam (Postgres, SQLite).
 ///
 /// Every method is cancel-safe in the sense that a dropped future leaves the
 /// database consistent (each write is one statement or one transaction).
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Cheap round trip for readiness checks.
-    async fn ping(&self) -> Result<(), StoreError>;
+pub trait Backend:
+    Health + Conversations + Participants + MessageInserts + Messages + ReadCursors
+{
+}
 
-    /// Creates a conversation. For exactly two participants the pair is unique
-    /// (even under concurrent calls): the existing conversation is returned
-    /// with `Created::Existing`. `id` and `now` are used only when new.
-    async fn create_conversation(
-        &self,
-        id: ConversationId,
-        new: &NewConversation,
-        now: DateTime<Utc>,
-    ) -> Result<(Conversation, Created), StoreError>;
+impl<T> Backend for T where
+    T: Health + Conversations + Participants + MessageInserts + Messages + ReadCursors
+{
+}
 
-    /// The conversation with its participants, or `None` if it does not exist.
-    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+/// Durable storage as the service sees it: one handle per seam, so that a
+/// decorator replaces only the seam it changes (group commit the inserts,
+/// the participant cache the participants) and forwards nothing else.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub health: Arc<dyn Health>,
+    pub conversations: Arc<dyn Conversations>,
+    pub participants: Arc<dyn Participants>,
+    pub inserts: Arc<dyn MessageInserts>,
+    pub messages: Arc<dyn Messages>,
+    pub cursors: Arc<dyn ReadCursors>,
+}
 
-    /// Whether `user` is a participant of `conversation` (false if it does not exist).
-    async fn is_participant(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<bool, StoreError>;
+/// How the node decorates its store (see [`Store::decorated`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Decorations {
+    /// Names the database in spans (`postgresql`, `sqlite`).
+    pub system: &'static str,
+    /// Every call but an insert fails `Unavailable` past it.
+    pub call_deadline: Option<Duration>,
+    pub group_commit: GroupCommitLimits,
+    /// Conversations whose participants are remembered; 0 remembers none.
+    pub participant_cache: usize,
+}
 
-    /// The participants of a conversation, sorted (empty if it does not exist).
-    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError>;
-
-    /// The user's conversations, most recent activity (`last_message_at`, else
-    /// `created_at`) first, then by id descending; at most `limit`, strictly
-    /// after `cursor`. Each carries the user's unread count and the newest
-    /// non-deleted message.
-    async fn list_conversations(
-        &self,
-        user: &UserId,
-        limit: u32,
-        cursor: Option<ListCursor>,
-    ) -> Result<Vec<ConversationSummary>, StoreError>;
-
-    /// Stores a message and bumps the conversation's `last_message_at`, in one
-    /// transaction. Idempotent on `(sender, client_message_id)`: a repeat
-    /// (also a concurrent one) returns the stored message and
-    /// `Inserted::Duplicate`; a repeat naming another conversation is
-    /// `StoreError::ClientMessageIdReused`. `id` and `now` are used only when new.
-    async fn insert_message(
-        &self,
-        id: MessageId,
-        sender: &UserId,
-        message: &NewMessage,
-        now: DateTime<Utc>,
-    ) -> Result<(Message, Inserted), StoreError>;
-
-    /// Stores several messages with one commit (group commit): one outcome
-    /// per input, in input order, each exactly what `insert_message` would
-    /// answer for it had the messages been inserted one after the other in
-    /// that order (a repeat of a `clientMessageId` earlier in the batch is a
-    /// `Duplicate` of it). `Err` means nothing was stored; the caller may
-    /// retry the messages one by one. The default inserts one by one.
-    async fn insert_messages(
-        &self,
-        batch: &[MessageInsert],
-    ) -> Result<Vec<InsertOutcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for m in batch {
-            outcomes.push(
-                self.insert_message(m.id, &m.sender, &m.message, m.now)
-                    .await,
-            );
+impl Store {
+    /// Every seam served by `backend`, undecorated.
+    pub fn new<B: Backend>(backend: Arc<B>) -> Self {
+        Self {
+            health: backend.clone(),
+            conversations: backend.clone(),
+            participants: backend.clone(),
+            inserts: backend.clone(),
+            messages: backend.clone(),
+            cursors: backend,
         }
-        Ok(outcomes)
     }
 
-    /// A page of non-deleted messages of a conversation (see [`PageRequest`]).
-    async fn history(
-        &self,
-        conversation: ConversationId,
-        page: &PageRequest,
-    ) -> Result<Page, StoreError>;
-
-    /// A non-deleted message by id.
-    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
-
-    /// Soft-deletes a message. Returns false if it did not exist or was already deleted.
-    async fn soft_delete_message(
-        &self,
-        id: MessageId,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-
-    /// The newest non-deleted message of a conversation.
-    async fn latest_message_id(
-        &self,
-        conversation: ConversationId,
-    ) -> Result<Option<MessageId>, StoreError>;
-
-    /// Moves `user`'s read cursor in `conversation` to `to`, never backwards,
-    /// atomically (two devices marking concurrently end at the newer one).
-    /// The caller guarantees `user` is a participant and `to` belongs to the
-    /// conversation.
-    async fn advance_read_cursor(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-        to: MessageId,
-        now: DateTime<Utc>,
-    ) -> Result<CursorMove, StoreError>;
-
-    /// The user's current read cursor in a conversation.
-    async fn read_cursor(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<ReadCursor, StoreError>;
-
-    /// Unread counts recomputed from the source of truth: per conversation of
-    /// the user, non-deleted messages newer than the cursor and not sent by
-    /// the user. Conversations with zero unread are omitted.
-    async fn unread_counts(
-        &self,
-        user: &UserId,
-    ) -> Result<HashMap<ConversationId, u64>, StoreError>;
-
-    /// Every participant's unread count in one conversation, counted as
-    /// `unread_counts` counts (zeros included): what a delete changes, in
-    /// one query however many participants there are.
-    async fn unread_in_conversation(
-        &self,
-        conversation: ConversationId,
-    ) -> Result<Vec<(UserId, u64)>, StoreError>;
-
-    /// Every user who shares at least one conversation with `user` (not `user` itself).
-    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+    /// `backend` as the node uses it: inserts group-committed, every call
+    /// observed, participants cached. Must run inside a tokio runtime (the
+    /// group commit starts its dispatcher).
+    pub fn decorated<B: Backend>(backend: Arc<B>, with: Decorations) -> Self {
+        let store = Self::new(backend);
+        let observer = Observer::new(Seam::Store, with.system).with_deadline(with.call_deadline);
+        let inserts: Arc<dyn MessageInserts> =
+            Arc::new(GroupCommit::new(store.inserts, with.group_commit));
+        let participants: Arc<dyn Participants> = Arc::new(observer.wrap(store.participants));
+        Self {
+            health: Arc::new(observer.wrap(store.health)),
+            conversations: Arc::new(observer.wrap(store.conversations)),
+            participants: match with.participant_cache {
+                0 => participants,
+                capacity => Arc::new(ParticipantCache::new(participants, capacity)),
+            },
+            // A send waits in its group commit, whose statements have their
+            // own deadline; its wait is observed without one.
+            inserts: Arc::new(observer.with_deadline(None).wrap(inserts)),
+            messages: Arc::new(observer.wrap(store.messages)),
+            cursors: Arc::new(observer.wrap(store.cursors)),
+        }
+    }
 }

@@ -1,7 +1,7 @@
-//! The Postgres [`Store`]: production and cluster storage. Owns every SQL
-//! statement against `migrations/postgres`, the row types those statements
-//! return, and their conversion into domain types (a row that does not
-//! convert is [`StoreError::Corrupt`]).
+//! The Postgres [`Backend`](super::Backend): production and cluster
+//! storage. Owns every SQL statement against `migrations/postgres`; the rows
+//! they return are assembled into domain types in `rows.rs`, with
+//! Postgres's column types (`uuid`, `timestamptz`, `jsonb`).
 //!
 //! Integrity under concurrency comes from the database, never from a
 //! check-then-write in this process (other nodes write too):
@@ -15,18 +15,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::JsonValue;
-use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+use super::rows::{self, corrupt, count, user_id};
 use super::{
-    Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError, duplicate_of,
-    insert_alone,
+    Conversations, Created, CursorMove, Health, InsertOutcome, Inserted, MessageInsert,
+    MessageInserts, Messages, Participants, ReadCursors, StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
-    Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
-    Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+    ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,
+    MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
 /// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
@@ -122,133 +123,10 @@ impl PostgresStore {
     }
 }
 
-#[derive(FromRow)]
-struct MessageRow {
-    id: Uuid,
-    conversation_id: Uuid,
-    sender_id: String,
-    content: String,
-    attachments: JsonValue,
-    client_message_id: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-impl TryFrom<MessageRow> for Message {
-    type Error = StoreError;
-
-    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
-        const OP: &str = "messages row";
-        let attachments: Vec<Attachment> = serde_json::from_value(row.attachments)
-            .map_err(|e| corrupt(OP, format!("attachments: {e}")))?;
-        let client_message_id = row
-            .client_message_id
-            .as_deref()
-            .map(ClientMessageId::parse)
-            .transpose()
-            .map_err(|e| corrupt(OP, e.to_string()))?;
-        Ok(Message {
-            id: MessageId::from_uuid(row.id),
-            conversation_id: ConversationId::from_uuid(row.conversation_id),
-            sender_id: user_id(OP, &row.sender_id)?,
-            content: row.content,
-            attachments,
-            client_message_id,
-            created_at: row.created_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct ConversationRow {
-    id: Uuid,
-    title: Option<String>,
-    created_at: DateTime<Utc>,
-    last_message_at: Option<DateTime<Utc>>,
-}
-
-impl ConversationRow {
-    fn into_conversation(self, participant_ids: Vec<UserId>) -> Conversation {
-        Conversation {
-            id: ConversationId::from_uuid(self.id),
-            participant_ids,
-            title: self.title,
-            created_at: self.created_at,
-            last_message_at: self.last_message_at,
-        }
-    }
-}
-
-/// One line of a user's conversation list: the conversation, the user's
-/// unread count, and the newest non-deleted message (all `lm_*` NULL if none).
-#[derive(FromRow)]
-struct SummaryRow {
-    id: Uuid,
-    title: Option<String>,
-    created_at: DateTime<Utc>,
-    last_message_at: Option<DateTime<Utc>>,
-    unread_count: i64,
-    lm_id: Option<Uuid>,
-    lm_sender_id: Option<String>,
-    lm_content: Option<String>,
-    lm_attachments: Option<JsonValue>,
-    lm_client_message_id: Option<String>,
-    lm_created_at: Option<DateTime<Utc>>,
-}
-
-impl SummaryRow {
-    fn last_message(&mut self) -> Result<Option<Message>, StoreError> {
-        let (Some(id), Some(sender_id), Some(content), Some(attachments), Some(created_at)) = (
-            self.lm_id,
-            self.lm_sender_id.take(),
-            self.lm_content.take(),
-            self.lm_attachments.take(),
-            self.lm_created_at,
-        ) else {
-            return Ok(None);
-        };
-        MessageRow {
-            id,
-            conversation_id: self.id,
-            sender_id,
-            content,
-            attachments,
-            client_message_id: self.lm_client_message_id.take(),
-            created_at,
-        }
-        .try_into()
-        .map(Some)
-    }
-}
-
-#[derive(FromRow)]
-struct CursorRow {
-    last_read_message_id: Option<Uuid>,
-    last_read_at: Option<DateTime<Utc>>,
-}
-
-impl From<CursorRow> for ReadCursor {
-    fn from(row: CursorRow) -> Self {
-        ReadCursor {
-            message_id: row.last_read_message_id.map(MessageId::from_uuid),
-            read_at: row.last_read_at,
-        }
-    }
-}
-
-fn corrupt(op: &'static str, detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        op,
-        detail: detail.into(),
-    }
-}
-
-fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError> {
-    UserId::parse("user_id", raw).map_err(|e| corrupt(op, e.to_string()))
-}
-
-fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
-}
+type MessageRow = rows::MessageRow<Uuid, DateTime<Utc>, JsonValue>;
+type ConversationRow = rows::ConversationRow<Uuid, DateTime<Utc>>;
+type SummaryRow = rows::SummaryRow<Uuid, DateTime<Utc>, JsonValue>;
+type CursorRow = rows::CursorRow<Uuid, DateTime<Utc>>;
 
 /// Times are stored at the wire's millisecond precision, so what a caller
 /// gets back equals what clients are sent.
@@ -257,7 +135,7 @@ fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Health for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -265,7 +143,10 @@ impl Store for PostgresStore {
             .map(drop)
             .map_err(|e| StoreError::from_sqlx("ping", e))
     }
+}
 
+#[async_trait]
+impl Conversations for PostgresStore {
     async fn create_conversation(
         &self,
         id: ConversationId,
@@ -346,42 +227,7 @@ impl Store for PostgresStore {
         // Participants never change after creation, so a second statement
         // outside a transaction reads a consistent set.
         let participants = self.participants(id).await?;
-        Ok(Some(row.into_conversation(participants)))
-    }
-
-    async fn is_participant(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM conversation_participants \
-             WHERE conversation_id = $1 AND user_id = $2)",
-        )
-        .bind(conversation.as_uuid())
-        .bind(user.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx("is_participant", e))
-    }
-
-    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
-        const OP: &str = "participants";
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM conversation_participants WHERE conversation_id = $1",
-        )
-        .bind(conversation.as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        // Sorted here, not in SQL: `UserId`'s order is byte order, which a
-        // database collation need not be.
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
+        row.into_conversation(participants).map(Some)
     }
 
     async fn list_conversations(
@@ -427,26 +273,74 @@ impl Store for PostgresStore {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let mut participants = self.participants_of(OP, &ids).await?;
         rows.into_iter()
-            .map(|mut row| {
-                let last_message = row.last_message()?;
-                let unread_count = count(OP, row.unread_count)?;
+            .map(|row| {
                 let users = participants.remove(&row.id).unwrap_or_default();
-                let conversation = ConversationRow {
-                    id: row.id,
-                    title: row.title,
-                    created_at: row.created_at,
-                    last_message_at: row.last_message_at,
-                }
-                .into_conversation(users);
-                Ok(ConversationSummary {
-                    conversation,
-                    unread_count,
-                    last_message,
-                })
+                row.into_summary(users)
             })
             .collect()
     }
 
+    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "contacts";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT other.user_id \
+             FROM conversation_participants me \
+             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
+             WHERE me.user_id = $1 AND other.user_id <> $1",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+}
+
+#[async_trait]
+impl Participants for PostgresStore {
+    async fn is_participant(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM conversation_participants \
+             WHERE conversation_id = $1 AND user_id = $2)",
+        )
+        .bind(conversation.as_uuid())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("is_participant", e))
+    }
+
+    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "participants";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM conversation_participants WHERE conversation_id = $1",
+        )
+        .bind(conversation.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        // Sorted here, not in SQL: `UserId`'s order is byte order, which a
+        // database collation need not be.
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+}
+
+#[async_trait]
+impl MessageInserts for PostgresStore {
     async fn insert_message(
         &self,
         id: MessageId,
@@ -586,7 +480,10 @@ impl Store for PostgresStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl Messages for PostgresStore {
     async fn history(
         &self,
         conversation: ConversationId,
@@ -669,7 +566,10 @@ impl Store for PostgresStore {
         .map_err(|e| StoreError::from_sqlx("latest_message_id", e))?;
         Ok(id.map(MessageId::from_uuid))
     }
+}
 
+#[async_trait]
+impl ReadCursors for PostgresStore {
     async fn advance_read_cursor(
         &self,
         conversation: ConversationId,
@@ -696,7 +596,7 @@ impl Store for PostgresStore {
         .map_err(|e| StoreError::from_sqlx("advance_read_cursor", e))?;
         match moved {
             Some(row) => Ok(CursorMove {
-                cursor: row.into(),
+                cursor: row.try_into()?,
                 moved: true,
             }),
             None => Ok(CursorMove {
@@ -720,13 +620,13 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx("read_cursor", e))?;
-        Ok(row.map_or(
-            ReadCursor {
+        match row {
+            Some(row) => row.try_into(),
+            None => Ok(ReadCursor {
                 message_id: None,
                 read_at: None,
-            },
-            ReadCursor::from,
-        ))
+            }),
+        }
     }
 
     async fn unread_counts(
@@ -775,25 +675,5 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|(user, n)| Ok((user_id(OP, user)?, count(OP, *n)?)))
             .collect()
-    }
-
-    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
-        const OP: &str = "contacts";
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT other.user_id \
-             FROM conversation_participants me \
-             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
-             WHERE me.user_id = $1 AND other.user_id <> $1",
-        )
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
     }
 }

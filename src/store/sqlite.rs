@@ -1,7 +1,7 @@
-//! The SQLite [`Store`]: the embedded single-node mode (a file under
-//! `./data/`). Owns every SQL statement against `migrations/sqlite`, the row
-//! types they return and their conversion into domain types (a row that does
-//! not convert is [`StoreError::Corrupt`]).
+//! The SQLite [`Backend`](super::Backend): the embedded single-node mode (a
+//! file under `./data/`). Owns every SQL statement against
+//! `migrations/sqlite`; the rows they return are assembled into domain types
+//! in `rows.rs`, with the encodings below.
 //!
 //! Encodings: ids are lowercase hyphenated UUID text (text order == UUID byte
 //! order == UUIDv7 time order, which history paging relies on), times are
@@ -21,18 +21,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
-use sqlx::{FromRow, SqlitePool};
 use uuid::Uuid;
 
+use super::rows::{self, Column as _, corrupt, count, user_id};
 use super::{
-    Created, CursorMove, InsertOutcome, Inserted, MessageInsert, Store, StoreError, duplicate_of,
-    insert_alone,
+    Conversations, Created, CursorMove, Health, InsertOutcome, Inserted, MessageInsert,
+    MessageInserts, Messages, Participants, ReadCursors, StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
-    Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor,
-    Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+    ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,
+    MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
 /// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
@@ -137,149 +138,10 @@ impl SqliteStore {
     }
 }
 
-#[derive(FromRow)]
-struct MessageRow {
-    id: String,
-    conversation_id: String,
-    sender_id: String,
-    content: String,
-    attachments: String,
-    client_message_id: Option<String>,
-    created_at: i64,
-}
-
-impl TryFrom<MessageRow> for Message {
-    type Error = StoreError;
-
-    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
-        const OP: &str = "messages row";
-        let attachments: Vec<Attachment> = serde_json::from_str(&row.attachments)
-            .map_err(|e| corrupt(OP, format!("attachments: {e}")))?;
-        let client_message_id = row
-            .client_message_id
-            .as_deref()
-            .map(ClientMessageId::parse)
-            .transpose()
-            .map_err(|e| corrupt(OP, e.to_string()))?;
-        Ok(Message {
-            id: MessageId::from_uuid(uuid(OP, &row.id)?),
-            conversation_id: ConversationId::from_uuid(uuid(OP, &row.conversation_id)?),
-            sender_id: user_id(OP, &row.sender_id)?,
-            content: row.content,
-            attachments,
-            client_message_id,
-            created_at: time(OP, row.created_at)?,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct ConversationRow {
-    id: String,
-    title: Option<String>,
-    created_at: i64,
-    last_message_at: Option<i64>,
-}
-
-impl ConversationRow {
-    fn into_conversation(self, participant_ids: Vec<UserId>) -> Result<Conversation, StoreError> {
-        const OP: &str = "conversations row";
-        Ok(Conversation {
-            id: ConversationId::from_uuid(uuid(OP, &self.id)?),
-            participant_ids,
-            title: self.title,
-            created_at: time(OP, self.created_at)?,
-            last_message_at: self.last_message_at.map(|t| time(OP, t)).transpose()?,
-        })
-    }
-}
-
-/// One line of a user's conversation list: the conversation, the user's
-/// unread count, and the newest non-deleted message (all `lm_*` NULL if none).
-#[derive(FromRow)]
-struct SummaryRow {
-    id: String,
-    title: Option<String>,
-    created_at: i64,
-    last_message_at: Option<i64>,
-    unread_count: i64,
-    lm_id: Option<String>,
-    lm_sender_id: Option<String>,
-    lm_content: Option<String>,
-    lm_attachments: Option<String>,
-    lm_client_message_id: Option<String>,
-    lm_created_at: Option<i64>,
-}
-
-impl SummaryRow {
-    fn last_message(&mut self) -> Result<Option<Message>, StoreError> {
-        let (Some(id), Some(sender_id), Some(content), Some(attachments), Some(created_at)) = (
-            self.lm_id.take(),
-            self.lm_sender_id.take(),
-            self.lm_content.take(),
-            self.lm_attachments.take(),
-            self.lm_created_at,
-        ) else {
-            return Ok(None);
-        };
-        MessageRow {
-            id,
-            conversation_id: self.id.clone(),
-            sender_id,
-            content,
-            attachments,
-            client_message_id: self.lm_client_message_id.take(),
-            created_at,
-        }
-        .try_into()
-        .map(Some)
-    }
-}
-
-#[derive(FromRow)]
-struct CursorRow {
-    last_read_message_id: Option<String>,
-    last_read_at: Option<i64>,
-}
-
-impl TryFrom<CursorRow> for ReadCursor {
-    type Error = StoreError;
-
-    fn try_from(row: CursorRow) -> Result<Self, StoreError> {
-        const OP: &str = "conversation_participants row";
-        Ok(ReadCursor {
-            message_id: row
-                .last_read_message_id
-                .map(|id| uuid(OP, &id).map(MessageId::from_uuid))
-                .transpose()?,
-            read_at: row.last_read_at.map(|t| time(OP, t)).transpose()?,
-        })
-    }
-}
-
-fn corrupt(op: &'static str, detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        op,
-        detail: detail.into(),
-    }
-}
-
-fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError> {
-    UserId::parse("user_id", raw).map_err(|e| corrupt(op, e.to_string()))
-}
-
-fn uuid(op: &'static str, raw: &str) -> Result<Uuid, StoreError> {
-    Uuid::try_parse(raw).map_err(|e| corrupt(op, format!("id {raw:?}: {e}")))
-}
-
-fn time(op: &'static str, millis: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(millis)
-        .ok_or_else(|| corrupt(op, format!("time {millis} out of range")))
-}
-
-fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
-}
+type MessageRow = rows::MessageRow<String, i64, String>;
+type ConversationRow = rows::ConversationRow<String, i64>;
+type SummaryRow = rows::SummaryRow<String, i64, String>;
+type CursorRow = rows::CursorRow<String, i64>;
 
 /// The stored form of an id: lowercase hyphenated (what `Display` writes).
 fn text(id: Uuid) -> String {
@@ -287,7 +149,7 @@ fn text(id: Uuid) -> String {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Health for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -295,7 +157,10 @@ impl Store for SqliteStore {
             .map(drop)
             .map_err(|e| StoreError::from_sqlx("ping", e))
     }
+}
 
+#[async_trait]
+impl Conversations for SqliteStore {
     async fn create_conversation(
         &self,
         id: ConversationId,
@@ -338,7 +203,7 @@ impl Store for SqliteStore {
                 id,
                 participant_ids,
                 title: new.title.clone(),
-                created_at: time(OP, now.timestamp_millis())?,
+                created_at: now.timestamp_millis().decode(OP)?,
                 last_message_at: None,
             };
             return Ok((conversation, Created::New));
@@ -355,7 +220,7 @@ impl Store for SqliteStore {
         tx.rollback().await.map_err(err)?;
         let existing = existing.ok_or_else(|| corrupt(OP, "conflicting conversation not found"))?;
         let conversation = self
-            .conversation(ConversationId::from_uuid(uuid(OP, &existing)?))
+            .conversation(ConversationId::from_uuid(existing.decode(OP)?))
             .await?
             .ok_or_else(|| corrupt(OP, "conflicting conversation not found"))?;
         Ok((conversation, Created::Existing))
@@ -375,39 +240,6 @@ impl Store for SqliteStore {
         // outside a transaction reads a consistent set.
         let participants = self.participants(id).await?;
         row.into_conversation(participants).map(Some)
-    }
-
-    async fn is_participant(
-        &self,
-        conversation: ConversationId,
-        user: &UserId,
-    ) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM conversation_participants \
-             WHERE conversation_id = ?1 AND user_id = ?2)",
-        )
-        .bind(text(conversation.as_uuid()))
-        .bind(user.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx("is_participant", e))
-    }
-
-    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
-        const OP: &str = "participants";
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM conversation_participants WHERE conversation_id = ?1",
-        )
-        .bind(text(conversation.as_uuid()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
     }
 
     async fn list_conversations(
@@ -450,26 +282,72 @@ impl Store for SqliteStore {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut participants = self.participants_of(OP, &ids).await?;
         rows.into_iter()
-            .map(|mut row| {
-                let last_message = row.last_message()?;
-                let unread_count = count(OP, row.unread_count)?;
+            .map(|row| {
                 let users = participants.remove(&row.id).unwrap_or_default();
-                let conversation = ConversationRow {
-                    id: row.id,
-                    title: row.title,
-                    created_at: row.created_at,
-                    last_message_at: row.last_message_at,
-                }
-                .into_conversation(users)?;
-                Ok(ConversationSummary {
-                    conversation,
-                    unread_count,
-                    last_message,
-                })
+                row.into_summary(users)
             })
             .collect()
     }
 
+    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "contacts";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT other.user_id \
+             FROM conversation_participants me \
+             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
+             WHERE me.user_id = ?1 AND other.user_id <> ?1",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+}
+
+#[async_trait]
+impl Participants for SqliteStore {
+    async fn is_participant(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM conversation_participants \
+             WHERE conversation_id = ?1 AND user_id = ?2)",
+        )
+        .bind(text(conversation.as_uuid()))
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("is_participant", e))
+    }
+
+    async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError> {
+        const OP: &str = "participants";
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM conversation_participants WHERE conversation_id = ?1",
+        )
+        .bind(text(conversation.as_uuid()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut users = rows
+            .iter()
+            .map(|u| user_id(OP, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort();
+        Ok(users)
+    }
+}
+
+#[async_trait]
+impl MessageInserts for SqliteStore {
     async fn insert_message(
         &self,
         id: MessageId,
@@ -555,7 +433,10 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(err)?;
         Ok(outcomes)
     }
+}
 
+#[async_trait]
+impl Messages for SqliteStore {
     async fn history(
         &self,
         conversation: ConversationId,
@@ -637,10 +518,13 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        id.map(|id| uuid(OP, &id).map(MessageId::from_uuid))
+        id.map(|id| id.decode(OP).map(MessageId::from_uuid))
             .transpose()
     }
+}
 
+#[async_trait]
+impl ReadCursors for SqliteStore {
     async fn advance_read_cursor(
         &self,
         conversation: ConversationId,
@@ -719,7 +603,7 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
         rows.into_iter()
-            .map(|(id, n)| Ok((ConversationId::from_uuid(uuid(OP, &id)?), count(OP, n)?)))
+            .map(|(id, n)| Ok((ConversationId::from_uuid(id.decode(OP)?), count(OP, n)?)))
             .collect()
     }
 
@@ -745,25 +629,5 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|(user, n)| Ok((user_id(OP, user)?, count(OP, *n)?)))
             .collect()
-    }
-
-    async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
-        const OP: &str = "contacts";
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT other.user_id \
-             FROM conversation_participants me \
-             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
-             WHERE me.user_id = ?1 AND other.user_id <> ?1",
-        )
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
     }
 }

@@ -56,7 +56,7 @@ fn fail(e: impl std::fmt::Display) -> TestCaseError {
 /// Walks pages of `request`, stepping with `step` until `has_more` is false,
 /// and returns the ids in the order the walk met them (oldest first overall).
 async fn walk(
-    store: &Arc<dyn Store>,
+    store: &Store,
     conversation: ConversationId,
     mut request: PageRequest,
     forwards: bool,
@@ -64,7 +64,11 @@ async fn walk(
 ) -> Result<Vec<MessageId>, TestCaseError> {
     let mut seen = Vec::new();
     for _ in 0..max_pages {
-        let page = store.history(conversation, &request).await.map_err(fail)?;
+        let page = store
+            .messages
+            .history(conversation, &request)
+            .await
+            .map_err(fail)?;
         let ids: Vec<MessageId> = page.messages.iter().map(|m| m.id).collect();
         prop_assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
@@ -91,7 +95,7 @@ async fn walk(
     Err(fail(format!("walk did not end within {max_pages} pages")))
 }
 
-async fn check(store: Arc<dyn Store>, s: Scenario) -> Result<(), TestCaseError> {
+async fn check(store: Store, s: Scenario) -> Result<(), TestCaseError> {
     let limits = Limits::default();
     // Fresh users per case, so cases sharing a database never meet.
     let tag = Uuid::new_v4().simple().to_string();
@@ -99,6 +103,7 @@ async fn check(store: Arc<dyn Store>, s: Scenario) -> Result<(), TestCaseError> 
     let bob = format!("bob-{tag}");
     let new = NewConversation::parse(&alice, &[bob], None, &limits).map_err(fail)?;
     let (conversation, _) = store
+        .conversations
         .create_conversation(ConversationId::new_random(), &new, now_millis())
         .await
         .map_err(fail)?;
@@ -109,6 +114,7 @@ async fn check(store: Arc<dyn Store>, s: Scenario) -> Result<(), TestCaseError> 
         let m = NewMessage::parse(&c.to_string(), &format!("m{i}"), vec![], None, &limits)
             .map_err(fail)?;
         let (stored, _) = store
+            .inserts
             .insert_message(MessageId::new_v7(), &alice, &m, now_millis())
             .await
             .map_err(fail)?;
@@ -117,6 +123,7 @@ async fn check(store: Arc<dyn Store>, s: Scenario) -> Result<(), TestCaseError> 
     for (id, _) in all.iter().zip(&s.deleted).filter(|(_, deleted)| **deleted) {
         prop_assert!(
             store
+                .messages
                 .soft_delete_message(*id, now_millis())
                 .await
                 .map_err(fail)?
@@ -179,7 +186,7 @@ fn sqlite_history_pages_yield_each_message_once_in_order() {
                 .await
                 .map_err(fail)?;
             store.migrate().await.map_err(fail)?;
-            check(Arc::new(store), s).await
+            check(Store::new(Arc::new(store)), s).await
         })
     });
 }
@@ -245,7 +252,11 @@ fn postgres_history_pages_yield_each_message_once_in_order() {
                 .connect_with(db.options())
                 .await
                 .map_err(fail)?;
-            let result = check(Arc::new(PostgresStore::from_pool(pool.clone())), s).await;
+            let result = check(
+                Store::new(Arc::new(PostgresStore::from_pool(pool.clone()))),
+                s,
+            )
+            .await;
             pool.close().await;
             result
         })

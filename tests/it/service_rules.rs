@@ -78,7 +78,7 @@ impl Fanout for RecordingFanout {
 
 struct Fixture {
     service: Messaging,
-    store: Arc<dyn Store>,
+    store: Store,
     ephemeral: Arc<dyn Ephemeral>,
     fanout: Arc<RecordingFanout>,
     _dir: tempfile::TempDir,
@@ -94,7 +94,7 @@ async fn fixture_with_sends_in_flight(max_sends_in_flight: usize) -> Fixture {
         .await
         .expect("sqlite opens");
     store.migrate().await.expect("migrations apply");
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = Store::new(Arc::new(store));
     // Generous limits: these tests are about storage rules, not rate limits.
     let rate_limits = RateLimits {
         send_per_sec: 10_000,
@@ -192,6 +192,7 @@ async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
     .expect("new-message and bob's unread update went out after the sender left");
     let page = f
         .store
+        .messages
         .history(conversation.id, &parloir::domain::PageRequest::latest(10))
         .await
         .unwrap();
@@ -532,6 +533,7 @@ async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
             .collect();
         let rebuilt = f
             .store
+            .cursors
             .unread_counts(&u.id)
             .await
             .expect("the embedded store and shared state answer");

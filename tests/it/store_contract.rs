@@ -1,5 +1,5 @@
 //! The `Store` contract: one behavioural suite, each case written once in
-//! `mod contract` as `async fn case(store: Arc<dyn Store>)`, and run against
+//! `mod contract` as `async fn case(store: Store)`, and run against
 //! both implementations by `contract_tests!`: Postgres through
 //! `#[sqlx::test]` (a fresh database per test; needs `DATABASE_URL`) and
 //! SQLite in a fresh temporary file opened exactly as the node opens it.
@@ -9,19 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parloir::store::{
-    GroupCommit, GroupCommitLimits, ObservedStore, ParticipantCache, PostgresStore, SqliteStore,
-    Store, StoreError,
+    Backend, Decorations, GroupCommitLimits, Health as _, PostgresStore, SqliteStore, Store,
+    StoreError,
 };
 use sqlx::PgPool;
 use tempfile::TempDir;
 
-fn pg_store(pool: PgPool) -> Arc<dyn Store> {
+fn pg_store(pool: PgPool) -> Arc<PostgresStore> {
     Arc::new(PostgresStore::from_pool(pool))
 }
 
 /// A migrated SQLite store in a temporary directory; the directory lives as
 /// long as the returned guard.
-async fn sqlite_store() -> (TempDir, Arc<dyn Store>) {
+async fn sqlite_store() -> (TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().expect("temp dir");
     // A nested path also proves `open` creates missing parent directories.
     let store = SqliteStore::open(&dir.path().join("data").join("parloir.db"))
@@ -33,20 +33,25 @@ async fn sqlite_store() -> (TempDir, Arc<dyn Store>) {
 
 /// The store wrapped as the node wraps it: group commit, observation,
 /// participant cache.
-fn decorated(store: Arc<dyn Store>, concurrent_batches: usize) -> Arc<dyn Store> {
-    let limits = GroupCommitLimits {
+fn decorated<B: Backend>(backend: Arc<B>, concurrent_batches: usize) -> Store {
+    let group_commit = GroupCommitLimits {
         statement_deadline: Some(Duration::from_secs(30)),
         max_batch: 16,
         concurrent_batches,
     };
-    let batched = Arc::new(GroupCommit::new(store, limits));
-    let observed = Arc::new(ObservedStore::new(batched, "decorated"));
-    Arc::new(ParticipantCache::new(observed, 64))
+    Store::decorated(
+        backend,
+        Decorations {
+            system: "decorated",
+            call_deadline: None,
+            group_commit,
+            participant_cache: 64,
+        },
+    )
 }
 
 mod contract {
     use std::collections::{HashMap, HashSet};
-    use std::sync::Arc;
 
     use chrono::{DateTime, TimeDelta, Utc};
     use futures_util::future::join_all;
@@ -82,16 +87,13 @@ mod contract {
         base + TimeDelta::seconds(seconds)
     }
 
-    async fn create(store: &Arc<dyn Store>, members: &[&str]) -> Conversation {
+    async fn create(store: &Store, members: &[&str]) -> Conversation {
         create_at(store, members, now_millis()).await
     }
 
-    async fn create_at(
-        store: &Arc<dyn Store>,
-        members: &[&str],
-        now: DateTime<Utc>,
-    ) -> Conversation {
+    async fn create_at(store: &Store, members: &[&str], now: DateTime<Utc>) -> Conversation {
         let (conversation, _) = store
+            .conversations
             .create_conversation(
                 ConversationId::new_random(),
                 &new_conversation(members, None),
@@ -103,7 +105,7 @@ mod contract {
     }
 
     async fn send(
-        store: &Arc<dyn Store>,
+        store: &Store,
         conversation: ConversationId,
         from: &str,
         content: &str,
@@ -112,13 +114,14 @@ mod contract {
     }
 
     async fn send_at(
-        store: &Arc<dyn Store>,
+        store: &Store,
         conversation: ConversationId,
         from: &str,
         content: &str,
         now: DateTime<Utc>,
     ) -> Message {
         let (message, inserted) = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user(from),
@@ -132,11 +135,7 @@ mod contract {
     }
 
     /// Sends `n` messages from alternating senders and returns them oldest first.
-    async fn send_many(
-        store: &Arc<dyn Store>,
-        conversation: ConversationId,
-        n: usize,
-    ) -> Vec<Message> {
+    async fn send_many(store: &Store, conversation: ConversationId, n: usize) -> Vec<Message> {
         let mut sent = Vec::with_capacity(n);
         for i in 0..n {
             let from = if i % 2 == 0 { "alice" } else { "bob" };
@@ -150,7 +149,7 @@ mod contract {
     }
 
     async fn page(
-        store: &Arc<dyn Store>,
+        store: &Store,
         conversation: ConversationId,
         limit: u32,
         before: Option<&Message>,
@@ -162,21 +161,23 @@ mod contract {
             after: after.map(|m| m.id),
         };
         let page = store
+            .messages
             .history(conversation, &request)
             .await
             .expect("history");
         (ids(&page.messages), page.has_more)
     }
 
-    pub async fn ping_succeeds(store: Arc<dyn Store>) {
-        store.ping().await.expect("ping");
+    pub async fn ping_succeeds(store: Store) {
+        store.health.ping().await.expect("ping");
     }
 
-    pub async fn created_conversation_can_be_read_back(store: Arc<dyn Store>) {
+    pub async fn created_conversation_can_be_read_back(store: Store) {
         let now = now_millis();
         let id = ConversationId::new_random();
         let new = new_conversation(&["carol", "alice", "bob"], Some("Team"));
         let (created, how) = store
+            .conversations
             .create_conversation(id, &new, now)
             .await
             .expect("create");
@@ -190,10 +191,16 @@ mod contract {
         assert_eq!(created.created_at, now);
         assert_eq!(created.last_message_at, None);
 
-        let read = store.conversation(id).await.expect("read").expect("exists");
+        let read = store
+            .conversations
+            .conversation(id)
+            .await
+            .expect("read")
+            .expect("exists");
         assert_eq!(read, created);
         assert_eq!(
             store
+                .conversations
                 .conversation(ConversationId::new_random())
                 .await
                 .expect("read"),
@@ -201,11 +208,10 @@ mod contract {
         );
     }
 
-    pub async fn two_person_conversation_is_unique_whatever_the_member_order(
-        store: Arc<dyn Store>,
-    ) {
+    pub async fn two_person_conversation_is_unique_whatever_the_member_order(store: Store) {
         let first_at = now_millis();
         let (first, how) = store
+            .conversations
             .create_conversation(
                 ConversationId::new_random(),
                 &new_conversation(&["alice", "bob"], None),
@@ -216,6 +222,7 @@ mod contract {
         assert_eq!(how, Created::New);
 
         let (second, how) = store
+            .conversations
             .create_conversation(
                 ConversationId::new_random(),
                 &new_conversation(&["bob", "alice"], Some("ignored")),
@@ -230,6 +237,7 @@ mod contract {
         );
 
         let (other, how) = store
+            .conversations
             .create_conversation(
                 ConversationId::new_random(),
                 &new_conversation(&["alice", "carol"], None),
@@ -241,9 +249,9 @@ mod contract {
         assert_ne!(other.id, first.id);
     }
 
-    pub async fn concurrent_creates_of_the_same_pair_make_one_conversation(store: Arc<dyn Store>) {
+    pub async fn concurrent_creates_of_the_same_pair_make_one_conversation(store: Store) {
         let tasks = (0..20).map(|i| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             let members: &[&str] = if i % 2 == 0 {
                 &["alice", "bob"]
             } else {
@@ -252,6 +260,7 @@ mod contract {
             let new = new_conversation(members, None);
             tokio::spawn(async move {
                 store
+                    .conversations
                     .create_conversation(ConversationId::new_random(), &new, now_millis())
                     .await
             })
@@ -276,15 +285,17 @@ mod contract {
             );
         }
         let listed = store
+            .conversations
             .list_conversations(&user("alice"), 100, None)
             .await
             .expect("list");
         assert_eq!(listed.len(), 1);
     }
 
-    pub async fn group_conversations_are_never_deduplicated(store: Arc<dyn Store>) {
+    pub async fn group_conversations_are_never_deduplicated(store: Store) {
         let members = ["alice", "bob", "carol"];
         let (a, how_a) = store
+            .conversations
             .create_conversation(
                 ConversationId::new_random(),
                 &new_conversation(&members, None),
@@ -293,6 +304,7 @@ mod contract {
             .await
             .expect("first group");
         let (b, how_b) = store
+            .conversations
             .create_conversation(
                 ConversationId::new_random(),
                 &new_conversation(&members, None),
@@ -305,21 +317,27 @@ mod contract {
         assert_eq!(a.participant_ids, b.participant_ids);
     }
 
-    pub async fn participants_and_membership_are_reported(store: Arc<dyn Store>) {
+    pub async fn participants_and_membership_are_reported(store: Store) {
         let c = create(&store, &["dave", "bob", "alice"]).await;
         assert_eq!(
-            store.participants(c.id).await.expect("participants"),
+            store
+                .participants
+                .participants(c.id)
+                .await
+                .expect("participants"),
             vec![user("alice"), user("bob"), user("dave")],
             "sorted"
         );
         assert!(
             store
+                .participants
                 .is_participant(c.id, &user("bob"))
                 .await
                 .expect("member")
         );
         assert!(
             !store
+                .participants
                 .is_participant(c.id, &user("mallory"))
                 .await
                 .expect("non-member")
@@ -328,12 +346,14 @@ mod contract {
         let unknown = ConversationId::new_random();
         assert!(
             !store
+                .participants
                 .is_participant(unknown, &user("alice"))
                 .await
                 .expect("unknown")
         );
         assert!(
             store
+                .participants
                 .participants(unknown)
                 .await
                 .expect("unknown")
@@ -341,7 +361,7 @@ mod contract {
         );
     }
 
-    pub async fn inserted_message_is_returned_stored_and_bumps_activity(store: Arc<dyn Store>) {
+    pub async fn inserted_message_is_returned_stored_and_bumps_activity(store: Store) {
         let created_at = now_millis();
         let c = create_at(&store, &["alice", "bob"], created_at).await;
         let attachment = Attachment {
@@ -361,6 +381,7 @@ mod contract {
         let id = MessageId::new_v7();
         let sent_at = at(created_at, 5);
         let (message, how) = store
+            .inserts
             .insert_message(id, &user("alice"), &new, sent_at)
             .await
             .expect("insert");
@@ -377,20 +398,26 @@ mod contract {
         assert_eq!(message.created_at, sent_at);
 
         assert_eq!(
-            store.message(id).await.expect("by id"),
+            store.messages.message(id).await.expect("by id"),
             Some(message.clone())
         );
         assert_eq!(
-            store.message(MessageId::new_v7()).await.expect("unknown"),
+            store
+                .messages
+                .message(MessageId::new_v7())
+                .await
+                .expect("unknown"),
             None
         );
         let page = store
+            .messages
             .history(c.id, &PageRequest::latest(50))
             .await
             .expect("history");
         assert_eq!(page.messages, vec![message]);
         assert!(!page.has_more);
         let conversation = store
+            .conversations
             .conversation(c.id)
             .await
             .expect("read")
@@ -398,9 +425,10 @@ mod contract {
         assert_eq!(conversation.last_message_at, Some(sent_at));
     }
 
-    pub async fn repeated_client_message_id_returns_the_stored_message(store: Arc<dyn Store>) {
+    pub async fn repeated_client_message_id_returns_the_stored_message(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let (first, how) = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("alice"),
@@ -411,6 +439,7 @@ mod contract {
             .expect("first");
         assert_eq!(how, Inserted::New);
         let (again, how) = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("alice"),
@@ -422,21 +451,21 @@ mod contract {
         assert_eq!(how, Inserted::Duplicate);
         assert_eq!(again, first, "the stored message, not the repeat");
         let page = store
+            .messages
             .history(c.id, &PageRequest::latest(50))
             .await
             .expect("history");
         assert_eq!(ids(&page.messages), vec![first.id]);
     }
 
-    pub async fn concurrent_inserts_with_one_client_message_id_store_one_message(
-        store: Arc<dyn Store>,
-    ) {
+    pub async fn concurrent_inserts_with_one_client_message_id_store_one_message(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let tasks = (0..50).map(|i| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             let new = text(c.id, &format!("attempt {i}"), Some("same-key"));
             tokio::spawn(async move {
                 store
+                    .inserts
                     .insert_message(MessageId::new_v7(), &user("alice"), &new, now_millis())
                     .await
             })
@@ -457,6 +486,7 @@ mod contract {
         let distinct: HashSet<MessageId> = results.iter().map(|(m, _)| m.id).collect();
         assert_eq!(distinct.len(), 1, "every caller got the same message");
         let page = store
+            .messages
             .history(c.id, &PageRequest::latest(100))
             .await
             .expect("history");
@@ -466,12 +496,11 @@ mod contract {
         );
     }
 
-    pub async fn client_message_id_reused_in_another_conversation_is_refused(
-        store: Arc<dyn Store>,
-    ) {
+    pub async fn client_message_id_reused_in_another_conversation_is_refused(store: Store) {
         let first = create(&store, &["alice", "bob"]).await;
         let second = create(&store, &["alice", "carol"]).await;
         store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("alice"),
@@ -481,6 +510,7 @@ mod contract {
             .await
             .expect("first use");
         let reused = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("alice"),
@@ -493,6 +523,7 @@ mod contract {
             "got {reused:?}"
         );
         let page = store
+            .messages
             .history(second.id, &PageRequest::latest(50))
             .await
             .expect("history");
@@ -504,11 +535,12 @@ mod contract {
 
     /// One batch holding every kind of outcome answers each message as
     /// inserting them one after the other would have.
-    pub async fn batched_inserts_answer_each_message_in_order(store: Arc<dyn Store>) {
+    pub async fn batched_inserts_answer_each_message_in_order(store: Store) {
         let base = now_millis();
         let first = create_at(&store, &["alice", "bob"], base).await;
         let second = create_at(&store, &["alice", "carol"], base).await;
         let (earlier, _) = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("alice"),
@@ -535,7 +567,11 @@ mod contract {
             item(second.id, "alice", "reused elsewhere", Some("k-earlier"), 7),
             item(second.id, "carol", "latest", None, 9),
         ];
-        let outcomes = store.insert_messages(&batch).await.expect("batch commits");
+        let outcomes = store
+            .inserts
+            .insert_messages(&batch)
+            .await
+            .expect("batch commits");
         assert_eq!(outcomes.len(), batch.len());
         let ok = |i: usize| outcomes[i].as_ref().expect("stored or found").clone();
 
@@ -557,9 +593,10 @@ mod contract {
         ));
 
         let history = |c: ConversationId| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             async move {
                 let page = store
+                    .messages
                     .history(c, &PageRequest::latest(100))
                     .await
                     .expect("history");
@@ -575,6 +612,7 @@ mod contract {
 
         // Activity moved to each conversation's newest stored message.
         let list = store
+            .conversations
             .list_conversations(&user("alice"), 10, None)
             .await
             .expect("list");
@@ -586,6 +624,7 @@ mod contract {
         assert_eq!(activity[&second.id], Some(at(base, 9)));
         assert!(
             store
+                .inserts
                 .insert_messages(&[])
                 .await
                 .expect("empty batch")
@@ -593,9 +632,10 @@ mod contract {
         );
     }
 
-    pub async fn client_message_ids_of_different_senders_are_independent(store: Arc<dyn Store>) {
+    pub async fn client_message_ids_of_different_senders_are_independent(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let (from_alice, how_a) = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("alice"),
@@ -605,6 +645,7 @@ mod contract {
             .await
             .expect("alice");
         let (from_bob, how_b) = store
+            .inserts
             .insert_message(
                 MessageId::new_v7(),
                 &user("bob"),
@@ -619,15 +660,14 @@ mod contract {
         send(&store, c.id, "alice", "x").await;
         send(&store, c.id, "alice", "y").await;
         let page = store
+            .messages
             .history(c.id, &PageRequest::latest(50))
             .await
             .expect("history");
         assert_eq!(page.messages.len(), 4);
     }
 
-    pub async fn history_without_bounds_returns_the_newest_page_oldest_first(
-        store: Arc<dyn Store>,
-    ) {
+    pub async fn history_without_bounds_returns_the_newest_page_oldest_first(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         assert_eq!(
             page(&store, c.id, 10, None, None).await,
@@ -647,7 +687,7 @@ mod contract {
         assert_eq!(page(&store, c.id, 100, None, None).await, (ids(&m), false));
     }
 
-    pub async fn history_before_returns_the_older_messages(store: Arc<dyn Store>) {
+    pub async fn history_before_returns_the_older_messages(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send_many(&store, c.id, 5).await;
         assert_eq!(
@@ -668,7 +708,7 @@ mod contract {
         );
     }
 
-    pub async fn history_after_returns_the_newer_messages(store: Arc<dyn Store>) {
+    pub async fn history_after_returns_the_newer_messages(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send_many(&store, c.id, 5).await;
         assert_eq!(
@@ -685,9 +725,7 @@ mod contract {
         );
     }
 
-    pub async fn history_between_after_and_before_returns_the_oldest_of_the_range(
-        store: Arc<dyn Store>,
-    ) {
+    pub async fn history_between_after_and_before_returns_the_oldest_of_the_range(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send_many(&store, c.id, 6).await;
         assert_eq!(
@@ -709,17 +747,19 @@ mod contract {
         );
     }
 
-    pub async fn history_skips_deleted_messages(store: Arc<dyn Store>) {
+    pub async fn history_skips_deleted_messages(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send_many(&store, c.id, 5).await;
         assert!(
             store
+                .messages
                 .soft_delete_message(m[3].id, now_millis())
                 .await
                 .expect("delete")
         );
         assert!(
             store
+                .messages
                 .soft_delete_message(m[1].id, now_millis())
                 .await
                 .expect("delete")
@@ -748,38 +788,46 @@ mod contract {
         );
     }
 
-    pub async fn soft_delete_hides_the_message_and_happens_once(store: Arc<dyn Store>) {
+    pub async fn soft_delete_hides_the_message_and_happens_once(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send(&store, c.id, "alice", "oops").await;
         assert!(
             store
+                .messages
                 .soft_delete_message(m.id, now_millis())
                 .await
                 .expect("first delete")
         );
         assert!(
             !store
+                .messages
                 .soft_delete_message(m.id, now_millis())
                 .await
                 .expect("second delete")
         );
-        assert_eq!(store.message(m.id).await.expect("read"), None);
+        assert_eq!(store.messages.message(m.id).await.expect("read"), None);
         assert!(
             !store
+                .messages
                 .soft_delete_message(MessageId::new_v7(), now_millis())
                 .await
                 .expect("unknown")
         );
     }
 
-    pub async fn read_cursor_starts_empty_and_records_the_read(store: Arc<dyn Store>) {
+    pub async fn read_cursor_starts_empty_and_records_the_read(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send(&store, c.id, "alice", "hi").await;
-        let empty = store.read_cursor(c.id, &user("bob")).await.expect("cursor");
+        let empty = store
+            .cursors
+            .read_cursor(c.id, &user("bob"))
+            .await
+            .expect("cursor");
         assert_eq!((empty.message_id, empty.read_at), (None, None));
 
         let read_at = now_millis();
         let moved = store
+            .cursors
             .advance_read_cursor(c.id, &user("bob"), m.id, read_at)
             .await
             .expect("advance");
@@ -789,40 +837,49 @@ mod contract {
             (Some(m.id), Some(read_at))
         );
         assert_eq!(
-            store.read_cursor(c.id, &user("bob")).await.expect("cursor"),
+            store
+                .cursors
+                .read_cursor(c.id, &user("bob"))
+                .await
+                .expect("cursor"),
             moved.cursor
         );
         let alice = store
+            .cursors
             .read_cursor(c.id, &user("alice"))
             .await
             .expect("cursor");
         assert_eq!(alice.message_id, None, "cursors are per participant");
     }
 
-    pub async fn read_cursor_never_moves_backwards(store: Arc<dyn Store>) {
+    pub async fn read_cursor_never_moves_backwards(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send_many(&store, c.id, 4).await;
         let bob = user("bob");
         let t0 = now_millis();
 
         let first = store
+            .cursors
             .advance_read_cursor(c.id, &bob, m[2].id, t0)
             .await
             .expect("advance");
         assert!(first.moved);
         let back = store
+            .cursors
             .advance_read_cursor(c.id, &bob, m[1].id, at(t0, 1))
             .await
             .expect("back");
         assert!(!back.moved);
         assert_eq!(back.cursor, first.cursor, "unchanged, read_at included");
         let same = store
+            .cursors
             .advance_read_cursor(c.id, &bob, m[2].id, at(t0, 2))
             .await
             .expect("same");
         assert!(!same.moved);
         assert_eq!(same.cursor, first.cursor);
         let forward = store
+            .cursors
             .advance_read_cursor(c.id, &bob, m[3].id, at(t0, 3))
             .await
             .expect("forward");
@@ -833,7 +890,7 @@ mod contract {
         );
     }
 
-    pub async fn concurrent_cursor_advances_end_at_the_newest(store: Arc<dyn Store>) {
+    pub async fn concurrent_cursor_advances_end_at_the_newest(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
         let m = send_many(&store, c.id, 20).await;
         let newest = m[19].id;
@@ -841,10 +898,11 @@ mod contract {
         let upward: Vec<MessageId> = ids(&m);
         let downward: Vec<MessageId> = upward.iter().rev().copied().collect();
         let tasks = [upward, downward].map(|order| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             tokio::spawn(async move {
                 for to in order {
                     store
+                        .cursors
                         .advance_read_cursor(c.id, &user("bob"), to, now_millis())
                         .await
                         .expect("advance");
@@ -854,39 +912,64 @@ mod contract {
         for joined in join_all(tasks).await {
             joined.expect("task");
         }
-        let cursor = store.read_cursor(c.id, &user("bob")).await.expect("cursor");
+        let cursor = store
+            .cursors
+            .read_cursor(c.id, &user("bob"))
+            .await
+            .expect("cursor");
         assert_eq!(cursor.message_id, Some(newest));
     }
 
-    pub async fn latest_message_id_ignores_deleted_messages(store: Arc<dyn Store>) {
+    pub async fn latest_message_id_ignores_deleted_messages(store: Store) {
         let c = create(&store, &["alice", "bob"]).await;
-        assert_eq!(store.latest_message_id(c.id).await.expect("empty"), None);
+        assert_eq!(
+            store.messages.latest_message_id(c.id).await.expect("empty"),
+            None
+        );
         let m = send_many(&store, c.id, 3).await;
         send_many(&store, create(&store, &["alice", "carol"]).await.id, 1).await;
         assert_eq!(
-            store.latest_message_id(c.id).await.expect("latest"),
+            store
+                .messages
+                .latest_message_id(c.id)
+                .await
+                .expect("latest"),
             Some(m[2].id)
         );
         store
+            .messages
             .soft_delete_message(m[2].id, now_millis())
             .await
             .expect("delete");
         assert_eq!(
-            store.latest_message_id(c.id).await.expect("latest"),
+            store
+                .messages
+                .latest_message_id(c.id)
+                .await
+                .expect("latest"),
             Some(m[1].id)
         );
         store
+            .messages
             .soft_delete_message(m[0].id, now_millis())
             .await
             .expect("delete");
         store
+            .messages
             .soft_delete_message(m[1].id, now_millis())
             .await
             .expect("delete");
-        assert_eq!(store.latest_message_id(c.id).await.expect("latest"), None);
+        assert_eq!(
+            store
+                .messages
+                .latest_message_id(c.id)
+                .await
+                .expect("latest"),
+            None
+        );
     }
 
-    pub async fn unread_counts_are_later_messages_from_others(store: Arc<dyn Store>) {
+    pub async fn unread_counts_are_later_messages_from_others(store: Store) {
         let with_bob = create(&store, &["alice", "bob"]).await;
         let group = create(&store, &["alice", "bob", "carol"]).await;
         let quiet = create(&store, &["alice", "dave"]).await;
@@ -899,7 +982,7 @@ mod contract {
         send(&store, quiet.id, "alice", "only mine").await;
 
         let alice = user("alice");
-        let counts = store.unread_counts(&alice).await.expect("counts");
+        let counts = store.cursors.unread_counts(&alice).await.expect("counts");
         assert_eq!(
             counts,
             HashMap::from([(with_bob.id, 3), (group.id, 2)]),
@@ -907,10 +990,11 @@ mod contract {
         );
 
         store
+            .cursors
             .advance_read_cursor(with_bob.id, &alice, b1.id, now_millis())
             .await
             .expect("read");
-        let counts = store.unread_counts(&alice).await.expect("counts");
+        let counts = store.cursors.unread_counts(&alice).await.expect("counts");
         assert_eq!(
             counts.get(&with_bob.id),
             Some(&2),
@@ -918,11 +1002,13 @@ mod contract {
         );
 
         store
+            .messages
             .soft_delete_message(b3.id, now_millis())
             .await
             .expect("delete");
         assert_eq!(
             store
+                .cursors
                 .unread_counts(&alice)
                 .await
                 .expect("counts")
@@ -930,18 +1016,24 @@ mod contract {
             Some(&1)
         );
         store
+            .cursors
             .advance_read_cursor(with_bob.id, &alice, b2.id, now_millis())
             .await
             .expect("read");
         assert_eq!(
-            store.unread_counts(&alice).await.expect("counts"),
+            store.cursors.unread_counts(&alice).await.expect("counts"),
             HashMap::from([(group.id, 2)])
         );
 
-        let bob = store.unread_counts(&user("bob")).await.expect("counts");
+        let bob = store
+            .cursors
+            .unread_counts(&user("bob"))
+            .await
+            .expect("counts");
         assert_eq!(bob, HashMap::from([(with_bob.id, 1), (group.id, 1)]));
         assert!(
             store
+                .cursors
                 .unread_counts(&user("nobody"))
                 .await
                 .expect("counts")
@@ -949,7 +1041,7 @@ mod contract {
         );
     }
 
-    pub async fn unread_in_conversation_counts_every_participant(store: Arc<dyn Store>) {
+    pub async fn unread_in_conversation_counts_every_participant(store: Store) {
         let group = create(&store, &["alice", "bob", "carol"]).await;
         let elsewhere = create(&store, &["alice", "bob"]).await;
         let a1 = send(&store, group.id, "alice", "1").await;
@@ -957,6 +1049,7 @@ mod contract {
         send(&store, group.id, "bob", "3").await;
         send(&store, elsewhere.id, "bob", "not this conversation").await;
         store
+            .cursors
             .advance_read_cursor(group.id, &user("carol"), a1.id, now_millis())
             .await
             .expect("read");
@@ -967,6 +1060,7 @@ mod contract {
         assert_eq!(
             sorted(
                 store
+                    .cursors
                     .unread_in_conversation(group.id)
                     .await
                     .expect("counts")
@@ -975,11 +1069,13 @@ mod contract {
             "own messages and read ones not counted, other conversations ignored"
         );
         store
+            .messages
             .soft_delete_message(a2.id, now_millis())
             .await
             .expect("delete");
         let after = sorted(
             store
+                .cursors
                 .unread_in_conversation(group.id)
                 .await
                 .expect("counts"),
@@ -992,6 +1088,7 @@ mod contract {
         for (who, n) in &after {
             assert_eq!(
                 store
+                    .cursors
                     .unread_counts(who)
                     .await
                     .expect("counts")
@@ -1006,6 +1103,7 @@ mod contract {
         assert_eq!(
             sorted(
                 store
+                    .cursors
                     .unread_in_conversation(quiet.id)
                     .await
                     .expect("counts")
@@ -1015,6 +1113,7 @@ mod contract {
         );
         assert!(
             store
+                .cursors
                 .unread_in_conversation(ConversationId::new_random())
                 .await
                 .expect("counts")
@@ -1022,7 +1121,7 @@ mod contract {
         );
     }
 
-    pub async fn conversation_list_orders_by_activity_and_pages_each_once(store: Arc<dyn Store>) {
+    pub async fn conversation_list_orders_by_activity_and_pages_each_once(store: Store) {
         let t0 = now_millis();
         let mut made = Vec::new();
         // Seven conversations; two pairs share a created_at (ties go by id, descending).
@@ -1040,6 +1139,7 @@ mod contract {
         let mut expected: Vec<(DateTime<Utc>, ConversationId)> = Vec::new();
         for c in &made {
             let fresh = store
+                .conversations
                 .conversation(c.id)
                 .await
                 .expect("read")
@@ -1051,6 +1151,7 @@ mod contract {
 
         let alice = user("alice");
         let everything = store
+            .conversations
             .list_conversations(&alice, 100, None)
             .await
             .expect("list");
@@ -1066,6 +1167,7 @@ mod contract {
         let mut cursor = None;
         for _ in 0..10 {
             let page = store
+                .conversations
                 .list_conversations(&alice, 3, cursor)
                 .await
                 .expect("page");
@@ -1080,7 +1182,7 @@ mod contract {
         assert_eq!(walked, expected, "each conversation exactly once, in order");
     }
 
-    pub async fn conversation_list_carries_unread_count_and_last_message(store: Arc<dyn Store>) {
+    pub async fn conversation_list_carries_unread_count_and_last_message(store: Store) {
         let t0 = now_millis();
         let busy = create_at(&store, &["alice", "bob", "carol"], t0).await;
         let empty = create_at(&store, &["alice", "dave"], at(t0, -5)).await;
@@ -1089,6 +1191,7 @@ mod contract {
         let third = send_at(&store, busy.id, "carol", "three", at(t0, 3)).await;
 
         let list = store
+            .conversations
             .list_conversations(&user("alice"), 10, None)
             .await
             .expect("list");
@@ -1106,10 +1209,12 @@ mod contract {
         assert_eq!(list[1].last_message, None);
 
         store
+            .messages
             .soft_delete_message(third.id, now_millis())
             .await
             .expect("delete");
         let list = store
+            .conversations
             .list_conversations(&user("alice"), 10, None)
             .await
             .expect("list");
@@ -1120,6 +1225,7 @@ mod contract {
         );
         assert_eq!(list[0].unread_count, 1);
         let bobs = store
+            .conversations
             .list_conversations(&user("bob"), 10, None)
             .await
             .expect("list");
@@ -1130,21 +1236,30 @@ mod contract {
         );
     }
 
-    pub async fn contacts_are_everyone_sharing_a_conversation(store: Arc<dyn Store>) {
+    pub async fn contacts_are_everyone_sharing_a_conversation(store: Store) {
         create(&store, &["alice", "bob"]).await;
         create(&store, &["carol", "alice", "dave"]).await;
         create(&store, &["alice", "bob", "dave"]).await;
         create(&store, &["erin", "frank"]).await;
         assert_eq!(
-            store.contacts(&user("alice")).await.expect("contacts"),
+            store
+                .conversations
+                .contacts(&user("alice"))
+                .await
+                .expect("contacts"),
             vec![user("bob"), user("carol"), user("dave")]
         );
         assert_eq!(
-            store.contacts(&user("frank")).await.expect("contacts"),
+            store
+                .conversations
+                .contacts(&user("frank"))
+                .await
+                .expect("contacts"),
             vec![user("erin")]
         );
         assert!(
             store
+                .conversations
                 .contacts(&user("nobody"))
                 .await
                 .expect("contacts")
@@ -1157,20 +1272,22 @@ mod contract {
 macro_rules! contract_tests {
     ($($case:ident),* $(,)?) => {
         mod pg {
+            use parloir::store::Store;
             $(
                 #[sqlx::test(migrations = "migrations/postgres")]
                 async fn $case(pool: sqlx::PgPool) {
-                    super::contract::$case(super::pg_store(pool)).await;
+                    super::contract::$case(Store::new(super::pg_store(pool))).await;
                 }
             )*
         }
 
         mod sqlite {
+            use parloir::store::Store;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let (_dir, store) = super::sqlite_store().await;
-                    super::contract::$case(store).await;
+                    super::contract::$case(Store::new(store)).await;
                 }
             )*
         }
@@ -1238,7 +1355,7 @@ async fn postgres_migrations_can_run_from_two_nodes_at_once(pool: PgPool) {
     ra.expect("first migrator");
     rb.expect("second migrator");
     a.migrate().await.expect("migrating again is a no-op");
-    contract::ping_succeeds(Arc::new(a)).await;
+    contract::ping_succeeds(Store::new(Arc::new(a))).await;
 }
 
 #[tokio::test]
@@ -1322,7 +1439,8 @@ async fn postgres_statements_and_calls_are_bounded(
             .expect("a pool"),
     );
     let started = tokio::time::Instant::now();
-    let err = timed
+    let err = Store::new(Arc::new(timed))
+        .messages
         .history(ConversationId::new_random(), &page)
         .await
         .expect_err("the lock outlasts the statement timeout");
@@ -1335,10 +1453,22 @@ async fn postgres_statements_and_calls_are_bounded(
             .await
             .expect("a pool"),
     ));
-    let bounded =
-        ObservedStore::new(patient, "postgresql").with_deadline(Duration::from_millis(300));
+    let bounded = Store::decorated(
+        patient,
+        Decorations {
+            system: "postgresql",
+            call_deadline: Some(Duration::from_millis(300)),
+            group_commit: GroupCommitLimits {
+                statement_deadline: None,
+                max_batch: 1,
+                concurrent_batches: 1,
+            },
+            participant_cache: 0,
+        },
+    );
     let started = tokio::time::Instant::now();
     let err = bounded
+        .messages
         .history(ConversationId::new_random(), &page)
         .await
         .expect_err("nothing answers within the deadline");

@@ -1,0 +1,226 @@
+//! The rows both stores read, and their assembly into domain types, written
+//! once. The databases encode three things differently — ids (Postgres
+//! `uuid`, SQLite text), times (`timestamptz`, unix milliseconds) and
+//! attachments (`jsonb`, JSON text) — so each row is generic over those
+//! column types and [`Column`] decodes each encoding. A row that does not
+//! convert is [`StoreError::Corrupt`].
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as JsonValue;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::{
+    Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, Message,
+    MessageId, ReadCursor, UserId,
+};
+
+/// A column value as one database encodes a `T`.
+pub(super) trait Column<T> {
+    fn decode(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl Column<Uuid> for Uuid {
+    fn decode(self, _: &'static str) -> Result<Uuid, StoreError> {
+        Ok(self)
+    }
+}
+
+impl Column<Uuid> for String {
+    fn decode(self, op: &'static str) -> Result<Uuid, StoreError> {
+        Uuid::try_parse(&self).map_err(|e| corrupt(op, format!("id {self:?}: {e}")))
+    }
+}
+
+impl Column<DateTime<Utc>> for DateTime<Utc> {
+    fn decode(self, _: &'static str) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self)
+    }
+}
+
+/// Unix milliseconds.
+impl Column<DateTime<Utc>> for i64 {
+    fn decode(self, op: &'static str) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::from_timestamp_millis(self)
+            .ok_or_else(|| corrupt(op, format!("time {self} out of range")))
+    }
+}
+
+impl Column<Vec<Attachment>> for JsonValue {
+    fn decode(self, op: &'static str) -> Result<Vec<Attachment>, StoreError> {
+        serde_json::from_value(self).map_err(|e| corrupt(op, format!("attachments: {e}")))
+    }
+}
+
+/// JSON text.
+impl Column<Vec<Attachment>> for String {
+    fn decode(self, op: &'static str) -> Result<Vec<Attachment>, StoreError> {
+        serde_json::from_str(&self).map_err(|e| corrupt(op, format!("attachments: {e}")))
+    }
+}
+
+/// A `messages` row; `Id`, `Time` and `Json` are the database's encodings.
+#[derive(FromRow)]
+pub(super) struct MessageRow<Id, Time, Json> {
+    pub(super) id: Id,
+    pub(super) conversation_id: Id,
+    pub(super) sender_id: String,
+    pub(super) content: String,
+    pub(super) attachments: Json,
+    pub(super) client_message_id: Option<String>,
+    pub(super) created_at: Time,
+}
+
+impl<Id, Time, Json> TryFrom<MessageRow<Id, Time, Json>> for Message
+where
+    Id: Column<Uuid>,
+    Time: Column<DateTime<Utc>>,
+    Json: Column<Vec<Attachment>>,
+{
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow<Id, Time, Json>) -> Result<Self, StoreError> {
+        const OP: &str = "messages row";
+        let client_message_id = row
+            .client_message_id
+            .as_deref()
+            .map(ClientMessageId::parse)
+            .transpose()
+            .map_err(|e| corrupt(OP, e.to_string()))?;
+        Ok(Message {
+            id: MessageId::from_uuid(row.id.decode(OP)?),
+            conversation_id: ConversationId::from_uuid(row.conversation_id.decode(OP)?),
+            sender_id: user_id(OP, &row.sender_id)?,
+            content: row.content,
+            attachments: row.attachments.decode(OP)?,
+            client_message_id,
+            created_at: row.created_at.decode(OP)?,
+        })
+    }
+}
+
+/// A `conversations` row, without its participants.
+#[derive(FromRow)]
+pub(super) struct ConversationRow<Id, Time> {
+    pub(super) id: Id,
+    pub(super) title: Option<String>,
+    pub(super) created_at: Time,
+    pub(super) last_message_at: Option<Time>,
+}
+
+impl<Id: Column<Uuid>, Time: Column<DateTime<Utc>>> ConversationRow<Id, Time> {
+    pub(super) fn into_conversation(
+        self,
+        participant_ids: Vec<UserId>,
+    ) -> Result<Conversation, StoreError> {
+        const OP: &str = "conversations row";
+        Ok(Conversation {
+            id: ConversationId::from_uuid(self.id.decode(OP)?),
+            participant_ids,
+            title: self.title,
+            created_at: self.created_at.decode(OP)?,
+            last_message_at: self.last_message_at.map(|t| t.decode(OP)).transpose()?,
+        })
+    }
+}
+
+/// One line of a user's conversation list: the conversation, the user's
+/// unread count, and the newest non-deleted message (all `lm_*` NULL if none).
+#[derive(FromRow)]
+pub(super) struct SummaryRow<Id, Time, Json> {
+    pub(super) id: Id,
+    pub(super) title: Option<String>,
+    pub(super) created_at: Time,
+    pub(super) last_message_at: Option<Time>,
+    pub(super) unread_count: i64,
+    pub(super) lm_id: Option<Id>,
+    pub(super) lm_sender_id: Option<String>,
+    pub(super) lm_content: Option<String>,
+    pub(super) lm_attachments: Option<Json>,
+    pub(super) lm_client_message_id: Option<String>,
+    pub(super) lm_created_at: Option<Time>,
+}
+
+impl<Id, Time, Json> SummaryRow<Id, Time, Json>
+where
+    Id: Column<Uuid> + Clone,
+    Time: Column<DateTime<Utc>>,
+    Json: Column<Vec<Attachment>>,
+{
+    pub(super) fn into_summary(
+        self,
+        participant_ids: Vec<UserId>,
+    ) -> Result<ConversationSummary, StoreError> {
+        const OP: &str = "conversation list row";
+        let last_message = match (
+            self.lm_id,
+            self.lm_sender_id,
+            self.lm_content,
+            self.lm_attachments,
+            self.lm_created_at,
+        ) {
+            (Some(id), Some(sender_id), Some(content), Some(attachments), Some(created_at)) => {
+                Some(Message::try_from(MessageRow {
+                    id,
+                    conversation_id: self.id.clone(),
+                    sender_id,
+                    content,
+                    attachments,
+                    client_message_id: self.lm_client_message_id,
+                    created_at,
+                })?)
+            }
+            _ => None,
+        };
+        let conversation = ConversationRow {
+            id: self.id,
+            title: self.title,
+            created_at: self.created_at,
+            last_message_at: self.last_message_at,
+        }
+        .into_conversation(participant_ids)?;
+        Ok(ConversationSummary {
+            conversation,
+            unread_count: count(OP, self.unread_count)?,
+            last_message,
+        })
+    }
+}
+
+/// A participant's read cursor.
+#[derive(FromRow)]
+pub(super) struct CursorRow<Id, Time> {
+    pub(super) last_read_message_id: Option<Id>,
+    pub(super) last_read_at: Option<Time>,
+}
+
+impl<Id: Column<Uuid>, Time: Column<DateTime<Utc>>> TryFrom<CursorRow<Id, Time>> for ReadCursor {
+    type Error = StoreError;
+
+    fn try_from(row: CursorRow<Id, Time>) -> Result<Self, StoreError> {
+        const OP: &str = "conversation_participants row";
+        Ok(ReadCursor {
+            message_id: row
+                .last_read_message_id
+                .map(|id| id.decode(OP).map(MessageId::from_uuid))
+                .transpose()?,
+            read_at: row.last_read_at.map(|t| t.decode(OP)).transpose()?,
+        })
+    }
+}
+
+pub(super) fn corrupt(op: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        op,
+        detail: detail.into(),
+    }
+}
+
+pub(super) fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError> {
+    UserId::parse("user_id", raw).map_err(|e| corrupt(op, e.to_string()))
+}
+
+pub(super) fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
+}
