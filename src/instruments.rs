@@ -33,6 +33,9 @@ pub const ADAPTER_DROPPED: &str = "parloir_adapter_messages_dropped_total";
 pub const ADAPTER_MALFORMED: &str = "parloir_adapter_messages_malformed_total";
 pub const ADAPTER_SUBSCRIBE_FAILURES: &str = "parloir_adapter_subscribe_failures_total";
 pub const ADAPTER_ROOMS: &str = "parloir_adapter_subscribed_rooms";
+pub const NOTIFICATIONS: &str = "parloir_notifications_total";
+pub const NOTIFICATIONS_QUEUED: &str = "parloir_notifications_queued";
+pub const NOTIFICATIONS_OLDEST_DUE: &str = "parloir_notifications_oldest_due_seconds";
 
 /// Latency buckets in seconds: sub-millisecond to several seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -96,6 +99,40 @@ impl StoreFailure {
         match self {
             Self::Unavailable => "unavailable",
             Self::Query => "query",
+        }
+    }
+}
+
+/// What happened to a notification: the `outcome` of `parloir_notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Messages for an offline recipient were gathered into a notification.
+    Gathered,
+    Sent,
+    /// An attempt failed and another is scheduled.
+    Retried,
+    /// Given up for good (refused, or out of attempts).
+    Dead,
+    /// Not needed any more (read in time, recipient online, no address…).
+    Cancelled,
+}
+
+impl NotificationOutcome {
+    pub const ALL: [Self; 5] = [
+        Self::Gathered,
+        Self::Sent,
+        Self::Retried,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Gathered => "gathered",
+            Self::Sent => "sent",
+            Self::Retried => "retried",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -184,6 +221,18 @@ fn describe() {
     );
     describe_gauge!(DRAINING, "1 once the node drains after SIGTERM");
     describe_counter!(
+        NOTIFICATIONS,
+        "offline notifications by channel and outcome (gathered, sent, retried, dead, cancelled)"
+    );
+    describe_gauge!(
+        NOTIFICATIONS_QUEUED,
+        "offline notifications pending or being sent, cluster-wide"
+    );
+    describe_gauge!(
+        NOTIFICATIONS_OLDEST_DUE,
+        "seconds the oldest due offline notification has waited past its due time"
+    );
+    describe_counter!(
         REFUSALS,
         "client requests refused for exceeding a budget, by reason"
     );
@@ -250,6 +299,25 @@ pub fn expose_families(handshake_outcomes: &[&'static str], client_events: &[&'s
     for kind in StoreFailure::ALL {
         counter!(STORE_ERRORS, "kind" => kind.label()).increment(0);
     }
+    for channel in crate::domain::Channel::ALL {
+        for outcome in NotificationOutcome::ALL {
+            notification(channel, outcome, 0);
+        }
+    }
+    gauge!(NOTIFICATIONS_QUEUED).increment(0.0);
+    gauge!(NOTIFICATIONS_OLDEST_DUE).increment(0.0);
+}
+
+pub fn notification(channel: crate::domain::Channel, outcome: NotificationOutcome, n: u64) {
+    counter!(NOTIFICATIONS, "channel" => channel.as_str(), "outcome" => outcome.label())
+        .increment(n);
+}
+
+/// Notifications not settled for good, and how long the oldest due one
+/// has waited past its due time (0 when none is late).
+pub fn notification_backlog(queued: u64, oldest_due_age: Duration) {
+    gauge!(NOTIFICATIONS_QUEUED).set(queued as f64);
+    gauge!(NOTIFICATIONS_OLDEST_DUE).set(oldest_due_age.as_secs_f64());
 }
 
 /// Copies the Socket.IO adapter's counters into the exported metrics (at

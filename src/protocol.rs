@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::domain::{
-    Attachment, ConversationId, ConversationSummary, Message, MessageId, Page, UserId,
+    Attachment, ConversationId, ConversationSummary, Message, MessageId, NotificationId, Page,
+    UserId,
 };
 
 /// The Socket.IO namespace clients connect to.
@@ -347,4 +348,50 @@ impl History {
 pub struct ConversationList {
     pub conversations: Vec<ConversationSummary>,
     pub next_cursor: Option<String>,
+}
+
+/// The `type` of an unread-message notification.
+pub const MESSAGE_UNREAD: &str = "message.unread";
+
+/// The body of a notification webhook (PROTOCOL.md §7): messages wait
+/// unread for a participant with no connected device.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadNotification {
+    /// The `webhook-id`: the same on every attempt, for de-duplication.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: NotificationId,
+    /// Always `message.unread`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub recipient_id: UserId,
+    #[schema(value_type = String, format = Uuid)]
+    pub conversation_id: ConversationId,
+    /// The recipient's unread messages in the conversation when sent.
+    pub unread_count: u64,
+    pub latest_message: NotifiedMessage,
+}
+
+/// The newest unread message, as a notification shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifiedMessage {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: MessageId,
+    #[schema(value_type = String)]
+    pub sender_id: UserId,
+    /// The `name` claim of the sender's token, else the sender's id.
+    pub sender_name: String,
+    /// At most 140 characters of the content.
+    pub excerpt: String,
+    pub created_at: String,
+}
+
+/// `PUT /api/v1/me/notifications`: the caller's choice, and the answer.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// Offline notifications by e-mail (on unless turned off).
+    pub email: bool,
 }

@@ -26,13 +26,15 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::{self, Authenticator};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, CorsOrigins, JwtKey, RedisConfig, SharedState, StoreConfig};
 use crate::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral, RedisSettings, fred_client};
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
+use crate::notify::{Courier, EmailCourier, WebhookCourier};
 use crate::protocol::NAMESPACE;
-use crate::service::{Messaging, ServiceSettings};
-use background::{Cluster, keep_membership, sweep_typing};
+use crate::service::{Messaging, Notifier, ServiceSettings};
+use background::{Cluster, Notifying, keep_membership, notify, sweep_typing};
 use late_fanout::LateFanout;
 
 use crate::observed::{Observer, Seam};
@@ -65,6 +67,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
             if migrate {
                 store.migrate().await.context("migrating SQLite")?;
             }
+            let store = store.with_notification_outbox(config.notify.enabled());
             Store::decorated(Arc::new(store), with)
         }
         StoreConfig::Postgres { url } => {
@@ -79,6 +82,7 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
             if migrate {
                 store.migrate().await.context("migrating Postgres")?;
             }
+            let store = store.with_notification_outbox(config.notify.enabled());
             Store::decorated(Arc::new(store), with)
         }
     })
@@ -96,11 +100,21 @@ pub async fn signing_secret(config: &Config) -> anyhow::Result<Option<SecretStri
 
 pub struct AppBuilder {
     config: Config,
+    clock: Arc<dyn Clock>,
 }
 
 impl AppBuilder {
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The clock notifications fall due by (tests move a `ManualClock`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Opens storage (migrating it unless disabled), connects shared state,
@@ -122,6 +136,7 @@ impl AppBuilder {
         }
         let authenticator = Authenticator::new(&config.jwt)?;
         let store = open_store(&config, config.migrate_on_start).await?;
+        let couriers = couriers(&config)?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -132,6 +147,7 @@ impl AppBuilder {
         let deps = |ephemeral, adapter_stats| Deps {
             config: &config,
             store,
+            couriers,
             ephemeral,
             adapter_stats,
             authenticator,
@@ -217,6 +233,11 @@ impl AppBuilder {
             close_sockets: wired.close_sockets,
             in_flight: wired.in_flight,
             service: wired.service,
+            notifier: wired.notifier.map(|notifier| Notifying {
+                notifier,
+                clock: self.clock,
+                poll: config.notify.poll,
+            }),
             readiness,
             cluster,
             drain_grace: config.drain_grace,
@@ -247,6 +268,8 @@ async fn redis_subscriber(redis: &RedisConfig) -> anyhow::Result<fred::clients::
 struct Deps<'a> {
     config: &'a Config,
     store: Store,
+    /// The configured notification channels (none: notifications are off).
+    couriers: Vec<Arc<dyn Courier>>,
     ephemeral: Arc<dyn Ephemeral>,
     /// The Redis adapter's traffic counters (cluster mode only).
     adapter_stats: Option<Arc<socketioxide_sharded::Stats>>,
@@ -257,6 +280,7 @@ struct Deps<'a> {
 /// A node's parts once the Socket.IO instance exists.
 struct Wired {
     service: Messaging,
+    notifier: Option<Notifier>,
     in_flight: TaskTracker,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
@@ -269,6 +293,14 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
     let readiness = deps.readiness;
     let in_flight = gateway::InFlight::default();
     let fanout = Arc::new(LateFanout::<A>::default());
+    let notifier = (!deps.couriers.is_empty()).then(|| {
+        Notifier::new(
+            deps.store.clone(),
+            deps.ephemeral.clone(),
+            deps.couriers,
+            config.notify.settings,
+        )
+    });
     let service = Messaging::new(
         deps.store,
         deps.ephemeral,
@@ -324,6 +356,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
     (
         Wired {
             service,
+            notifier,
             in_flight: in_flight.0,
             router,
             close_sockets,
@@ -336,6 +369,22 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
 /// the first. On Postgres one commit in flight also measured best here (at
 /// 6,000 msg/s, p99 51 ms with one, 99 ms with four: bigger batches, less
 /// contention); more may pay off where round trips to the database dominate.
+/// The couriers of the configured notification channels.
+fn couriers(config: &Config) -> anyhow::Result<Vec<Arc<dyn Courier>>> {
+    let mut couriers: Vec<Arc<dyn Courier>> = Vec::new();
+    if let Some(webhook) = &config.notify.webhook {
+        couriers.push(Arc::new(
+            WebhookCourier::new(webhook.clone()).context("building the webhook client")?,
+        ));
+    }
+    if let Some(smtp) = &config.notify.smtp {
+        couriers.push(Arc::new(
+            EmailCourier::new(smtp.clone()).context("PARLOIR_SMTP_URL")?,
+        ));
+    }
+    Ok(couriers)
+}
+
 fn store_decorations(config: &Config) -> Decorations {
     Decorations {
         system: store_kind(&config.store),
@@ -398,6 +447,7 @@ pub struct App {
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
     in_flight: TaskTracker,
     service: Messaging,
+    notifier: Option<Notifying>,
     readiness: Readiness,
     cluster: Option<Cluster>,
     drain_grace: Duration,
@@ -427,6 +477,7 @@ impl App {
             close_sockets,
             in_flight,
             service,
+            notifier,
             readiness,
             cluster,
             drain_grace,
@@ -452,6 +503,10 @@ impl App {
                 keep_membership(service.clone(), cluster, stop_tasks.clone())
                     .instrument(info_span!("cluster_membership")),
             );
+        }
+
+        if let Some(notifying) = notifier {
+            tasks.spawn(notify(notifying, stop_tasks.clone()).instrument(info_span!("notifier")));
         }
 
         let drain = CancellationToken::new();

@@ -117,6 +117,32 @@ impl Budgets {
     }
 }
 
+/// Offline notifications: their timings and the configured channels.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub settings: crate::service::NotifySettings,
+    /// How often each node gathers and delivers.
+    pub poll: Duration,
+    pub webhook: Option<crate::notify::WebhookSettings>,
+    pub smtp: Option<crate::notify::SmtpSettings>,
+}
+
+impl NotifyConfig {
+    /// No channel: messages leave no outbox entry and no worker runs.
+    pub fn disabled() -> Self {
+        Self {
+            settings: crate::service::NotifySettings::default(),
+            poll: Duration::from_secs(1),
+            webhook: None,
+            smtp: None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.webhook.is_some() || self.smtp.is_some()
+    }
+}
+
 /// Validated configuration of one node.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -150,6 +176,7 @@ pub struct Config {
     /// Sends in progress beyond which a node refuses new ones.
     pub max_sends_in_flight: usize,
     pub budgets: Budgets,
+    pub notify: NotifyConfig,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -213,6 +240,7 @@ impl Config {
             store_concurrent_commits: 1,
             max_sends_in_flight: 1024,
             budgets: Budgets::generous(),
+            notify: NotifyConfig::disabled(),
         }
     }
 }

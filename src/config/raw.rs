@@ -153,6 +153,43 @@ pub struct RawConfig {
     /// Group commits in flight at once on Postgres (SQLite has one writer: always 1).
     #[arg(long, env = "PARLOIR_STORE_CONCURRENT_COMMITS", default_value_t = 1)]
     pub store_concurrent_commits: usize,
+    /// Seconds a message waits for an absent recipient to come back or read
+    /// it before they are notified by webhook or e-mail.
+    #[arg(long, env = "PARLOIR_NOTIFY_DELAY_SECS", default_value_t = 60)]
+    pub notify_delay_secs: u64,
+    /// Attempts per notification before it is marked dead.
+    #[arg(long, env = "PARLOIR_NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub notify_max_attempts: u32,
+    /// Seconds before the first retry of a failed notification; doubles per
+    /// attempt (with jitter), at most an hour.
+    #[arg(long, env = "PARLOIR_NOTIFY_RETRY_BASE_SECS", default_value_t = 10)]
+    pub notify_retry_base_secs: u64,
+    /// Seconds a node holds a notification it is delivering: one that dies
+    /// mid-delivery leaves it to another node after this.
+    #[arg(long, env = "PARLOIR_NOTIFY_LEASE_SECS", default_value_t = 60)]
+    pub notify_lease_secs: u64,
+    /// How often each node looks for notifications to gather and deliver (ms).
+    #[arg(long, env = "PARLOIR_NOTIFY_POLL_MS", default_value_t = 1000)]
+    pub notify_poll_ms: u64,
+    /// Where offline notifications are POSTed (Standard Webhooks). Unset: no webhooks.
+    #[arg(long, env = "PARLOIR_WEBHOOK_URL", hide_env_values = true, value_parser = secret)]
+    pub webhook_url: Option<SecretString>,
+    /// The webhook signing secret (`whsec_` + base64, or any string of at least 16 bytes).
+    #[arg(long, env = "PARLOIR_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub webhook_secret: Option<SecretString>,
+    /// Longest one webhook attempt may take (ms).
+    #[arg(long, env = "PARLOIR_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// SMTP server for notification e-mails: `smtp://user:pass@host:587?tls=required`
+    /// or `smtps://user:pass@host:465`. Unset: no e-mails.
+    #[arg(long, env = "PARLOIR_SMTP_URL", hide_env_values = true, value_parser = secret)]
+    pub smtp_url: Option<SecretString>,
+    /// The From of notification e-mails, e.g. `parloir <noreply@example.com>`.
+    #[arg(long, env = "PARLOIR_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Longest one SMTP delivery may take (ms).
+    #[arg(long, env = "PARLOIR_SMTP_TIMEOUT_MS", default_value_t = 10_000)]
+    pub smtp_timeout_ms: u64,
     /// Seconds a draining node waits for in-flight work after SIGTERM.
     #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
     pub drain_grace_secs: u64,

@@ -97,6 +97,18 @@ uuid_id!(
     MessageId
 );
 
+uuid_id!(
+    /// An offline notification: the `webhook-id` a receiver de-duplicates
+    /// by, the same on every attempt (random UUIDv4).
+    NotificationId
+);
+
+impl NotificationId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
 impl ConversationId {
     pub fn new_random() -> Self {
         Self(Uuid::new_v4())

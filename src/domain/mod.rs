@@ -5,13 +5,17 @@
 mod content;
 mod ids;
 mod message;
+mod notification;
 pub mod page;
 
 pub use content::{Attachment, Content, Limits};
-pub use ids::{ClientMessageId, ConversationId, MessageId, UserId};
+pub use ids::{ClientMessageId, ConversationId, MessageId, NotificationId, UserId};
 pub use message::{
     Conversation, ConversationSummary, Message, NewConversation, NewMessage, ReadCursor,
     format_time,
+};
+pub use notification::{
+    Channel, Contact, DueNotification, Gathered, OutboxEntry, Settlement, excerpt,
 };
 pub use page::{ListCursor, ListRequest, Page, PageRequest};
 

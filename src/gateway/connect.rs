@@ -174,8 +174,9 @@ async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User, budgets: &Bud
 }
 
 /// A socket is connected (its presence already recorded): announce the user
-/// online on their first device, send the unread totals, and schedule the
-/// disconnect at token expiry.
+/// online on their first device, send the unread totals, schedule the
+/// disconnect at token expiry, and remember the token's e-mail and name for
+/// offline notifications.
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = %user.id))]
 pub async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
@@ -190,6 +191,7 @@ pub async fn on_connect<A: Adapter>(
     if let Err(e) = svc.welcome_connection(&user, &socket_id, first).await {
         tracing::warn!(error = %e, "presence or unread state unavailable at connect");
     }
+    svc.remember_profile(&user).await;
 }
 
 async fn on_disconnect<A: Adapter>(

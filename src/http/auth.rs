@@ -27,6 +27,7 @@ impl FromRequestParts<HttpState> for Caller {
             crate::instruments::refusal(crate::instruments::Refusal::HttpRate);
             return Err(ServiceError::RateLimited.into());
         }
+        state.service.remember_profile(&user).await;
         Ok(Caller(user))
     }
 }

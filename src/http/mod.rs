@@ -7,13 +7,14 @@ mod devpage;
 mod error;
 mod extract;
 mod health;
+mod me;
 mod messages;
 mod openapi;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::response::IntoResponse as _;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -56,6 +57,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/conversations/{id}/read", post(conversations::mark_read))
         .route("/messages/{id}", delete(messages::delete))
         .route("/unread", get(conversations::unread))
+        .route("/me/notifications", put(me::set_notifications))
         .route("/openapi.json", get(openapi::document))
         .route("/asyncapi.json", get(openapi::asyncapi));
     let dev_page = if state.dev_signing_secret.is_some() {

@@ -8,7 +8,9 @@ mod contacts;
 mod conversations;
 mod error;
 mod messages;
+mod notifications;
 mod presence;
+mod profiles;
 mod reads;
 mod typing;
 
@@ -20,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
+pub use notifications::{Notifier, NotifySettings, backoff};
 pub use typing::now_unix_millis;
 
 use crate::config::RateLimits;
@@ -53,6 +56,8 @@ struct Inner {
     /// One permit per send in progress (see `send_message`).
     send_slots: Semaphore,
     contacts: contacts::ContactsCache,
+    /// The token claims this node last remembered per user.
+    profiles: profiles::Remembered,
     /// Disconnections shared state could not be told of yet.
     pending_disconnects: PendingDisconnects,
     /// Work that outlives its caller (the announcement of a committed
@@ -99,6 +104,7 @@ impl Messaging {
                 fanout,
                 send_slots: Semaphore::new(settings.max_sends_in_flight.max(1)),
                 contacts: contacts::ContactsCache::new(),
+                profiles: profiles::Remembered::new(profiles::REMEMBERED_PROFILES),
                 pending_disconnects: PendingDisconnects::default(),
                 detached: TaskTracker::new(),
                 settings,

@@ -13,8 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Conversation, ConversationId, ConversationSummary, ListCursor, Message, MessageId,
-    NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+    Contact, Conversation, ConversationId, ConversationSummary, DueNotification, Gathered,
+    ListCursor, Message, MessageId, NewConversation, NewMessage, NotificationId, OutboxEntry, Page,
+    PageRequest, ReadCursor, Settlement, UserId,
 };
 use crate::observed::{Observable, Observer, Seam, seam};
 
@@ -179,6 +180,15 @@ fn duplicate_of(stored: &Message, attempt: &MessageInsert) -> InsertOutcome {
     Ok((stored.clone(), Inserted::Duplicate))
 }
 
+/// Notifications not settled for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Pending or being sent (retries included).
+    pub queued: u64,
+    /// The earliest `due_at` among them.
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
 /// The result of an attempt to move a read cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CursorMove {
@@ -341,17 +351,98 @@ seam! {
     }
 }
 
+seam! {
+    /// Offline notifications (see `domain::notification` for their life)
+    /// and what they need to know about users. Claims lease rows to the
+    /// caller until `lease_until`, so every node may run a worker: on
+    /// Postgres each row goes to one claimer (`FOR UPDATE SKIP LOCKED`),
+    /// and a claimer that dies leaves it to the next once the lease ends.
+    pub trait Notifications {
+        /// Remembers the `email` and `name` claims of a user's token (the
+        /// e-mail address notifications go to, the name they show).
+        async fn remember_contact(
+            &self,
+            user: &UserId,
+            email: Option<&str>,
+            name: Option<&str>,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError>;
+
+        /// Turns a user's e-mail notifications on or off.
+        async fn set_email_notifications(
+            &self,
+            user: &UserId,
+            enabled: bool,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError>;
+
+        /// What is known of a user (`None`: never seen).
+        async fn contact(&self, user: &UserId) -> Result<Option<Contact>, StoreError>;
+
+        /// Up to `limit` outbox entries not leased to anyone, leased to the
+        /// caller until `lease_until`, oldest first.
+        async fn claim_outbox(
+            &self,
+            now: DateTime<Utc>,
+            lease_until: DateTime<Utc>,
+            limit: u32,
+        ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+        /// In one transaction: folds each gathered notification into the
+        /// pending one of its recipient, conversation and channel (count
+        /// added, latest message moved forward; nothing when it is not
+        /// newer, so gathering twice adds nothing) or starts one, and
+        /// deletes the `done` outbox entries.
+        async fn gather_notifications(
+            &self,
+            gathered: &[Gathered],
+            done: &[MessageId],
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError>;
+
+        /// Up to `limit` notifications due at `now` and not leased, soonest
+        /// first, each moved to `sending` (no longer gathering), its attempt
+        /// counted and leased to the caller until `lease_until`.
+        async fn claim_due_notifications(
+            &self,
+            now: DateTime<Utc>,
+            lease_until: DateTime<Utc>,
+            limit: u32,
+        ) -> Result<Vec<DueNotification>, StoreError>;
+
+        /// Records how attempt `attempt` ended. False when that attempt no
+        /// longer holds the notification (its lease ran out and another
+        /// claimer took it): nothing changes.
+        async fn settle_notification(
+            &self,
+            id: NotificationId,
+            attempt: u32,
+            settlement: &Settlement,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError>;
+
+        /// Notifications not yet settled for good, and the earliest due.
+        async fn notification_backlog(&self) -> Result<Backlog, StoreError>;
+    }
+}
+
 /// A database that implements every seam (Postgres, SQLite).
 ///
 /// Every method is cancel-safe in the sense that a dropped future leaves the
 /// database consistent (each write is one statement or one transaction).
 pub trait Backend:
-    Health + Conversations + Participants + MessageInserts + Messages + ReadCursors
+    Health + Conversations + Participants + MessageInserts + Messages + ReadCursors + Notifications
 {
 }
 
 impl<T> Backend for T where
-    T: Health + Conversations + Participants + MessageInserts + Messages + ReadCursors
+    T: Health
+        + Conversations
+        + Participants
+        + MessageInserts
+        + Messages
+        + ReadCursors
+        + Notifications
 {
 }
 
@@ -367,6 +458,7 @@ pub struct Store {
     pub inserts: Arc<dyn MessageInserts>,
     pub messages: Arc<dyn Messages>,
     pub cursors: Arc<dyn ReadCursors>,
+    pub notifications: Arc<dyn Notifications>,
 }
 
 /// How the node decorates its store (see [`Store::decorated`]).
@@ -390,7 +482,8 @@ impl Store {
             participants: backend.clone(),
             inserts: backend.clone(),
             messages: backend.clone(),
-            cursors: backend,
+            cursors: backend.clone(),
+            notifications: backend,
         }
     }
 
@@ -415,6 +508,7 @@ impl Store {
             inserts: Arc::new(observer.with_deadline(None).wrap(inserts)),
             messages: Arc::new(observer.wrap(store.messages)),
             cursors: Arc::new(observer.wrap(store.cursors)),
+            notifications: Arc::new(observer.wrap(store.notifications)),
         }
     }
 }

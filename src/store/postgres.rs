@@ -30,6 +30,8 @@ use crate::domain::{
     MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
+mod notifications;
+
 /// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
 macro_rules! message_columns {
     () => {
@@ -41,6 +43,8 @@ macro_rules! message_columns {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Every stored message also goes into `notification_outbox`.
+    outbox: bool,
 }
 
 impl PostgresStore {
@@ -67,13 +71,23 @@ impl PostgresStore {
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// A store over an existing pool (tests, or a pool shared with other
     /// code); the caller has configured it and runs `migrate` if needed.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            outbox: false,
+        }
+    }
+
+    /// Also writes every stored message into the notification outbox, in
+    /// the message's transaction (when a notification channel is configured).
+    pub fn with_notification_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Applies `migrations/postgres`. Safe to run from several nodes at once:
@@ -412,6 +426,9 @@ impl MessageInserts for PostgresStore {
                 FROM (SELECT conversation_id, max(created_at) AS at FROM inserted \
                       GROUP BY conversation_id ORDER BY conversation_id) b \
                 WHERE c.id = b.conversation_id \
+             ), outboxed AS ( \
+                INSERT INTO notification_outbox (message_id, conversation_id, sender_id) \
+                SELECT id, conversation_id, sender_id FROM inserted WHERE $8 \
              ) \
              SELECT ",
             message_columns!(),
@@ -424,6 +441,7 @@ impl MessageInserts for PostgresStore {
         .bind(&attachments)
         .bind(&client_ids)
         .bind(&times)
+        .bind(self.outbox)
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::{
-    Attachment, ClientMessageId, Conversation, ConversationId, ConversationSummary, Message,
-    MessageId, ReadCursor, UserId,
+    Attachment, Channel, ClientMessageId, Contact, Conversation, ConversationId,
+    ConversationSummary, DueNotification, Message, MessageId, NotificationId, OutboxEntry,
+    ReadCursor, UserId,
 };
 
 /// A column value as one database encodes a `T`.
@@ -223,4 +224,76 @@ pub(super) fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError>
 
 pub(super) fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
+}
+
+/// A `notification_outbox` entry.
+#[derive(FromRow)]
+pub(super) struct OutboxRow<Id> {
+    pub(super) message_id: Id,
+    pub(super) conversation_id: Id,
+    pub(super) sender_id: String,
+}
+
+impl<Id: Column<Uuid>> TryFrom<OutboxRow<Id>> for OutboxEntry {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow<Id>) -> Result<Self, StoreError> {
+        const OP: &str = "notification_outbox row";
+        Ok(OutboxEntry {
+            message_id: MessageId::from_uuid(row.message_id.decode(OP)?),
+            conversation_id: ConversationId::from_uuid(row.conversation_id.decode(OP)?),
+            sender_id: user_id(OP, &row.sender_id)?,
+        })
+    }
+}
+
+/// A claimed `notifications` row.
+#[derive(FromRow)]
+pub(super) struct DueRow<Id, Time> {
+    pub(super) id: Id,
+    pub(super) channel: String,
+    pub(super) recipient_id: String,
+    pub(super) conversation_id: Id,
+    pub(super) latest_message_id: Id,
+    pub(super) message_count: i64,
+    pub(super) attempts: i64,
+    pub(super) created_at: Time,
+}
+
+impl<Id: Column<Uuid>, Time: Column<DateTime<Utc>>> TryFrom<DueRow<Id, Time>> for DueNotification {
+    type Error = StoreError;
+
+    fn try_from(row: DueRow<Id, Time>) -> Result<Self, StoreError> {
+        const OP: &str = "notifications row";
+        let small = |n: i64| u32::try_from(n).map_err(|_| corrupt(OP, format!("count {n}")));
+        Ok(DueNotification {
+            id: NotificationId::from_uuid(row.id.decode(OP)?),
+            channel: Channel::parse(&row.channel)
+                .ok_or_else(|| corrupt(OP, format!("channel {:?}", row.channel)))?,
+            recipient_id: user_id(OP, &row.recipient_id)?,
+            conversation_id: ConversationId::from_uuid(row.conversation_id.decode(OP)?),
+            latest_message_id: MessageId::from_uuid(row.latest_message_id.decode(OP)?),
+            message_count: small(row.message_count)?,
+            attempt: small(row.attempts)?,
+            created_at: row.created_at.decode(OP)?,
+        })
+    }
+}
+
+/// A `user_contacts` row.
+#[derive(FromRow)]
+pub(super) struct ContactRow {
+    pub(super) email: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) email_enabled: bool,
+}
+
+impl From<ContactRow> for Contact {
+    fn from(row: ContactRow) -> Self {
+        Contact {
+            email: row.email,
+            name: row.name,
+            email_enabled: row.email_enabled,
+        }
+    }
 }

@@ -36,6 +36,8 @@ use crate::domain::{
     MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
 };
 
+mod notifications;
+
 /// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
 macro_rules! message_columns {
     () => {
@@ -56,6 +58,8 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Every stored message also goes into `notification_outbox`.
+    outbox: bool,
 }
 
 impl SqliteStore {
@@ -83,13 +87,23 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// A store over an existing pool (tests, or a pool shared with other
     /// code); the caller has configured it and runs `migrate` if needed.
     pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            outbox: false,
+        }
+    }
+
+    /// Also writes every stored message into the notification outbox, in
+    /// the message's transaction (when a notification channel is configured).
+    pub fn with_notification_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Applies `migrations/sqlite`. One node owns the file, so there is no
@@ -408,6 +422,18 @@ impl MessageInserts for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+                if self.outbox {
+                    sqlx::query(
+                        "INSERT INTO notification_outbox (message_id, conversation_id, sender_id) \
+                         VALUES (?1, ?2, ?3)",
+                    )
+                    .bind(&row.id)
+                    .bind(&conversation_id)
+                    .bind(m.sender.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                }
                 outcomes.push(row.try_into().map(|message| (message, Inserted::New)));
                 continue;
             }

@@ -15,8 +15,10 @@ use parloir::store::{
 use sqlx::PgPool;
 use tempfile::TempDir;
 
+/// Every store is built with the notification outbox on, as a node with a
+/// notification channel builds it: sends must behave the same with it.
 fn pg_store(pool: PgPool) -> Arc<PostgresStore> {
-    Arc::new(PostgresStore::from_pool(pool))
+    Arc::new(PostgresStore::from_pool(pool).with_notification_outbox(true))
 }
 
 /// A migrated SQLite store in a temporary directory; the directory lives as
@@ -28,7 +30,7 @@ async fn sqlite_store() -> (TempDir, Arc<SqliteStore>) {
         .await
         .expect("open sqlite store");
     store.migrate().await.expect("migrate sqlite store");
-    (dir, Arc::new(store))
+    (dir, Arc::new(store.with_notification_outbox(true)))
 }
 
 /// The store wrapped as the node wraps it: group commit, observation,
@@ -50,7 +52,11 @@ fn decorated<B: Backend>(backend: Arc<B>, concurrent_batches: usize) -> Store {
     )
 }
 
+#[path = "store_notifications.rs"]
+mod notification_cases;
+
 mod contract {
+    pub use super::notification_cases::*;
     use std::collections::{HashMap, HashSet};
 
     use chrono::{DateTime, TimeDelta, Utc};
@@ -61,7 +67,7 @@ mod contract {
     };
     use parloir::store::{Created, Inserted, MessageInsert, Store, StoreError};
 
-    fn user(name: &str) -> UserId {
+    pub(super) fn user(name: &str) -> UserId {
         UserId::parse("user", name).expect("valid user id")
     }
 
@@ -87,7 +93,7 @@ mod contract {
         base + TimeDelta::seconds(seconds)
     }
 
-    async fn create(store: &Store, members: &[&str]) -> Conversation {
+    pub(super) async fn create(store: &Store, members: &[&str]) -> Conversation {
         create_at(store, members, now_millis()).await
     }
 
@@ -104,7 +110,7 @@ mod contract {
         conversation
     }
 
-    async fn send(
+    pub(super) async fn send(
         store: &Store,
         conversation: ConversationId,
         from: &str,
@@ -1343,6 +1349,11 @@ contract_tests!(
     conversation_list_orders_by_activity_and_pages_each_once,
     conversation_list_carries_unread_count_and_last_message,
     contacts_are_everyone_sharing_a_conversation,
+    a_stored_message_waits_in_the_outbox_until_gathered,
+    gathered_messages_fold_into_one_pending_notification,
+    a_due_notification_goes_to_one_claimer,
+    only_the_current_attempt_settles_a_notification,
+    contacts_keep_the_last_known_address_and_the_users_choice,
 );
 
 // Constructors and migrations, outside the shared contract.
