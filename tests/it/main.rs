@@ -17,6 +17,7 @@ mod fuzz;
 mod history_paging;
 mod load_balancer;
 mod metrics_scrape;
+mod notifications;
 mod otlp_export;
 mod service_rules;
 mod store_contract;
