@@ -378,6 +378,60 @@ mod tests {
     }
 
     #[test]
+    fn notification_channels_need_their_companions_and_valid_values() {
+        let c = parse(&[]).unwrap();
+        assert!(!c.notify.enabled(), "no channel unless configured");
+
+        let hook = ["--webhook-url", "https://hooks.example/parloir?token=t0p"];
+        let err = parse(&hook).unwrap_err();
+        assert!(
+            err.to_string().starts_with("PARLOIR_WEBHOOK_SECRET:"),
+            "{err}"
+        );
+        let err = parse(&[&hook[..], &["--webhook-secret", "short"]].concat()).unwrap_err();
+        assert!(err.to_string().contains("at least 16 bytes"), "{err}");
+        let err = parse(&[&hook[..], &["--webhook-secret", "whsec_!!"]].concat()).unwrap_err();
+        assert!(err.to_string().contains("base64"), "{err}");
+        let secret = ["--webhook-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"];
+        let c = parse(&[&hook[..], &secret[..]].concat()).unwrap();
+        assert!(c.notify.enabled());
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("t0p") && !debug.contains("MfKQ9r8"),
+            "{debug}"
+        );
+        let err = parse(&[&["--webhook-url", "ftp://x"][..], &secret[..]].concat()).unwrap_err();
+        assert!(err.to_string().starts_with("PARLOIR_WEBHOOK_URL:"), "{err}");
+        let err =
+            parse(&[&hook[..], &secret[..], &["--notify-lease-secs", "5"]].concat()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("PARLOIR_NOTIFY_LEASE_SECS:"),
+            "{err}"
+        );
+
+        let smtp = [
+            "--smtp-url",
+            "smtp://user:hunter2@mail.example:587?tls=required",
+        ];
+        let err = parse(&smtp).unwrap_err();
+        assert!(err.to_string().starts_with("PARLOIR_SMTP_FROM:"), "{err}");
+        let err = parse(&[&smtp[..], &["--smtp-from", "not an address"]].concat()).unwrap_err();
+        assert!(err.to_string().starts_with("PARLOIR_SMTP_FROM:"), "{err}");
+        let c = parse(&[&smtp[..], &["--smtp-from", "parloir <noreply@example.com>"]].concat())
+            .unwrap();
+        assert!(c.notify.smtp.is_some());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let err = parse(&[
+            "--smtp-url",
+            "http://mail.example",
+            "--smtp-from",
+            "noreply@example.com",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("PARLOIR_SMTP_URL:"), "{err}");
+    }
+
+    #[test]
     fn out_of_range_limit_is_refused() {
         let err = parse(&["--max-participants", "1"]).unwrap_err();
         assert!(

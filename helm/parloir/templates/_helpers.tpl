@@ -133,6 +133,20 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" .Values.otel.endpoint }}
 {{- $_ = set $env "OTEL_SERVICE_NAME" (.Values.otel.serviceName | default (include "parloir.fullname" .)) }}
 {{- end }}
+{{- $n := .Values.notifications }}
+{{- if or $n.webhook.enabled $n.email.enabled }}
+{{- $_ := set $env "PARLOIR_NOTIFY_DELAY_SECS" (int $n.delaySecs | toString) }}
+{{- $_ = set $env "PARLOIR_NOTIFY_MAX_ATTEMPTS" (int $n.maxAttempts | toString) }}
+{{- $_ = set $env "PARLOIR_NOTIFY_RETRY_BASE_SECS" (int $n.retryBaseSecs | toString) }}
+{{- $_ = set $env "PARLOIR_NOTIFY_LEASE_SECS" (int $n.leaseSecs | toString) }}
+{{- end }}
+{{- if $n.webhook.enabled }}
+{{- $_ := set $env "PARLOIR_WEBHOOK_TIMEOUT_MS" (int $n.webhook.timeoutMs | toString) }}
+{{- end }}
+{{- if $n.email.enabled }}
+{{- $_ := set $env "PARLOIR_SMTP_FROM" $n.email.from }}
+{{- $_ = set $env "PARLOIR_SMTP_TIMEOUT_MS" (int $n.email.timeoutMs | toString) }}
+{{- end }}
 {{- range $k, $v := $c.extraEnv }}
 {{- $_ := set $env $k (toString $v) }}
 {{- end }}
@@ -191,12 +205,34 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
       name: {{ include "parloir.secretName" . }}
       key: {{ .Values.secret.keys.jwtSecret }}
 {{- end }}
+{{- if .Values.notifications.webhook.enabled }}
+- name: PARLOIR_WEBHOOK_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "parloir.secretName" . }}
+      key: {{ .Values.secret.keys.webhookUrl }}
+- name: PARLOIR_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "parloir.secretName" . }}
+      key: {{ .Values.secret.keys.webhookSecret }}
+{{- end }}
+{{- if .Values.notifications.email.enabled }}
+- name: PARLOIR_SMTP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "parloir.secretName" . }}
+      key: {{ .Values.secret.keys.smtpUrl }}
+{{- end }}
 {{- end }}
 
 {{/* Checks of value combinations the schema cannot express. */}}
 {{- define "parloir.validate" -}}
 {{- if and (not (include "parloir.clusterMode" .)) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
 {{- fail "secret.keys.redisUrl is empty (single-node mode) but several replicas are asked for: give REDIS_URL, or set replicaCount: 1 and autoscaling.enabled: false" }}
+{{- end }}
+{{- if and .Values.notifications.email.enabled (not .Values.notifications.email.from) }}
+{{- fail "notifications.email.enabled needs notifications.email.from (PARLOIR_SMTP_FROM)" }}
 {{- end }}
 {{- if and .Values.jwtPublicKey.enabled (not .Values.jwtPublicKey.secretName) }}
 {{- fail "jwtPublicKey.enabled needs jwtPublicKey.secretName" }}

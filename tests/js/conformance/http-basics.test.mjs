@@ -34,8 +34,24 @@ describe('operations endpoints', () => {
     assert.equal(typeof res.body, 'object', 'the document is not JSON');
     assert.match(String(res.body.openapi), /^3\./);
     const paths = Object.keys(res.body.paths ?? {});
-    for (const path of ['/api/v1/conversations', '/api/v1/conversations/{id}/messages', '/api/v1/messages/{id}']) {
+    for (const path of [
+      '/api/v1/conversations',
+      '/api/v1/conversations/{id}/messages',
+      '/api/v1/messages/{id}',
+      '/api/v1/me/notifications',
+    ]) {
       assert.ok(paths.includes(path), `${path} is not documented; paths: ${paths.join(', ')}`);
+    }
+    // The notification webhook (PROTOCOL.md §7) in OpenAPI 3.1's webhooks section.
+    const hook = res.body.webhooks?.['message.unread']?.post;
+    assert.ok(hook, `no message.unread webhook: ${JSON.stringify(res.body.webhooks)}`);
+    const headers = (hook.parameters ?? []).map((p) => p.name);
+    assert.deepEqual(headers, ['webhook-id', 'webhook-timestamp', 'webhook-signature']);
+    const schema = hook.requestBody?.content?.['application/json']?.schema?.$ref ?? '';
+    const name = schema.split('/').pop();
+    const fields = Object.keys(res.body.components?.schemas?.[name]?.properties ?? {});
+    for (const field of ['id', 'type', 'recipientId', 'conversationId', 'unreadCount', 'latestMessage']) {
+      assert.ok(fields.includes(field), `${field} missing from ${name}: ${fields.join(', ')}`);
     }
   });
 });
