@@ -37,7 +37,6 @@ use crate::service::{Messaging, Notifier, ServiceSettings};
 use background::{Cluster, Notifying, keep_membership, notify, sweep_typing};
 use late_fanout::LateFanout;
 
-use crate::observed::{Observer, Seam};
 use crate::store::{Decorations, GroupCommitLimits, PostgresStore, SqliteStore, Store};
 
 /// Capacity of the channel that carries other nodes' broadcasts into this
@@ -156,9 +155,9 @@ impl AppBuilder {
         // The mode is decided here, once; everything above the seams is the same.
         let (wired, cluster) = match &config.shared {
             SharedState::InProcess => {
-                let ephemeral: Arc<dyn Ephemeral> = Arc::new(
-                    Observer::new(Seam::SharedState, "memory")
-                        .wrap(Arc::new(MemoryEphemeral::new(&config.rate_limits))),
+                let ephemeral = Ephemeral::observed(
+                    Arc::new(MemoryEphemeral::new(&config.rate_limits)),
+                    "memory",
                 );
                 let (wired, io) = wire(SocketIo::builder(), deps(ephemeral, None));
                 io.ns(
@@ -182,8 +181,7 @@ impl AppBuilder {
                 )
                 .await
                 .context("connecting to Redis (shared state)")?;
-                let ephemeral: Arc<dyn Ephemeral> =
-                    Arc::new(Observer::new(Seam::SharedState, "redis").wrap(Arc::new(ephemeral)));
+                let ephemeral = Ephemeral::observed(Arc::new(ephemeral), "redis");
                 let subscriber = redis_subscriber(redis)
                     .await
                     .context("connecting the Socket.IO adapter to Redis")?;
@@ -270,7 +268,7 @@ struct Deps<'a> {
     store: Store,
     /// The configured notification channels (none: notifications are off).
     couriers: Vec<Arc<dyn Courier>>,
-    ephemeral: Arc<dyn Ephemeral>,
+    ephemeral: Ephemeral,
     /// The Redis adapter's traffic counters (cluster mode only).
     adapter_stats: Option<Arc<socketioxide_sharded::Stats>>,
     authenticator: Authenticator,

@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Ephemeral, EphemeralError, MessageCommitted, Presence, Typist, UnixMillis, UnreadChanges,
-    UnreadCounts,
+    EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, TypingState, Typist,
+    UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
@@ -91,11 +91,14 @@ fn take_token(limiter: &DefaultKeyedRateLimiter<UserId>, user: &UserId) -> bool 
 }
 
 #[async_trait]
-impl Ephemeral for MemoryEphemeral {
+impl Health for MemoryEphemeral {
     async fn ping(&self) -> Result<(), EphemeralError> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl Quotas for MemoryEphemeral {
     async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError> {
         Ok(take_token(&self.send_limiter, user))
     }
@@ -103,11 +106,10 @@ impl Ephemeral for MemoryEphemeral {
     async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError> {
         Ok(take_token(&self.create_limiter, user))
     }
+}
 
-    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError> {
-        Ok(self.state().sockets.get(user).map_or(0, HashSet::len))
-    }
-
+#[async_trait]
+impl PresenceState for MemoryEphemeral {
     async fn socket_connected(
         &self,
         user: &UserId,
@@ -136,6 +138,10 @@ impl Ephemeral for MemoryEphemeral {
         state.sockets.remove(user);
         state.last_seen.insert(user.clone(), now);
         Ok(Some(now))
+    }
+
+    async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError> {
+        Ok(self.state().sockets.get(user).map_or(0, HashSet::len))
     }
 
     async fn presence(
@@ -176,7 +182,10 @@ impl Ephemeral for MemoryEphemeral {
     ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
         Ok(Vec::new())
     }
+}
 
+#[async_trait]
+impl TypingState for MemoryEphemeral {
     async fn start_typing(
         &self,
         typist: &Typist,
@@ -271,7 +280,10 @@ impl Ephemeral for MemoryEphemeral {
         });
         Ok(expired)
     }
+}
 
+#[async_trait]
+impl UnreadCounters for MemoryEphemeral {
     async fn message_committed(
         &self,
         conversation: ConversationId,

@@ -1,15 +1,19 @@
 //! Ephemeral shared state: presence, typing, unread counters and rate limits.
 //! Everything here can be rebuilt (unread counters from the store's read
 //! cursors) or may be lost (presence, typing) without losing messages.
-//! `MemoryEphemeral` serves a single node; `RedisEphemeral` (cluster mode)
-//! implements the same trait over one Redis shared by every node.
+//! It is five narrow seams, as the store is: `Health`, `Quotas`,
+//! `PresenceState`, `TypingState` and `UnreadCounters`, held together by the
+//! `Ephemeral` handle. `MemoryEphemeral` serves a single node;
+//! `RedisEphemeral` (cluster mode) implements the same seams over one Redis
+//! shared by every node.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ConversationId, UserId};
-use crate::observed::{Observable, seam};
+use crate::observed::{Observable, Observer, Seam, seam};
 
 mod coalesce;
 pub mod fred_client;
@@ -82,22 +86,28 @@ pub type UnreadChanges = Vec<(UserId, Option<(u64, u64)>)>;
 pub type UnreadCounts = HashMap<ConversationId, u64>;
 
 seam! {
-    /// The shared state one node or a whole cluster sees.
-    pub trait Ephemeral {
+    /// Whether the shared state answers: readiness checks.
+    pub trait Health {
         /// Cheap round trip for readiness checks.
         async fn ping(&self) -> Result<(), EphemeralError>;
+    }
+}
 
-        // ---- rate limits ----
-
+seam! {
+    /// Cluster-wide rate limits (token buckets) of sends and creations.
+    pub trait Quotas {
         /// Takes one `send-message` token from the user's bucket; false when empty.
         async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>;
 
         /// Takes one conversation-creation token from the user's bucket (a
         /// slower one than sends); false when empty.
         async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError>;
+    }
+}
 
-        // ---- presence ----
-
+seam! {
+    /// Who is connected where: sockets per user, nodes and their liveness.
+    pub trait PresenceState {
         /// Records a connected socket. Returns true when it is the user's first
         /// live socket (the user just came online).
         async fn socket_connected(
@@ -119,6 +129,7 @@ seam! {
         /// How many live sockets the user has, cluster-wide.
         async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError>;
 
+        /// Whether each user is online, and when the offline ones were last seen.
         async fn presence(&self, users: &[UserId])
         -> Result<HashMap<UserId, Presence>, EphemeralError>;
 
@@ -150,9 +161,12 @@ seam! {
             &self,
             now: UnixMillis,
         ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
+    }
+}
 
-        // ---- typing ----
-
+seam! {
+    /// Who is typing where, and when it expires.
+    pub trait TypingState {
         /// Starts or refreshes typing state until `now + ttl`. Returns true when
         /// the state should be relayed to others: it is new, or it was last
         /// relayed at least `relay_interval` before `now`.
@@ -188,9 +202,12 @@ seam! {
         /// Removes and returns every typing state expired at `now`. Each expired
         /// state is returned to exactly one caller, cluster-wide.
         async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError>;
+    }
+}
 
-        // ---- unread counters ----
-
+seam! {
+    /// Unread counters: a cache of counts the store can always recount.
+    pub trait UnreadCounters {
         /// After a message is committed: ends the sender's typing state in the
         /// conversation and counts one more unread for each recipient whose
         /// counters are present — the hot path of a send, in one round trip. A
@@ -223,5 +240,36 @@ seam! {
 
         /// A user's counters, or `None` when missing.
         async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;
+    }
+}
+
+/// Shared state that implements every seam (in process, Redis).
+pub trait Backend: Health + Quotas + PresenceState + TypingState + UnreadCounters {}
+
+impl<T> Backend for T where T: Health + Quotas + PresenceState + TypingState + UnreadCounters {}
+
+/// The shared state as the service sees it: one handle per seam, every
+/// call observed. Cheap to clone.
+#[derive(Clone)]
+pub struct Ephemeral {
+    pub health: Arc<dyn Health>,
+    pub quotas: Arc<dyn Quotas>,
+    pub presence: Arc<dyn PresenceState>,
+    pub typing: Arc<dyn TypingState>,
+    pub unread: Arc<dyn UnreadCounters>,
+}
+
+impl Ephemeral {
+    /// Every seam served by `backend`, each call a `shared_state` span and a
+    /// latency sample; `system` names the backend (`memory`, `redis`).
+    pub fn observed<B: Backend>(backend: Arc<B>, system: &'static str) -> Self {
+        let observe = Observer::new(Seam::SharedState, system);
+        Self {
+            health: Arc::new(observe.wrap(backend.clone())),
+            quotas: Arc::new(observe.wrap(backend.clone())),
+            presence: Arc::new(observe.wrap(backend.clone())),
+            typing: Arc::new(observe.wrap(backend.clone())),
+            unread: Arc::new(observe.wrap(backend)),
+        }
     }
 }

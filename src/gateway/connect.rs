@@ -110,7 +110,7 @@ pub async fn authenticate<A: Adapter>(
     };
     span.record("user.id", tracing::field::display(&user.id));
     // Counted before this socket exists: at the cap, this one would be one more.
-    match svc.ephemeral().socket_count(&user.id).await {
+    match svc.ephemeral().presence.socket_count(&user.id).await {
         Ok(n) if n >= budget.budgets().max_sockets_per_user => {
             return refuse(HandshakeRefusal::TooManyConnections);
         }

@@ -76,7 +76,7 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let lifecycle = state.readiness.state();
     let (store, shared) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, state.service.store().health.ping()),
-        tokio::time::timeout(PROBE_TIMEOUT, state.service.ephemeral().ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.service.ephemeral().health.ping()),
     );
     let store_up = matches!(store, Ok(Ok(())));
     let redis = match (state.cluster, shared) {

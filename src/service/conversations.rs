@@ -20,7 +20,7 @@ impl Messaging {
         user: &User,
         new: NewConversation,
     ) -> ServiceResult<(Conversation, Created)> {
-        match self.ephemeral().try_acquire_create(&user.id).await {
+        match self.ephemeral().quotas.try_acquire_create(&user.id).await {
             Ok(true) => {}
             Ok(false) => {
                 crate::instruments::refusal(crate::instruments::Refusal::CreateRate);

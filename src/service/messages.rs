@@ -33,7 +33,7 @@ impl Messaging {
         };
         self.require_participant(new.conversation_id, &user.id)
             .await?;
-        match self.ephemeral().try_acquire_send(&user.id).await {
+        match self.ephemeral().quotas.try_acquire_send(&user.id).await {
             Ok(true) => {}
             Ok(false) => {
                 crate::instruments::refusal(crate::instruments::Refusal::SendRate);

@@ -51,7 +51,7 @@ pub struct Messaging {
 
 struct Inner {
     store: Store,
-    ephemeral: Arc<dyn Ephemeral>,
+    ephemeral: Ephemeral,
     fanout: Arc<dyn Fanout>,
     /// One permit per send in progress (see `send_message`).
     send_slots: Semaphore,
@@ -93,7 +93,7 @@ impl PendingDisconnects {
 impl Messaging {
     pub fn new(
         store: Store,
-        ephemeral: Arc<dyn Ephemeral>,
+        ephemeral: Ephemeral,
         fanout: Arc<dyn Fanout>,
         settings: ServiceSettings,
     ) -> Self {
@@ -128,8 +128,8 @@ impl Messaging {
         &self.inner.store
     }
 
-    pub fn ephemeral(&self) -> &dyn Ephemeral {
-        &*self.inner.ephemeral
+    pub fn ephemeral(&self) -> &Ephemeral {
+        &self.inner.ephemeral
     }
 
     fn send_slots(&self) -> &Semaphore {

@@ -71,7 +71,7 @@ pub struct Notifier {
 
 struct Inner {
     store: Store,
-    ephemeral: Arc<dyn Ephemeral>,
+    ephemeral: Ephemeral,
     couriers: HashMap<Channel, Arc<dyn Courier>>,
     settings: NotifySettings,
 }
@@ -79,7 +79,7 @@ struct Inner {
 impl Notifier {
     pub fn new(
         store: Store,
-        ephemeral: Arc<dyn Ephemeral>,
+        ephemeral: Ephemeral,
         couriers: Vec<Arc<dyn Courier>>,
         settings: NotifySettings,
     ) -> Self {
@@ -135,7 +135,7 @@ impl Notifier {
             recipients_of.insert(*conversation, participants);
         }
         let everyone: Vec<UserId> = everyone.into_iter().collect();
-        let presence = self.inner.ephemeral.presence(&everyone).await?;
+        let presence = self.inner.ephemeral.presence.presence(&everyone).await?;
         let online = |user: &UserId| presence.get(user).is_some_and(|p| p.online);
 
         let due_at = now + lease(settings.delay);
@@ -306,6 +306,7 @@ impl Notifier {
         let presence = self
             .inner
             .ephemeral
+            .presence
             .presence(std::slice::from_ref(&n.recipient_id))
             .await?;
         if presence.get(&n.recipient_id).is_some_and(|p| p.online) {

@@ -33,7 +33,7 @@ impl Messaging {
             .filter(|id| contacts.contains(*id))
             .cloned()
             .collect();
-        let known = self.ephemeral().presence(&visible).await?;
+        let known = self.ephemeral().presence.presence(&visible).await?;
         let mut report = PresenceReport {
             online: HashMap::new(),
             last_seen: HashMap::new(),
@@ -67,6 +67,7 @@ impl Messaging {
     pub async fn record_connection(&self, user: &User, socket_id: &str) -> ServiceResult<bool> {
         Ok(self
             .ephemeral()
+            .presence
             .socket_connected(&user.id, socket_id)
             .await?)
     }
@@ -106,6 +107,7 @@ impl Messaging {
         let now: DateTime<Utc> = domain::now_millis();
         match self
             .ephemeral()
+            .presence
             .socket_disconnected(&user.id, socket_id, now)
             .await
         {
@@ -128,13 +130,15 @@ impl Messaging {
         let now: DateTime<Utc> = domain::now_millis();
         let recorded = self
             .ephemeral()
+            .presence
             .socket_disconnected(&user.id, socket_id, now)
             .await;
         match recorded {
             Ok(Some(last_seen)) => self.went_offline(user, last_seen).await,
-            Ok(None) if self.ephemeral().socket_count(&user.id).await? == 0 => {
+            Ok(None) if self.ephemeral().presence.socket_count(&user.id).await? == 0 => {
                 let last_seen = self
                     .ephemeral()
+                    .presence
                     .presence(std::slice::from_ref(&user.id))
                     .await?
                     .get(&user.id)
@@ -154,7 +158,12 @@ impl Messaging {
 
     /// The user's last device is gone: typing ends, contacts are told.
     async fn went_offline(&self, user: &User, last_seen: DateTime<Utc>) -> ServiceResult<()> {
-        for conversation in self.ephemeral().typing_conversations_of(&user.id).await? {
+        for conversation in self
+            .ephemeral()
+            .typing
+            .typing_conversations_of(&user.id)
+            .await?
+        {
             self.end_typing(conversation, user).await;
         }
         let event = OfflineEvent {
@@ -179,7 +188,7 @@ impl Messaging {
         node_ttl: std::time::Duration,
     ) -> ServiceResult<usize> {
         let now = now_unix_millis();
-        if self.ephemeral().heartbeat(now, node_ttl).await? {
+        if self.ephemeral().presence.heartbeat(now, node_ttl).await? {
             self.record_local_sockets_again().await;
         }
         for (user, socket_id) in self.inner.pending_disconnects.take() {
@@ -187,7 +196,7 @@ impl Messaging {
                 tracing::debug!(error = %e, "disconnection still not recorded; kept for later");
             }
         }
-        let gone = self.ephemeral().sweep_dead_nodes(now).await?;
+        let gone = self.ephemeral().presence.sweep_dead_nodes(now).await?;
         self.announce_offline(&gone).await;
         if !gone.is_empty() {
             tracing::info!(users = gone.len(), "users of dead nodes went offline");
@@ -202,6 +211,7 @@ impl Messaging {
     pub async fn forget_previous_life(&self) -> ServiceResult<usize> {
         let gone = self
             .ephemeral()
+            .presence
             .forget_own_sockets(now_unix_millis())
             .await?;
         self.announce_offline(&gone).await;
@@ -230,7 +240,12 @@ impl Messaging {
         let sockets = self.fanout().local_sockets();
         let mut recorded = 0;
         for (socket_id, user) in &sockets {
-            match self.ephemeral().socket_connected(&user.id, socket_id).await {
+            match self
+                .ephemeral()
+                .presence
+                .socket_connected(&user.id, socket_id)
+                .await
+            {
                 Ok(first) => {
                     recorded += 1;
                     if first {

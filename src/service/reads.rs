@@ -110,7 +110,12 @@ impl Messaging {
     #[instrument(skip_all, fields(user.id = %user.id))]
     pub async fn unread(&self, user: &User) -> ServiceResult<UnreadReport> {
         let counts = self.store().cursors.unread_counts(&user.id).await?;
-        if let Err(e) = self.ephemeral().replace_unread(&user.id, &counts).await {
+        if let Err(e) = self
+            .ephemeral()
+            .unread
+            .replace_unread(&user.id, &counts)
+            .await
+        {
             warn!(error = %e, "unread counters not refreshed");
         }
         let conversations: HashMap<_, _> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
@@ -133,6 +138,7 @@ impl Messaging {
     ) {
         let effects = match self
             .ephemeral()
+            .unread
             .message_committed(conversation, &sender.id, recipients)
             .await
         {
@@ -183,6 +189,7 @@ impl Messaging {
         };
         let changes = match self
             .ephemeral()
+            .unread
             .set_conversation_unread(conversation, &counts)
             .await
         {
@@ -229,7 +236,7 @@ impl Messaging {
                 return;
             }
         };
-        if let Err(e) = self.ephemeral().replace_unread(user, &counts).await {
+        if let Err(e) = self.ephemeral().unread.replace_unread(user, &counts).await {
             warn!(error = %e, "unread counters not refreshed");
         }
         let update = unread_update(&counts, conversation);
@@ -243,13 +250,13 @@ impl Messaging {
 
     /// The user's counters, rebuilt from the store when missing.
     pub(super) async fn current_unread(&self, user: &UserId) -> ServiceResult<UnreadCounts> {
-        match self.ephemeral().unread(user).await {
+        match self.ephemeral().unread.unread(user).await {
             Ok(Some(counts)) => return Ok(counts),
             Ok(None) => {}
             Err(e) => warn!(error = %e, "unread counters unavailable; recounting"),
         }
         let counts = self.store().cursors.unread_counts(user).await?;
-        if let Err(e) = self.ephemeral().replace_unread(user, &counts).await {
+        if let Err(e) = self.ephemeral().unread.replace_unread(user, &counts).await {
             warn!(error = %e, "unread counters not stored");
         }
         Ok(counts)

@@ -27,6 +27,7 @@ impl Messaging {
         let settings = &self.inner.settings;
         let relay = self
             .ephemeral()
+            .typing
             .start_typing(
                 &typing,
                 now_unix_millis(),
@@ -54,7 +55,12 @@ impl Messaging {
 
     /// Ends the user's typing state, announcing the stop once if there was one.
     pub(super) async fn end_typing(&self, conversation: ConversationId, user: &User) {
-        match self.ephemeral().stop_typing(conversation, &user.id).await {
+        match self
+            .ephemeral()
+            .typing
+            .stop_typing(conversation, &user.id)
+            .await
+        {
             Ok(true) => {
                 self.announce_typing(ev::USER_STOPPED_TYPING, &typist(user, conversation))
                     .await;
@@ -67,7 +73,7 @@ impl Messaging {
     /// Announces the stop of every typing state expired at `now`. Called
     /// periodically by the node's typing sweeper.
     pub async fn sweep_expired_typing_once(&self, now: UnixMillis) -> ServiceResult<usize> {
-        let expired = self.ephemeral().take_expired_typing(now).await?;
+        let expired = self.ephemeral().typing.take_expired_typing(now).await?;
         for typist in &expired {
             self.announce_typing(ev::USER_STOPPED_TYPING, typist).await;
         }
@@ -94,6 +100,7 @@ impl Messaging {
     ) {
         let typists = match self
             .ephemeral()
+            .typing
             .typing_in(conversation, now_unix_millis())
             .await
         {

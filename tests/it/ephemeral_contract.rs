@@ -1,6 +1,6 @@
 //! Behaviour of the `Ephemeral` trait: presence across devices, typing
 //! expiry and throttling, unread counters, rate limits. Each case is written
-//! once over `Arc<dyn Ephemeral>` and instantiated for every implementation.
+//! once over `Ephemeral` and instantiated for every implementation.
 //! Time is passed in explicitly, never waited for, except where Redis
 //! itself counts it (a node heartbeat's TTL lapses by the Redis clock).
 //! The Redis cases run on one Redis (`PARLOIR_TEST_REDIS_URL`) and on a Redis
@@ -50,50 +50,74 @@ fn typist(conversation: ConversationId, name: &str) -> Typist {
 mod contract {
     use super::*;
 
-    pub async fn a_user_is_online_until_the_last_device_leaves(e: Arc<dyn Ephemeral>) {
+    pub async fn a_user_is_online_until_the_last_device_leaves(e: Ephemeral) {
         let alice = user("alice");
         assert!(
-            e.socket_connected(&alice, "s1").await.unwrap(),
+            e.presence.socket_connected(&alice, "s1").await.unwrap(),
             "first device brings the user online"
         );
-        assert!(!e.socket_connected(&alice, "s2").await.unwrap());
-        assert!(!e.socket_connected(&alice, "s3").await.unwrap());
+        assert!(!e.presence.socket_connected(&alice, "s2").await.unwrap());
+        assert!(!e.presence.socket_connected(&alice, "s3").await.unwrap());
         let now = Utc::now();
         assert_eq!(
-            e.socket_disconnected(&alice, "s1", now).await.unwrap(),
+            e.presence
+                .socket_disconnected(&alice, "s1", now)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(
-            e.socket_disconnected(&alice, "s2", now).await.unwrap(),
+            e.presence
+                .socket_disconnected(&alice, "s2", now)
+                .await
+                .unwrap(),
             None
         );
-        let p = e.presence(std::slice::from_ref(&alice)).await.unwrap();
+        let p = e
+            .presence
+            .presence(std::slice::from_ref(&alice))
+            .await
+            .unwrap();
         assert!(p[&alice].online);
         assert_eq!(p[&alice].last_seen, None, "no last-seen while online");
         assert_eq!(
-            e.socket_disconnected(&alice, "s3", now).await.unwrap(),
+            e.presence
+                .socket_disconnected(&alice, "s3", now)
+                .await
+                .unwrap(),
             Some(now)
         );
-        let p = e.presence(std::slice::from_ref(&alice)).await.unwrap();
+        let p = e
+            .presence
+            .presence(std::slice::from_ref(&alice))
+            .await
+            .unwrap();
         assert!(!p[&alice].online);
         assert_eq!(p[&alice].last_seen, Some(now));
         assert_eq!(
-            e.socket_disconnected(&alice, "s3", now).await.unwrap(),
+            e.presence
+                .socket_disconnected(&alice, "s3", now)
+                .await
+                .unwrap(),
             None,
             "a repeated disconnect is not a second offline"
         );
     }
 
-    pub async fn concurrent_last_disconnects_yield_exactly_one_offline(e: Arc<dyn Ephemeral>) {
+    pub async fn concurrent_last_disconnects_yield_exactly_one_offline(e: Ephemeral) {
         let bob = user("bob");
         for i in 0..10 {
-            e.socket_connected(&bob, &format!("s{i}")).await.unwrap();
+            e.presence
+                .socket_connected(&bob, &format!("s{i}"))
+                .await
+                .unwrap();
         }
         let handles: Vec<_> = (0..10)
             .map(|i| {
                 let (e, bob) = (e.clone(), bob.clone());
                 tokio::spawn(async move {
-                    e.socket_disconnected(&bob, &format!("s{i}"), Utc::now())
+                    e.presence
+                        .socket_disconnected(&bob, &format!("s{i}"), Utc::now())
                         .await
                         .unwrap()
                 })
@@ -106,103 +130,149 @@ mod contract {
         assert_eq!(offlines, 1);
     }
 
-    pub async fn typing_is_relayed_at_most_once_per_interval(e: Arc<dyn Ephemeral>) {
+    pub async fn typing_is_relayed_at_most_once_per_interval(e: Ephemeral) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
         let (ttl, interval) = (Duration::from_secs(5), Duration::from_secs(1));
         let t0 = now();
-        assert!(e.start_typing(&t, t0, ttl, interval).await.unwrap());
+        assert!(e.typing.start_typing(&t, t0, ttl, interval).await.unwrap());
         assert!(
-            !e.start_typing(&t, t0 + 400, ttl, interval).await.unwrap(),
+            !e.typing
+                .start_typing(&t, t0 + 400, ttl, interval)
+                .await
+                .unwrap(),
             "within the interval: dropped"
         );
         assert!(
-            e.start_typing(&t, t0 + 1100, ttl, interval).await.unwrap(),
+            e.typing
+                .start_typing(&t, t0 + 1100, ttl, interval)
+                .await
+                .unwrap(),
             "after the interval: relayed"
         );
         assert!(
-            !e.start_typing(&t, t0 + 1500, ttl, interval).await.unwrap(),
+            !e.typing
+                .start_typing(&t, t0 + 1500, ttl, interval)
+                .await
+                .unwrap(),
             "the interval restarts at the relay"
         );
     }
 
-    pub async fn typing_expires_once_after_the_ttl(e: Arc<dyn Ephemeral>) {
+    pub async fn typing_expires_once_after_the_ttl(e: Ephemeral) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
         let t0 = now();
-        e.start_typing(&t, t0, Duration::from_secs(5), Duration::from_secs(1))
+        e.typing
+            .start_typing(&t, t0, Duration::from_secs(5), Duration::from_secs(1))
             .await
             .unwrap();
-        assert_eq!(e.typing_in(c, t0 + 10).await.unwrap(), vec![t.clone()]);
+        assert_eq!(
+            e.typing.typing_in(c, t0 + 10).await.unwrap(),
+            vec![t.clone()]
+        );
         assert!(
-            !e.take_expired_typing(t0 + 4900).await.unwrap().contains(&t),
+            !e.typing
+                .take_expired_typing(t0 + 4900)
+                .await
+                .unwrap()
+                .contains(&t),
             "not yet expired"
         );
         assert_eq!(
-            e.typing_in(c, t0 + 5100).await.unwrap(),
+            e.typing.typing_in(c, t0 + 5100).await.unwrap(),
             vec![],
             "an expired state is not reported as typing"
         );
-        assert!(e.take_expired_typing(t0 + 5100).await.unwrap().contains(&t));
         assert!(
-            !e.take_expired_typing(t0 + 5200).await.unwrap().contains(&t),
+            e.typing
+                .take_expired_typing(t0 + 5100)
+                .await
+                .unwrap()
+                .contains(&t)
+        );
+        assert!(
+            !e.typing
+                .take_expired_typing(t0 + 5200)
+                .await
+                .unwrap()
+                .contains(&t),
             "announced once"
         );
         assert!(
-            e.typing_conversations_of(&t.user_id)
+            e.typing
+                .typing_conversations_of(&t.user_id)
                 .await
                 .unwrap()
                 .is_empty()
         );
     }
 
-    pub async fn a_repeat_extends_typing(e: Arc<dyn Ephemeral>) {
+    pub async fn a_repeat_extends_typing(e: Ephemeral) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
         let t0 = now();
         let (ttl, interval) = (Duration::from_secs(5), Duration::from_secs(1));
-        e.start_typing(&t, t0, ttl, interval).await.unwrap();
-        e.start_typing(&t, t0 + 4000, ttl, interval).await.unwrap();
-        assert!(!e.take_expired_typing(t0 + 8000).await.unwrap().contains(&t));
-        assert!(e.take_expired_typing(t0 + 9100).await.unwrap().contains(&t));
+        e.typing.start_typing(&t, t0, ttl, interval).await.unwrap();
+        e.typing
+            .start_typing(&t, t0 + 4000, ttl, interval)
+            .await
+            .unwrap();
+        assert!(
+            !e.typing
+                .take_expired_typing(t0 + 8000)
+                .await
+                .unwrap()
+                .contains(&t)
+        );
+        assert!(
+            e.typing
+                .take_expired_typing(t0 + 9100)
+                .await
+                .unwrap()
+                .contains(&t)
+        );
     }
 
-    pub async fn stopping_typing_reports_whether_there_was_a_state(e: Arc<dyn Ephemeral>) {
+    pub async fn stopping_typing_reports_whether_there_was_a_state(e: Ephemeral) {
         let c = ConversationId::new_random();
         let t = typist(c, "alice");
-        e.start_typing(&t, now(), Duration::from_secs(5), Duration::from_secs(1))
+        e.typing
+            .start_typing(&t, now(), Duration::from_secs(5), Duration::from_secs(1))
             .await
             .unwrap();
         assert_eq!(
-            e.typing_conversations_of(&t.user_id).await.unwrap(),
+            e.typing.typing_conversations_of(&t.user_id).await.unwrap(),
             vec![c]
         );
-        assert!(e.stop_typing(c, &t.user_id).await.unwrap());
+        assert!(e.typing.stop_typing(c, &t.user_id).await.unwrap());
         assert!(
-            !e.stop_typing(c, &t.user_id).await.unwrap(),
+            !e.typing.stop_typing(c, &t.user_id).await.unwrap(),
             "a second stop announces nothing"
         );
         assert!(
-            e.typing_conversations_of(&t.user_id)
+            e.typing
+                .typing_conversations_of(&t.user_id)
                 .await
                 .unwrap()
                 .is_empty()
         );
     }
 
-    pub async fn concurrent_sweeps_announce_each_expiry_once(e: Arc<dyn Ephemeral>) {
+    pub async fn concurrent_sweeps_announce_each_expiry_once(e: Ephemeral) {
         let c = ConversationId::new_random();
         let t0 = now();
         let typists: Vec<_> = (0..20).map(|i| typist(c, &format!("user{i}"))).collect();
         for t in &typists {
-            e.start_typing(t, t0, Duration::from_secs(1), Duration::from_secs(1))
+            e.typing
+                .start_typing(t, t0, Duration::from_secs(1), Duration::from_secs(1))
                 .await
                 .unwrap();
         }
         let sweeps: Vec<_> = (0..4)
             .map(|_| {
                 let e = e.clone();
-                tokio::spawn(async move { e.take_expired_typing(t0 + 2000).await.unwrap() })
+                tokio::spawn(async move { e.typing.take_expired_typing(t0 + 2000).await.unwrap() })
             })
             .collect();
         let mut announced = Vec::new();
@@ -221,15 +291,16 @@ mod contract {
         );
     }
 
-    pub async fn unread_counters_count_only_once_present(e: Arc<dyn Ephemeral>) {
+    pub async fn unread_counters_count_only_once_present(e: Ephemeral) {
         let (alice, bob) = (user("alice"), user("bob"));
         let (c1, c2) = (ConversationId::new_random(), ConversationId::new_random());
         assert_eq!(
-            e.unread(&alice).await.unwrap(),
+            e.unread.unread(&alice).await.unwrap(),
             None,
             "missing until rebuilt"
         );
         let missing = e
+            .unread
             .message_committed(c1, &user("sender"), std::slice::from_ref(&alice))
             .await
             .unwrap()
@@ -239,11 +310,16 @@ mod contract {
             vec![(alice.clone(), None)],
             "a missing counter asks for a rebuild"
         );
-        e.replace_unread(&alice, &HashMap::from([(c1, 2)]))
+        e.unread
+            .replace_unread(&alice, &HashMap::from([(c1, 2)]))
             .await
             .unwrap();
-        e.replace_unread(&bob, &HashMap::new()).await.unwrap();
+        e.unread
+            .replace_unread(&bob, &HashMap::new())
+            .await
+            .unwrap();
         let updated = e
+            .unread
             .message_committed(c2, &user("sender"), &[alice.clone(), bob.clone()])
             .await
             .unwrap()
@@ -253,26 +329,29 @@ mod contract {
             vec![(alice.clone(), Some((1, 3))), (bob.clone(), Some((1, 1)))]
         );
         assert_eq!(
-            e.unread(&alice).await.unwrap(),
+            e.unread.unread(&alice).await.unwrap(),
             Some(HashMap::from([(c1, 2), (c2, 1)]))
         );
     }
 
-    pub async fn a_committed_message_ends_typing_and_counts_unread_at_once(e: Arc<dyn Ephemeral>) {
+    pub async fn a_committed_message_ends_typing_and_counts_unread_at_once(e: Ephemeral) {
         let c = ConversationId::new_random();
         let (alice, bob, cat) = (user("alice"), user("bob"), user("cat"));
-        e.start_typing(
-            &typist(c, "alice"),
-            now(),
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-        e.replace_unread(&bob, &HashMap::from([(c, 1)]))
+        e.typing
+            .start_typing(
+                &typist(c, "alice"),
+                now(),
+                Duration::from_secs(5),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        e.unread
+            .replace_unread(&bob, &HashMap::from([(c, 1)]))
             .await
             .unwrap();
         let effects = e
+            .unread
             .message_committed(c, &alice, &[bob.clone(), cat.clone()])
             .await
             .unwrap();
@@ -282,10 +361,11 @@ mod contract {
             vec![(bob.clone(), Some((2, 2))), (cat.clone(), None)]
         );
         assert!(
-            e.typing_in(c, now()).await.unwrap().is_empty(),
+            e.typing.typing_in(c, now()).await.unwrap().is_empty(),
             "the sender's typing ended"
         );
         let again = e
+            .unread
             .message_committed(c, &alice, std::slice::from_ref(&bob))
             .await
             .unwrap();
@@ -293,16 +373,19 @@ mod contract {
         assert_eq!(again.unread, vec![(bob, Some((3, 3)))]);
     }
 
-    pub async fn a_conversation_count_is_set_on_present_counters_only(e: Arc<dyn Ephemeral>) {
+    pub async fn a_conversation_count_is_set_on_present_counters_only(e: Ephemeral) {
         let (c, other) = (ConversationId::new_random(), ConversationId::new_random());
         let (alice, bob, cat) = (user("alice"), user("bob"), user("cat"));
-        e.replace_unread(&alice, &HashMap::from([(c, 3), (other, 2)]))
+        e.unread
+            .replace_unread(&alice, &HashMap::from([(c, 3), (other, 2)]))
             .await
             .unwrap();
-        e.replace_unread(&bob, &HashMap::from([(c, 1)]))
+        e.unread
+            .replace_unread(&bob, &HashMap::from([(c, 1)]))
             .await
             .unwrap();
         let changes = e
+            .unread
             .set_conversation_unread(c, &[(alice.clone(), 2), (bob.clone(), 0), (cat.clone(), 4)])
             .await
             .unwrap();
@@ -315,26 +398,32 @@ mod contract {
             ]
         );
         assert_eq!(
-            e.unread(&alice).await.unwrap(),
+            e.unread.unread(&alice).await.unwrap(),
             Some(HashMap::from([(c, 2), (other, 2)])),
             "other conversations kept"
         );
         assert_eq!(
-            e.unread(&bob).await.unwrap(),
+            e.unread.unread(&bob).await.unwrap(),
             Some(HashMap::new()),
             "present with nothing unread, not missing"
         );
         assert_eq!(
-            e.unread(&cat).await.unwrap(),
+            e.unread.unread(&cat).await.unwrap(),
             None,
             "missing counters are not created"
         );
-        assert!(e.set_conversation_unread(c, &[]).await.unwrap().is_empty());
+        assert!(
+            e.unread
+                .set_conversation_unread(c, &[])
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// Concurrent sends (which Redis takes as one batch) spend a bucket
     /// token by token, whoever's they are.
-    pub async fn concurrent_sends_spend_each_token_once(e: Arc<dyn Ephemeral>) {
+    pub async fn concurrent_sends_spend_each_token_once(e: Ephemeral) {
         let (alice, bob) = (user("alice"), user("bob"));
         let calls: Vec<_> = (0..12)
             .map(|i| {
@@ -346,7 +435,9 @@ mod contract {
                         alice.clone()
                     },
                 );
-                tokio::spawn(async move { (who.clone(), e.try_acquire_send(&who).await.unwrap()) })
+                tokio::spawn(async move {
+                    (who.clone(), e.quotas.try_acquire_send(&who).await.unwrap())
+                })
             })
             .collect();
         let mut granted: HashMap<UserId, usize> = HashMap::new();
@@ -360,11 +451,17 @@ mod contract {
 
     /// Concurrent commits (one batch in Redis) count every message once, in
     /// some order, and each caller gets its own conversation's counts.
-    pub async fn concurrent_commits_count_every_message(e: Arc<dyn Ephemeral>) {
+    pub async fn concurrent_commits_count_every_message(e: Ephemeral) {
         let (bob, carol) = (user("bob"), user("carol"));
         let (c1, c2) = (ConversationId::new_random(), ConversationId::new_random());
-        e.replace_unread(&bob, &HashMap::new()).await.unwrap();
-        e.replace_unread(&carol, &HashMap::new()).await.unwrap();
+        e.unread
+            .replace_unread(&bob, &HashMap::new())
+            .await
+            .unwrap();
+        e.unread
+            .replace_unread(&carol, &HashMap::new())
+            .await
+            .unwrap();
         let calls: Vec<_> = (0..10)
             .map(|i| {
                 let e = e.clone();
@@ -377,7 +474,10 @@ mod contract {
                     let sender = user(&format!("sender{i}"));
                     (
                         c,
-                        e.message_committed(c, &sender, &recipients).await.unwrap(),
+                        e.unread
+                            .message_committed(c, &sender, &recipients)
+                            .await
+                            .unwrap(),
                     )
                 })
             })
@@ -404,52 +504,53 @@ mod contract {
             counts.sort();
             assert_eq!(*counts, vec![1, 2, 3, 4, 5], "every message counted once");
         }
-        let bob_now = e.unread(&bob).await.unwrap().unwrap();
+        let bob_now = e.unread.unread(&bob).await.unwrap().unwrap();
         assert_eq!((bob_now[&c1], bob_now[&c2]), (5, 5));
     }
 
-    pub async fn creations_beyond_their_burst_are_refused(e: Arc<dyn Ephemeral>) {
+    pub async fn creations_beyond_their_burst_are_refused(e: Ephemeral) {
         let (alice, bob) = (user("alice"), user("bob"));
-        assert!(e.try_acquire_create(&alice).await.unwrap());
-        assert!(e.try_acquire_create(&alice).await.unwrap());
+        assert!(e.quotas.try_acquire_create(&alice).await.unwrap());
+        assert!(e.quotas.try_acquire_create(&alice).await.unwrap());
         assert!(
-            !e.try_acquire_create(&alice).await.unwrap(),
+            !e.quotas.try_acquire_create(&alice).await.unwrap(),
             "a burst of two creations"
         );
         assert!(
-            e.try_acquire_send(&alice).await.unwrap(),
+            e.quotas.try_acquire_send(&alice).await.unwrap(),
             "sends have a bucket of their own"
         );
         assert!(
-            e.try_acquire_create(&bob).await.unwrap(),
+            e.quotas.try_acquire_create(&bob).await.unwrap(),
             "buckets are per user"
         );
     }
 
-    pub async fn live_sockets_are_counted_per_user(e: Arc<dyn Ephemeral>) {
+    pub async fn live_sockets_are_counted_per_user(e: Ephemeral) {
         let (alice, bob) = (user("alice"), user("bob"));
-        assert_eq!(e.socket_count(&alice).await.unwrap(), 0);
-        e.socket_connected(&alice, "a1").await.unwrap();
-        e.socket_connected(&alice, "a2").await.unwrap();
-        e.socket_connected(&bob, "b1").await.unwrap();
-        assert_eq!(e.socket_count(&alice).await.unwrap(), 2);
-        e.socket_disconnected(&alice, "a1", Utc::now())
+        assert_eq!(e.presence.socket_count(&alice).await.unwrap(), 0);
+        e.presence.socket_connected(&alice, "a1").await.unwrap();
+        e.presence.socket_connected(&alice, "a2").await.unwrap();
+        e.presence.socket_connected(&bob, "b1").await.unwrap();
+        assert_eq!(e.presence.socket_count(&alice).await.unwrap(), 2);
+        e.presence
+            .socket_disconnected(&alice, "a1", Utc::now())
             .await
             .unwrap();
-        assert_eq!(e.socket_count(&alice).await.unwrap(), 1);
+        assert_eq!(e.presence.socket_count(&alice).await.unwrap(), 1);
     }
 
-    pub async fn sends_beyond_the_burst_are_refused(e: Arc<dyn Ephemeral>) {
+    pub async fn sends_beyond_the_burst_are_refused(e: Ephemeral) {
         let alice = user("alice");
         for i in 0..3 {
             assert!(
-                e.try_acquire_send(&alice).await.unwrap(),
+                e.quotas.try_acquire_send(&alice).await.unwrap(),
                 "send {i} is within the burst"
             );
         }
-        assert!(!e.try_acquire_send(&alice).await.unwrap());
+        assert!(!e.quotas.try_acquire_send(&alice).await.unwrap());
         assert!(
-            e.try_acquire_send(&user("bob")).await.unwrap(),
+            e.quotas.try_acquire_send(&user("bob")).await.unwrap(),
             "buckets are per user"
         );
     }
@@ -483,7 +584,7 @@ macro_rules! memory_cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
-            contract::$case(Arc::new(MemoryEphemeral::new(&limits(1, 3)))).await;
+            contract::$case(Ephemeral::observed(Arc::new(MemoryEphemeral::new(&limits(1, 3))), "memory")).await;
         }
     )*};
 }
@@ -492,7 +593,7 @@ macro_rules! redis_cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
-            contract::$case(Arc::new(fresh_node().await)).await;
+            contract::$case(Ephemeral::observed(Arc::new(fresh_node().await), "redis")).await;
         }
     )*};
 }
@@ -511,7 +612,10 @@ macro_rules! redis_suite {
 
             use chrono::DateTime;
             use fred::prelude::{ClientLike, LuaInterface};
-            use parloir::ephemeral::{RedisEphemeral, RedisSettings};
+            use parloir::ephemeral::{
+                PresenceState as _, Quotas as _, RedisEphemeral, RedisSettings, TypingState as _,
+                UnreadCounters as _,
+            };
             use secrecy::SecretString;
             use tokio::time::Instant;
 

@@ -79,7 +79,7 @@ impl Fanout for RecordingFanout {
 struct Fixture {
     service: Messaging,
     store: Store,
-    ephemeral: Arc<dyn Ephemeral>,
+    ephemeral: Ephemeral,
     fanout: Arc<RecordingFanout>,
     _dir: tempfile::TempDir,
 }
@@ -103,7 +103,7 @@ async fn fixture_with_sends_in_flight(max_sends_in_flight: usize) -> Fixture {
         create_burst: 10_000,
         typing_relay_interval: Duration::from_secs(1),
     };
-    let ephemeral: Arc<dyn Ephemeral> = Arc::new(MemoryEphemeral::new(&rate_limits));
+    let ephemeral = Ephemeral::observed(Arc::new(MemoryEphemeral::new(&rate_limits)), "memory");
     let fanout = Arc::new(RecordingFanout::default());
     let settings = ServiceSettings {
         limits: Limits::default(),
@@ -524,6 +524,7 @@ async fn maintained_unread_equals_rebuilt(ops: Vec<Op>) {
     for u in &users {
         let maintained: HashMap<_, _> = f
             .ephemeral
+            .unread
             .unread(&u.id)
             .await
             .expect("the embedded store and shared state answer")
