@@ -6,6 +6,7 @@ mod content;
 mod ids;
 mod message;
 pub mod page;
+mod retention;
 
 pub use content::{Attachment, Content, Limits};
 pub use ids::{ClientMessageId, ConversationId, MessageId, UserId};
@@ -14,6 +15,7 @@ pub use message::{
     format_time,
 };
 pub use page::{ListCursor, ListRequest, Page, PageRequest};
+pub use retention::{RetentionCounts, RetentionCutoffs, RetentionPolicy};
 
 use std::borrow::Cow;
 
