@@ -31,8 +31,8 @@ use crate::ephemeral::{Ephemeral, MemoryEphemeral, RedisEphemeral, RedisSettings
 use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::protocol::NAMESPACE;
-use crate::service::{Messaging, ServiceSettings};
-use background::{Cluster, keep_membership, sweep_typing};
+use crate::service::{Messaging, RetentionJob, ServiceSettings};
+use background::{Cluster, RetentionSchedule, apply_retention, keep_membership, sweep_typing};
 use late_fanout::LateFanout;
 
 use crate::observed::{Observer, Seam};
@@ -122,6 +122,10 @@ impl AppBuilder {
         }
         let authenticator = Authenticator::new(&config.jwt)?;
         let store = open_store(&config, config.migrate_on_start).await?;
+        let retention = RetentionSchedule {
+            job: RetentionJob::new(store.clone(), config.retention.policy),
+            every: config.retention.every,
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -219,6 +223,7 @@ impl AppBuilder {
             service: wired.service,
             readiness,
             cluster,
+            retention,
             drain_grace: config.drain_grace,
         })
     }
@@ -400,6 +405,7 @@ pub struct App {
     service: Messaging,
     readiness: Readiness,
     cluster: Option<Cluster>,
+    retention: RetentionSchedule,
     drain_grace: Duration,
 }
 
@@ -429,6 +435,7 @@ impl App {
             service,
             readiness,
             cluster,
+            retention,
             drain_grace,
         } = self;
         let tasks = TaskTracker::new();
@@ -436,6 +443,9 @@ impl App {
         tasks.spawn(
             sweep_typing(service.clone(), stop_tasks.clone())
                 .instrument(info_span!("typing_sweeper")),
+        );
+        tasks.spawn(
+            apply_retention(retention, stop_tasks.clone()).instrument(info_span!("retention")),
         );
         if let Some(cluster) = cluster {
             // A restarted pod keeps its node id: what its previous process

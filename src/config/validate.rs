@@ -7,13 +7,14 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Budgets, Config, ConfigError, CorsOrigins, JwtConfig, JwtKey, RateLimits, RawConfig,
-    RedisConfig, SharedState, StoreConfig, invalid,
+    RedisConfig, RetentionConfig, SharedState, StoreConfig, invalid,
 };
-use crate::domain::Limits;
+use crate::domain::{Limits, RetentionPolicy};
 use crate::telemetry::Otlp;
 
 const MIN_HS256_SECRET_BYTES: usize = 32;
@@ -98,6 +99,7 @@ impl RawConfig {
                 1..=1_000_000,
             )?,
             otlp: self.otlp()?,
+            retention: self.retention()?,
             data_dir: self.data_dir,
         })
     }
@@ -290,6 +292,46 @@ impl RawConfig {
             handshake_burst: rate("PARLOIR_HANDSHAKE_BURST", self.handshake_burst)?,
             trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
         })
+    }
+
+    fn retention(&self) -> Result<RetentionConfig, ConfigError> {
+        // A century is plenty; beyond it, a typo more likely than a policy.
+        let days = |var, value| in_range(var, value, 1..=36_500).map(|d| TimeDelta::days(d.into()));
+        Ok(RetentionConfig {
+            policy: RetentionPolicy {
+                archive_after: days("PARLOIR_ARCHIVE_AFTER_DAYS", self.archive_after_days)?,
+                // 0: a deleted message's content goes at the next run.
+                purge_deleted_after: in_range(
+                    "PARLOIR_PURGE_DELETED_AFTER_DAYS",
+                    self.purge_deleted_after_days,
+                    0..=36_500,
+                )
+                .map(|d| TimeDelta::days(d.into()))?,
+                delete_after: self.message_retention()?.map(TimeDelta::days),
+                batch: in_range("PARLOIR_RETENTION_BATCH", self.retention_batch, 1..=10_000)?,
+            },
+            // At least a minute: a run reads every conversation once.
+            every: Duration::from_secs(in_range(
+                "PARLOIR_RETENTION_INTERVAL_SECS",
+                self.retention_interval_secs,
+                60..=7 * 86_400,
+            )?),
+        })
+    }
+
+    /// Days, or `None` when unset or empty (a deployment template that
+    /// always sets the variable can leave it empty to keep messages).
+    fn message_retention(&self) -> Result<Option<i64>, ConfigError> {
+        const VAR: &str = "PARLOIR_MESSAGE_RETENTION_DAYS";
+        match self.message_retention_days.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(raw) => {
+                let days: u32 = raw
+                    .parse()
+                    .map_err(|_| invalid(VAR, "must be a number of days, or unset"))?;
+                in_range(VAR, days, 1..=36_500).map(|d| Some(d.into()))
+            }
+        }
     }
 
     fn otlp(&self) -> Result<Otlp, ConfigError> {

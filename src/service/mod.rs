@@ -10,6 +10,7 @@ mod error;
 mod messages;
 mod presence;
 mod reads;
+mod retention;
 mod typing;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
+pub use retention::{RetentionJob, RetentionRun, RunOutcome};
 pub use typing::now_unix_millis;
 
 use crate::config::RateLimits;

@@ -18,5 +18,6 @@ mod history_paging;
 mod load_balancer;
 mod metrics_scrape;
 mod otlp_export;
+mod retention;
 mod service_rules;
 mod store_contract;

@@ -26,7 +26,9 @@ mod contract {
         NewConversation, NewMessage, PageRequest, RetentionCounts, RetentionCutoffs,
         RetentionPolicy, UserId, now_millis,
     };
+    use parloir::service::{RetentionJob, RunOutcome};
     use parloir::store::{Inserted, Store};
+    use tokio_util::sync::CancellationToken;
 
     fn user(name: &str) -> UserId {
         UserId::parse("user", name).expect("valid user id")
@@ -508,10 +510,72 @@ mod contract {
         assert_eq!(history_ids(&store, c.id).await, vec![r1.id, r2.id]);
     }
 
-    /// Two runs at once (two nodes that both got the lock, say, one after
-    /// the other's connection died) change each row once: the statements
-    /// re-check their condition on the rows they change. The counts of a
-    /// dry run are what the statements then change.
+    pub async fn a_dry_run_counts_what_a_run_then_changes(store: Store) {
+        let now = now_millis();
+        let expected = fixture(&store, now).await;
+        let job = RetentionJob::new(store.clone(), policy_deleting_after(365, 2));
+        assert_eq!(job.dry_run(now).await.expect("dry run"), expected);
+        assert_eq!(
+            job.dry_run(now).await.expect("dry run"),
+            expected,
+            "a dry run changes nothing"
+        );
+
+        let run = job.run_once(now, &CancellationToken::new()).await;
+        assert!(matches!(run.outcome, RunOutcome::Completed), "{run:?}");
+        assert_eq!(run.changed, expected);
+        assert_eq!(
+            job.dry_run(now).await.expect("dry run"),
+            RetentionCounts::default()
+        );
+        let again = job.run_once(now, &CancellationToken::new()).await;
+        assert!(matches!(again.outcome, RunOutcome::Completed), "{again:?}");
+        assert_eq!(again.changed, RetentionCounts::default(), "nothing twice");
+    }
+
+    pub async fn a_stopped_run_changes_nothing_more(store: Store) {
+        let now = now_millis();
+        let expected = fixture(&store, now).await;
+        let job = RetentionJob::new(store.clone(), policy_deleting_after(365, 2));
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let run = job.run_once(now, &stop).await;
+        assert!(matches!(run.outcome, RunOutcome::Stopped), "{run:?}");
+        assert_eq!(run.changed, RetentionCounts::default());
+        assert_eq!(job.dry_run(now).await.expect("dry run"), expected);
+        // The lock was released: the next run takes it.
+        let run = job.run_once(now, &CancellationToken::new()).await;
+        assert!(matches!(run.outcome, RunOutcome::Completed), "{run:?}");
+        assert_eq!(run.changed, expected);
+    }
+
+    pub async fn two_runs_at_once_change_each_row_once(store: Store) {
+        let now = now_millis();
+        let expected = fixture(&store, now).await;
+        let policy = policy_deleting_after(365, 2);
+        let (a, b) = (
+            RetentionJob::new(store.clone(), policy),
+            RetentionJob::new(store.clone(), policy),
+        );
+        let stop = CancellationToken::new();
+        let (a, b) = tokio::join!(a.run_once(now, &stop), b.run_once(now, &stop));
+        for run in [&a, &b] {
+            assert!(
+                matches!(run.outcome, RunOutcome::Completed | RunOutcome::Skipped),
+                "{run:?}"
+            );
+        }
+        assert_eq!(a.changed + b.changed, expected, "{a:?} {b:?}");
+        assert_eq!(
+            counts(&store, &policy.cutoffs(now)).await,
+            RetentionCounts::default()
+        );
+    }
+
+    /// Without the lock (two nodes that both got it, say, one after the
+    /// other's connection died), the statements themselves still change
+    /// each row once: they re-check their condition on the rows they change.
+    /// The counts of a dry run are what the statements then change.
     pub async fn racing_statements_change_each_row_once(store: Store) {
         let now = now_millis();
         let expected = fixture(&store, now).await;
@@ -542,14 +606,24 @@ contract_tests!(
     a_new_message_unarchives_its_conversation,
     deleted_messages_lose_their_content_after_the_grace_period_once,
     old_messages_are_deleted_and_unread_counts_stay_exact,
+    a_dry_run_counts_what_a_run_then_changes,
+    a_stopped_run_changes_nothing_more,
+    two_runs_at_once_change_each_row_once,
     racing_statements_change_each_row_once,
 );
 
 mod postgres_lock {
     use std::sync::Arc;
 
+    use chrono::TimeDelta;
+    use parloir::domain::{
+        ConversationId, Limits, NewConversation, RetentionCounts, RetentionPolicy, UserId,
+        now_millis,
+    };
+    use parloir::service::{RetentionJob, RunOutcome};
     use parloir::store::{PostgresStore, Store};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use tokio_util::sync::CancellationToken;
 
     /// A store over a pool of its own: another node on the same database.
     async fn node_store(options: &PgPoolOptions, connect: &PgConnectOptions) -> Store {
@@ -561,6 +635,24 @@ mod postgres_lock {
         Store::new(Arc::new(PostgresStore::from_pool(pool)))
     }
 
+    async fn idle_conversations(store: &Store, n: usize) {
+        let long_ago = now_millis() - TimeDelta::days(365);
+        for i in 0..n {
+            let new = NewConversation::parse(
+                &UserId::parse("user", "alice").expect("a user"),
+                &[format!("idle{i}")],
+                None,
+                &Limits::default(),
+            )
+            .expect("a conversation");
+            store
+                .conversations
+                .create_conversation(ConversationId::new_random(), &new, long_ago)
+                .await
+                .expect("create");
+        }
+    }
+
     #[sqlx::test(migrations = "migrations/postgres")]
     async fn the_retention_lock_admits_one_node_at_a_time(
         options: PgPoolOptions,
@@ -570,6 +662,7 @@ mod postgres_lock {
             node_store(&options, &connect).await,
             node_store(&options, &connect).await,
         );
+        idle_conversations(&one, 3).await;
         let lease = one
             .retention
             .try_lock_retention()
@@ -585,13 +678,25 @@ mod postgres_lock {
                 .is_none(),
             "held by the first node"
         );
+        let job = RetentionJob::new(other.clone(), RetentionPolicy::default());
+        let skipped = job.run_once(now_millis(), &CancellationToken::new()).await;
+        assert!(
+            matches!(skipped.outcome, RunOutcome::Skipped),
+            "{skipped:?}"
+        );
+        assert_eq!(skipped.changed, RetentionCounts::default());
+
         lease.release().await.expect("released");
+        let run = job.run_once(now_millis(), &CancellationToken::new()).await;
+        assert!(matches!(run.outcome, RunOutcome::Completed), "{run:?}");
+        assert_eq!(run.changed.archived, 3);
+        // The run let go of the lock too.
         let taken = other
             .retention
             .try_lock_retention()
             .await
             .expect("lock")
-            .expect("free once released");
+            .expect("free after the run");
         // A lease dropped without a release (a cancelled run) closes its
         // connection, and the server lets the lock go with the session as
         // soon as it notices: asked again until then, within a deadline.
@@ -607,5 +712,39 @@ mod postgres_lock {
             );
         };
         lease.release().await.expect("released");
+    }
+
+    /// Two nodes (two pools on one database) running retention at the same
+    /// moment: one does the work, or each does part of it, never a row twice.
+    #[sqlx::test(migrations = "migrations/postgres")]
+    async fn two_nodes_running_retention_at_once_change_each_row_once(
+        options: PgPoolOptions,
+        connect: PgConnectOptions,
+    ) {
+        let (one, other) = (
+            node_store(&options, &connect).await,
+            node_store(&options, &connect).await,
+        );
+        idle_conversations(&one, 7).await;
+        let policy = RetentionPolicy {
+            batch: 2,
+            ..RetentionPolicy::default()
+        };
+        let now = now_millis();
+        let stop = CancellationToken::new();
+        let (a, b) = (
+            RetentionJob::new(one, policy),
+            RetentionJob::new(other, policy),
+        );
+        let (ra, rb) = tokio::join!(a.run_once(now, &stop), b.run_once(now, &stop));
+        assert_eq!(
+            ra.changed.archived + rb.changed.archived,
+            7,
+            "{ra:?} {rb:?}"
+        );
+        assert_eq!(
+            a.dry_run(now).await.expect("dry run"),
+            RetentionCounts::default()
+        );
     }
 }
