@@ -21,6 +21,7 @@ pub struct CreateConversation {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Conversations per page: 1 to 100, default 20.
     pub limit: Option<i64>,
@@ -32,6 +33,7 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     pub limit: Option<i64>,
     pub before: Option<String>,
