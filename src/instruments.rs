@@ -36,6 +36,8 @@ pub const ADAPTER_ROOMS: &str = "parloir_adapter_subscribed_rooms";
 pub const NOTIFICATIONS: &str = "parloir_notifications_total";
 pub const NOTIFICATIONS_QUEUED: &str = "parloir_notifications_queued";
 pub const NOTIFICATIONS_OLDEST_DUE: &str = "parloir_notifications_oldest_due_seconds";
+pub const RETENTION_ROWS: &str = "parloir_retention_rows_total";
+pub const RETENTION_RUNS: &str = "parloir_retention_runs_total";
 
 /// Latency buckets in seconds: sub-millisecond to several seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -133,6 +135,53 @@ impl NotificationOutcome {
             Self::Retried => "retried",
             Self::Dead => "dead",
             Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What the retention job did to a row: the `action` of `parloir_retention_rows_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionAction {
+    /// A conversation archived.
+    Archived,
+    /// A soft-deleted message's content and attachments erased.
+    Purged,
+    /// A message deleted for good.
+    Deleted,
+}
+
+impl RetentionAction {
+    pub const ALL: [Self; 3] = [Self::Archived, Self::Purged, Self::Deleted];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Archived => "archived",
+            Self::Purged => "purged",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// How a retention run ended: the `outcome` of `parloir_retention_runs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionOutcome {
+    Completed,
+    /// Another node held the retention lock.
+    Skipped,
+    /// The node drained in the middle of the run.
+    Stopped,
+    Failed,
+}
+
+impl RetentionOutcome {
+    pub const ALL: [Self; 4] = [Self::Completed, Self::Skipped, Self::Stopped, Self::Failed];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Skipped => "skipped",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
         }
     }
 }
@@ -264,6 +313,14 @@ fn describe() {
         ADAPTER_ROOMS,
         "rooms this node is subscribed to (rooms it holds a socket in)"
     );
+    describe_counter!(
+        RETENTION_ROWS,
+        "rows the retention job changed on this node, by action (archived, purged, deleted)"
+    );
+    describe_counter!(
+        RETENTION_RUNS,
+        "retention runs on this node, by outcome (skipped: another node held the lock)"
+    );
 }
 
 /// Registers every family whose series are known in advance, at zero, so
@@ -298,6 +355,12 @@ pub fn expose_families(handshake_outcomes: &[&'static str], client_events: &[&'s
     }
     for kind in StoreFailure::ALL {
         counter!(STORE_ERRORS, "kind" => kind.label()).increment(0);
+    }
+    for action in RetentionAction::ALL {
+        counter!(RETENTION_ROWS, "action" => action.label()).increment(0);
+    }
+    for outcome in RetentionOutcome::ALL {
+        counter!(RETENTION_RUNS, "outcome" => outcome.label()).increment(0);
     }
     for channel in crate::domain::Channel::ALL {
         for outcome in NotificationOutcome::ALL {
@@ -401,4 +464,13 @@ pub fn redis_up(up: bool) {
 
 pub fn draining(on: bool) {
     gauge!(DRAINING).set(if on { 1.0 } else { 0.0 });
+}
+
+/// Rows one retention batch changed.
+pub fn retention_rows(action: RetentionAction, rows: u64) {
+    counter!(RETENTION_ROWS, "action" => action.label()).increment(rows);
+}
+
+pub fn retention_run(outcome: RetentionOutcome) {
+    counter!(RETENTION_RUNS, "outcome" => outcome.label()).increment(1);
 }

@@ -1,4 +1,4 @@
-//! The `parloir` command: `serve` (the default), `migrate`, `token`.
+//! The `parloir` command: `serve` (the default), `migrate`, `retention`, `token`.
 //! Parses the command line, loads config, starts telemetry, calls the library.
 
 use std::process::ExitCode;
@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use parloir::auth::{self, Role};
 use parloir::config::RawConfig;
-use parloir::domain::UserId;
+use parloir::domain::{RetentionCounts, RetentionCutoffs, UserId, format_time};
+use parloir::service::{RetentionJob, RunOutcome};
 use parloir::telemetry::{self, LogFormat};
 use parloir::{AppBuilder, Config};
 
@@ -48,6 +49,15 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run the retention job once, as a node does every
+    /// PARLOIR_RETENTION_INTERVAL_SECS (archive idle conversations, purge and
+    /// delete old messages), and print what it changed. Skips if a node runs
+    /// it at this moment.
+    Retention {
+        /// Print what a run would change now, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a token for a dev node (HS256 with JWT_SECRET or the generated dev secret).
     Token {
         #[arg(long)]
@@ -113,6 +123,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Retention { dry_run } => retention(&config, dry_run).await,
         Command::Token {
             user,
             role,
@@ -140,6 +151,80 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+    }
+}
+
+/// `parloir retention [--dry-run]`: one run now (or its counts), printed.
+async fn retention(config: &Config, dry_run: bool) -> anyhow::Result<()> {
+    let store = parloir::app::open_store(config, config.migrate_on_start).await?;
+    let job = RetentionJob::new(store, config.retention.policy);
+    let now = parloir::domain::now_millis();
+    let cutoffs = job.policy().cutoffs(now);
+    let at = format_time(&now);
+    if dry_run {
+        let counts = job
+            .dry_run(now)
+            .await
+            .context("counting what retention would change")?;
+        println!("retention at {at}, dry run: nothing was changed");
+        print_counts(&cutoffs, &counts);
+        return Ok(());
+    }
+    // Ctrl-C or SIGTERM stops the run between two batches.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let run = job.run_once(now, &stop).await;
+    match run.outcome {
+        RunOutcome::Skipped => {
+            println!(
+                "retention at {at}: skipped, another node is running it (nothing was changed)"
+            );
+            Ok(())
+        }
+        RunOutcome::Completed => {
+            println!("retention at {at}: completed");
+            print_counts(&cutoffs, &run.changed);
+            Ok(())
+        }
+        RunOutcome::Stopped => {
+            println!("retention at {at}: stopped before the end (the next run resumes)");
+            print_counts(&cutoffs, &run.changed);
+            Ok(())
+        }
+        RunOutcome::Failed(e) => {
+            println!("retention at {at}: failed (the next run resumes)");
+            print_counts(&cutoffs, &run.changed);
+            Err(e).context("retention run")
+        }
+    }
+}
+
+/// One line per action: the rows, and the condition they met.
+fn print_counts(cutoffs: &RetentionCutoffs, counts: &RetentionCounts) {
+    println!(
+        "archived {:>8}  conversations idle since before {}",
+        counts.archived,
+        format_time(&cutoffs.archive_idle_before)
+    );
+    println!(
+        "purged   {:>8}  messages deleted before {}",
+        counts.purged,
+        format_time(&cutoffs.purge_deleted_before)
+    );
+    match cutoffs.delete_sent_before {
+        Some(before) => println!(
+            "deleted  {:>8}  messages sent before {}",
+            counts.deleted,
+            format_time(&before)
+        ),
+        None => println!(
+            "deleted  {:>8}  (PARLOIR_MESSAGE_RETENTION_DAYS unset: messages are kept)",
+            counts.deleted
+        ),
     }
 }
 

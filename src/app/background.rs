@@ -1,6 +1,6 @@
-//! The node's background loops: cluster membership, the typing sweep and
-//! offline notifications. Each only schedules; its work is a `*_once` step
-//! of the service.
+//! The node's background loops: cluster membership, the typing sweep,
+//! offline notifications and retention. Each only schedules; its work is a
+//! `*_once` step of the service.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use tracing::warn;
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::service::{Messaging, Notifier};
+use crate::service::{Messaging, Notifier, RetentionJob, RunOutcome};
 
 /// How often expired typing states are looked for.
 const TYPING_SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -103,6 +103,57 @@ pub(super) async fn notify(notifying: Notifying, stop: CancellationToken) {
         }
         if let Err(e) = notifier.report_backlog(clock.now()).await {
             warn!(error = %e, "reading the notification backlog failed");
+        }
+    }
+}
+
+/// The first retention run waits this long after start (or one interval,
+/// if shorter): start-up and the reconnections that follow a rollout come
+/// first, and the run has no reason to hurry.
+const FIRST_RETENTION_RUN_AFTER: Duration = Duration::from_secs(30);
+
+/// The retention job and how often this node tries to run it.
+#[derive(Clone)]
+pub(super) struct RetentionSchedule {
+    pub(super) job: RetentionJob,
+    pub(super) every: Duration,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+/// Runs retention every interval, as every node does: the store's lock
+/// makes one node at a time do the work, and the others skip the run.
+pub(super) async fn apply_retention(schedule: RetentionSchedule, stop: CancellationToken) {
+    let first = tokio::time::Instant::now() + FIRST_RETENTION_RUN_AFTER.min(schedule.every);
+    let mut tick = tokio::time::interval_at(first, schedule.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                // Not raced against `stop`: the run checks it between its
+                // batches, so stopping waits for one short statement at most
+                // and never abandons one half-way.
+                let run = schedule.job.run_once(schedule.clock.now(), &stop).await;
+                let changed = run.changed;
+                match run.outcome {
+                    RunOutcome::Failed(e) => warn!(
+                        error = %e,
+                        archived = changed.archived,
+                        purged = changed.purged,
+                        deleted = changed.deleted,
+                        "retention run failed; the next one resumes"
+                    ),
+                    RunOutcome::Skipped => {
+                        tracing::debug!("retention run skipped: another node holds the lock");
+                    }
+                    RunOutcome::Completed | RunOutcome::Stopped => tracing::info!(
+                        archived = changed.archived,
+                        purged = changed.purged,
+                        deleted = changed.deleted,
+                        "retention run ended"
+                    ),
+                }
+            }
         }
     }
 }

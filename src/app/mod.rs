@@ -33,8 +33,10 @@ use crate::gateway;
 use crate::http::{self, HttpState, Readiness};
 use crate::notify::{Courier, EmailCourier, WebhookCourier};
 use crate::protocol::NAMESPACE;
-use crate::service::{Messaging, Notifier, ServiceSettings};
-use background::{Cluster, Notifying, keep_membership, notify, sweep_typing};
+use crate::service::{Messaging, Notifier, RetentionJob, ServiceSettings};
+use background::{
+    Cluster, Notifying, RetentionSchedule, apply_retention, keep_membership, notify, sweep_typing,
+};
 use late_fanout::LateFanout;
 
 use crate::store::{Decorations, GroupCommitLimits, PostgresStore, SqliteStore, Store};
@@ -136,6 +138,11 @@ impl AppBuilder {
         let authenticator = Authenticator::new(&config.jwt)?;
         let store = open_store(&config, config.migrate_on_start).await?;
         let couriers = couriers(&config)?;
+        let retention = RetentionSchedule {
+            job: RetentionJob::new(store.clone(), config.retention.policy),
+            every: config.retention.every,
+            clock: self.clock.clone(),
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -238,6 +245,7 @@ impl AppBuilder {
             }),
             readiness,
             cluster,
+            retention,
             drain_grace: config.drain_grace,
         })
     }
@@ -448,6 +456,7 @@ pub struct App {
     notifier: Option<Notifying>,
     readiness: Readiness,
     cluster: Option<Cluster>,
+    retention: RetentionSchedule,
     drain_grace: Duration,
 }
 
@@ -478,6 +487,7 @@ impl App {
             notifier,
             readiness,
             cluster,
+            retention,
             drain_grace,
         } = self;
         let tasks = TaskTracker::new();
@@ -485,6 +495,9 @@ impl App {
         tasks.spawn(
             sweep_typing(service.clone(), stop_tasks.clone())
                 .instrument(info_span!("typing_sweeper")),
+        );
+        tasks.spawn(
+            apply_retention(retention, stop_tasks.clone()).instrument(info_span!("retention")),
         );
         if let Some(cluster) = cluster {
             // A restarted pod keeps its node id: what its previous process

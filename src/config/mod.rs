@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::domain::Limits;
+use crate::domain::{Limits, RetentionPolicy};
 
 mod raw;
 mod validate;
@@ -143,6 +143,24 @@ impl NotifyConfig {
     }
 }
 
+/// The retention job (issue #14): what it keeps, and how often each node
+/// tries to run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub policy: RetentionPolicy,
+    pub every: Duration,
+}
+
+impl Default for RetentionConfig {
+    /// The documented defaults: the default policy, every hour.
+    fn default() -> Self {
+        Self {
+            policy: RetentionPolicy::default(),
+            every: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// Validated configuration of one node.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -177,6 +195,7 @@ pub struct Config {
     pub max_sends_in_flight: usize,
     pub budgets: Budgets,
     pub notify: NotifyConfig,
+    pub retention: RetentionConfig,
 }
 
 /// A setting that cannot be used. The message names the variable.
@@ -241,6 +260,7 @@ impl Config {
             max_sends_in_flight: 1024,
             budgets: Budgets::generous(),
             notify: NotifyConfig::disabled(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -429,6 +449,74 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().starts_with("PARLOIR_SMTP_URL:"), "{err}");
+    }
+
+    #[test]
+    fn retention_settings_default_and_are_range_checked() {
+        use chrono::TimeDelta;
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.retention, RetentionConfig::default());
+        assert_eq!(c.retention.policy.archive_after, TimeDelta::days(90));
+        assert_eq!(c.retention.policy.purge_deleted_after, TimeDelta::days(30));
+        assert_eq!(c.retention.policy.delete_after, None);
+        assert_eq!(c.retention.policy.batch, 500);
+        assert_eq!(c.retention.every, Duration::from_secs(3600));
+
+        let c = parse(&[
+            "--archive-after-days",
+            "7",
+            "--purge-deleted-after-days",
+            "0",
+            "--message-retention-days",
+            "365",
+            "--retention-interval-secs",
+            "60",
+            "--retention-batch",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(c.retention.policy.archive_after, TimeDelta::days(7));
+        assert_eq!(c.retention.policy.purge_deleted_after, TimeDelta::zero());
+        assert_eq!(c.retention.policy.delete_after, Some(TimeDelta::days(365)));
+        assert_eq!(c.retention.policy.batch, 10);
+        assert_eq!(c.retention.every, Duration::from_secs(60));
+        // Empty is unset: messages are kept.
+        let c = parse(&["--message-retention-days", ""]).unwrap();
+        assert_eq!(c.retention.policy.delete_after, None);
+
+        for (flag, value, var) in [
+            ("--archive-after-days", "0", "PARLOIR_ARCHIVE_AFTER_DAYS"),
+            (
+                "--archive-after-days",
+                "36501",
+                "PARLOIR_ARCHIVE_AFTER_DAYS",
+            ),
+            (
+                "--purge-deleted-after-days",
+                "36501",
+                "PARLOIR_PURGE_DELETED_AFTER_DAYS",
+            ),
+            (
+                "--message-retention-days",
+                "0",
+                "PARLOIR_MESSAGE_RETENTION_DAYS",
+            ),
+            (
+                "--retention-interval-secs",
+                "59",
+                "PARLOIR_RETENTION_INTERVAL_SECS",
+            ),
+            (
+                "--message-retention-days",
+                "a year",
+                "PARLOIR_MESSAGE_RETENTION_DAYS",
+            ),
+            ("--retention-batch", "0", "PARLOIR_RETENTION_BATCH"),
+            ("--retention-batch", "10001", "PARLOIR_RETENTION_BATCH"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{var}:")), "{err}");
+        }
     }
 
     #[test]

@@ -193,6 +193,22 @@ pub struct RawConfig {
     /// Seconds a draining node waits for in-flight work after SIGTERM.
     #[arg(long, env = "PARLOIR_DRAIN_GRACE_SECS", default_value_t = 10)]
     pub drain_grace_secs: u64,
+    /// Days without activity after which a conversation is archived.
+    #[arg(long, env = "PARLOIR_ARCHIVE_AFTER_DAYS", default_value_t = 90)]
+    pub archive_after_days: u32,
+    /// Days after its deletion that a soft-deleted message loses its content
+    /// and attachments for good.
+    #[arg(long, env = "PARLOIR_PURGE_DELETED_AFTER_DAYS", default_value_t = 30)]
+    pub purge_deleted_after_days: u32,
+    /// Days after which messages are deleted for good. Unset (or empty): kept forever.
+    #[arg(long, env = "PARLOIR_MESSAGE_RETENTION_DAYS")]
+    pub message_retention_days: Option<String>,
+    /// Seconds between two retention runs on each node (one node at a time does the work).
+    #[arg(long, env = "PARLOIR_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub retention_interval_secs: u64,
+    /// Rows one retention statement changes at most.
+    #[arg(long, env = "PARLOIR_RETENTION_BATCH", default_value_t = 500)]
+    pub retention_batch: u32,
 }
 
 /// Secrets are `SecretString` from the moment they are parsed, so that no

@@ -120,6 +120,15 @@ impl MessageId {
     pub fn new_v7() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// The smallest id of a message sent at `at` (its millisecond in the
+    /// UUIDv7 timestamp, every other bit zero but version and variant): the
+    /// ids of messages sent before `at` are exactly those below it. Times
+    /// before 1970 give the smallest v7 id.
+    pub fn first_sent_at(at: chrono::DateTime<chrono::Utc>) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid())
+    }
 }
 
 /// The sender's idempotency key for `send-message`.
@@ -172,6 +181,16 @@ mod tests {
             a.to_string() < b.to_string(),
             "text form sorts like the bytes"
         );
+    }
+
+    #[test]
+    fn first_sent_at_bounds_the_ids_of_that_millisecond() {
+        let id = MessageId::new_v7();
+        let millis = id.as_uuid().get_timestamp().unwrap().to_unix();
+        let at = chrono::DateTime::from_timestamp(millis.0 as i64, millis.1).unwrap();
+        assert!(MessageId::first_sent_at(at) <= id);
+        assert!(MessageId::first_sent_at(at + chrono::TimeDelta::milliseconds(1)) > id);
+        assert_eq!(MessageId::first_sent_at(at).as_uuid().get_version_num(), 7);
     }
 
     #[test]

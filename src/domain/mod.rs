@@ -7,6 +7,7 @@ mod ids;
 mod message;
 mod notification;
 pub mod page;
+mod retention;
 
 pub use content::{Attachment, Content, Limits};
 pub use ids::{ClientMessageId, ConversationId, MessageId, NotificationId, UserId};
@@ -18,6 +19,7 @@ pub use notification::{
     Channel, Contact, DueNotification, Gathered, OutboxEntry, Settlement, excerpt,
 };
 pub use page::{ListCursor, ListRequest, Page, PageRequest};
+pub use retention::{RetentionCounts, RetentionCutoffs, RetentionPolicy};
 
 use std::borrow::Cow;
 

@@ -24,13 +24,20 @@ pub fn parse_limit(raw: Option<i64>, default: u32) -> Result<u32, ValidationErro
 pub struct ListRequest {
     pub limit: u32,
     pub cursor: Option<ListCursor>,
+    /// True: archived conversations only; false (the default): the others.
+    pub archived: bool,
 }
 
 impl ListRequest {
-    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Self, ValidationError> {
+    pub fn parse(
+        limit: Option<i64>,
+        cursor: Option<&str>,
+        archived: Option<bool>,
+    ) -> Result<Self, ValidationError> {
         Ok(Self {
             limit: parse_limit(limit, DEFAULT_LIST_LIMIT)?,
             cursor: cursor.map(ListCursor::decode).transpose()?,
+            archived: archived.unwrap_or(false),
         })
     }
 }

@@ -21,12 +21,19 @@ pub struct CreateConversation {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Conversations per page: 1 to 100, default 20.
     pub limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
+    /// `true`: archived conversations only (idle past the archive age; a new
+    /// message un-archives one). Default `false`: the others.
+    pub archived: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     pub limit: Option<i64>,
     pub before: Option<String>,
@@ -58,7 +65,8 @@ pub async fn create(
     Ok((status, Json(conversation)))
 }
 
-/// The caller's conversations, most recent activity first.
+/// The caller's conversations, most recent activity first; archived ones
+/// only with `archived=true`, and only then.
 #[utoipa::path(get, path = "/api/v1/conversations", params(ListQuery),
     responses((status = 200, body = ConversationList)), security(("bearer" = [])))]
 pub async fn list(
@@ -67,7 +75,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ConversationList>, ApiError> {
     let Query(q) = query?;
-    let request = ListRequest::parse(q.limit, q.cursor.as_deref())?;
+    let request = ListRequest::parse(q.limit, q.cursor.as_deref(), q.archived)?;
     Ok(Json(
         state.service.list_conversations(&user, request).await?,
     ))

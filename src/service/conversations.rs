@@ -53,20 +53,30 @@ impl Messaging {
         Ok((conversation, created))
     }
 
-    /// The caller's conversations, most recent activity first.
+    /// The caller's conversations, most recent activity first: the archived
+    /// ones only when asked for, else the others.
     #[instrument(skip_all, fields(user.id = %user.id))]
     pub async fn list_conversations(
         &self,
         user: &User,
         request: ListRequest,
     ) -> ServiceResult<ConversationList> {
-        let ListRequest { limit, cursor } = request;
+        let ListRequest {
+            limit,
+            cursor,
+            archived,
+        } = request;
         // One extra row tells whether another page exists.
-        let mut conversations = self
-            .store()
-            .conversations
-            .list_conversations(&user.id, limit + 1, cursor)
-            .await?;
+        let store = &self.store().conversations;
+        let mut conversations = if archived {
+            store
+                .list_archived_conversations(&user.id, limit + 1, cursor)
+                .await?
+        } else {
+            store
+                .list_conversations(&user.id, limit + 1, cursor)
+                .await?
+        };
         let next_cursor = if conversations.len() > limit as usize {
             conversations.truncate(limit as usize);
             conversations.last().map(|s| {

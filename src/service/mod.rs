@@ -12,6 +12,7 @@ mod notifications;
 mod presence;
 mod profiles;
 mod reads;
+mod retention;
 mod typing;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
 pub use notifications::{Notifier, NotifySettings, backoff};
+pub use retention::{RetentionJob, RetentionRun, RunOutcome};
 pub use typing::now_unix_millis;
 
 use crate::config::RateLimits;

@@ -1,4 +1,4 @@
-//! Durable storage: six narrow seams (traits) that change separately, the
+//! Durable storage: narrow seams (traits) that change separately, the
 //! [`Store`] handle holding one implementation of each, and the two
 //! databases that implement them all (Postgres for production and clusters,
 //! SQLite for the embedded single node).
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     Contact, Conversation, ConversationId, ConversationSummary, DueNotification, Gathered,
     ListCursor, Message, MessageId, NewConversation, NewMessage, NotificationId, OutboxEntry, Page,
-    PageRequest, ReadCursor, Settlement, UserId,
+    PageRequest, ReadCursor, RetentionCounts, RetentionCutoffs, Settlement, UserId,
 };
 use crate::observed::{Observable, Observer, Seam, seam};
 
@@ -222,11 +222,20 @@ seam! {
         /// The conversation with its participants, or `None` if it does not exist.
         async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
 
-        /// The user's conversations, most recent activity (`last_message_at`, else
-        /// `created_at`) first, then by id descending; at most `limit`, strictly
-        /// after `cursor`. Each carries the user's unread count and the newest
-        /// non-deleted message.
+        /// The user's conversations that are not archived, most recent activity
+        /// (`last_message_at`, else `created_at`) first, then by id descending;
+        /// at most `limit`, strictly after `cursor`. Each carries the user's
+        /// unread count and the newest non-deleted message.
         async fn list_conversations(
+            &self,
+            user: &UserId,
+            limit: u32,
+            cursor: Option<ListCursor>,
+        ) -> Result<Vec<ConversationSummary>, StoreError>;
+
+        /// The user's archived conversations, in the order and with the paging
+        /// of `list_conversations` (which leaves them out).
+        async fn list_archived_conversations(
             &self,
             user: &UserId,
             limit: u32,
@@ -257,8 +266,8 @@ seam! {
 seam! {
     /// Storing new messages: the write path of a send.
     pub trait MessageInserts {
-        /// Stores a message and bumps the conversation's `last_message_at`, in one
-        /// transaction. Idempotent on `(sender, client_message_id)`: a repeat
+        /// Stores a message and bumps the conversation's `last_message_at` (and
+        /// un-archives it), in one transaction. Idempotent on `(sender, client_message_id)`: a repeat
         /// (also a concurrent one) returns the stored message and
         /// `Inserted::Duplicate`; a repeat naming another conversation is
         /// `StoreError::ClientMessageIdReused`. `id` and `now` are used only when new.
@@ -426,12 +435,136 @@ seam! {
     }
 }
 
+seam! {
+    /// The retention job's statements (issue #14). Each changes at most
+    /// `limit` rows in one short statement, and re-checks its condition on
+    /// the rows it changes, so that two runs at once (or a run racing a
+    /// send) never change a row twice or change one that no longer
+    /// qualifies: the counts they return add up to the rows changed.
+    pub trait Retention {
+        /// Takes the database-wide retention lock if no one holds it: `None`
+        /// when another node (or process) runs retention now. Postgres: a
+        /// session advisory lock (`pg_try_advisory_lock`) on a connection of
+        /// its own; SQLite: always granted (one node owns the file).
+        async fn try_lock_retention(&self) -> Result<Option<RetentionLease>, StoreError>;
+
+        /// Archives (`archived_at = cutoffs.now`) up to `limit` conversations
+        /// that are not archived and whose last activity is before
+        /// `cutoffs.archive_idle_before`, visiting conversations in id order
+        /// after `after`. `next` says where the following batch starts; `None`
+        /// once every conversation was visited.
+        async fn archive_idle_conversations(
+            &self,
+            cutoffs: &RetentionCutoffs,
+            after: Option<ConversationId>,
+            limit: u32,
+        ) -> Result<ArchiveBatch, StoreError>;
+
+        /// Erases the content and attachments (`''`, `[]`) of up to `limit`
+        /// messages soft-deleted before `cutoffs.purge_deleted_before` and not
+        /// yet erased; the rows stay (ids and paging are unchanged). Returns
+        /// how many were erased: fewer than `limit` means none is left.
+        async fn purge_deleted_messages(
+            &self,
+            cutoffs: &RetentionCutoffs,
+            limit: u32,
+        ) -> Result<u64, StoreError>;
+
+        /// Deletes up to `limit` messages sent before
+        /// `cutoffs.delete_sent_before` (none when it is `None`), oldest first.
+        /// A message's age is its id's (UUIDv7) timestamp, so what goes is
+        /// always the oldest part of each conversation, and a read cursor on a
+        /// deleted message (set to NULL by the schema) still counts exactly
+        /// the messages after it as unread. Returns how many were deleted:
+        /// fewer than `limit` means none is left.
+        async fn delete_old_messages(
+            &self,
+            cutoffs: &RetentionCutoffs,
+            limit: u32,
+        ) -> Result<u64, StoreError>;
+
+        /// What a run with `cutoffs` would change now, counted with the same
+        /// conditions as the three statements above (a dry run).
+        async fn count_retention(
+            &self,
+            cutoffs: &RetentionCutoffs,
+        ) -> Result<RetentionCounts, StoreError>;
+    }
+}
+
+/// One batch of `archive_idle_conversations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveBatch {
+    /// Conversations this batch archived.
+    pub archived: u64,
+    /// Where the next batch starts (the last conversation this one
+    /// visited), or `None` when no conversation is left to visit.
+    pub next: Option<ConversationId>,
+}
+
+/// The right to run the retention job. Postgres: a session advisory lock
+/// on a connection outside the pool, so that whatever ends a run (its end,
+/// an error, a cancelled future, a dead node) ends the lock with the
+/// connection, and a lock can never be left behind on a pooled connection.
+/// SQLite: nothing to hold.
+pub struct RetentionLease {
+    held: LeaseHeld,
+}
+
+enum LeaseHeld {
+    Nothing,
+    Postgres(postgres::AdvisoryLock),
+}
+
+impl RetentionLease {
+    fn uncontended() -> Self {
+        Self {
+            held: LeaseHeld::Nothing,
+        }
+    }
+
+    fn postgres(lock: postgres::AdvisoryLock) -> Self {
+        Self {
+            held: LeaseHeld::Postgres(lock),
+        }
+    }
+
+    /// Releases the lock now and waits for the database to confirm it, so
+    /// that another node may take it at once. Dropping the lease releases
+    /// it too, as soon as the server notices its connection closed.
+    pub async fn release(self) -> Result<(), StoreError> {
+        match self.held {
+            LeaseHeld::Nothing => Ok(()),
+            LeaseHeld::Postgres(lock) => lock.release().await,
+        }
+    }
+}
+
+impl std::fmt::Debug for RetentionLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = match self.held {
+            LeaseHeld::Nothing => "nothing",
+            LeaseHeld::Postgres(_) => "postgres advisory lock",
+        };
+        f.debug_struct("RetentionLease")
+            .field("held", &held)
+            .finish()
+    }
+}
+
 /// A database that implements every seam (Postgres, SQLite).
 ///
 /// Every method is cancel-safe in the sense that a dropped future leaves the
 /// database consistent (each write is one statement or one transaction).
 pub trait Backend:
-    Health + Conversations + Participants + MessageInserts + Messages + ReadCursors + Notifications
+    Health
+    + Conversations
+    + Participants
+    + MessageInserts
+    + Messages
+    + ReadCursors
+    + Notifications
+    + Retention
 {
 }
 
@@ -443,6 +576,7 @@ impl<T> Backend for T where
         + Messages
         + ReadCursors
         + Notifications
+        + Retention
 {
 }
 
@@ -459,6 +593,7 @@ pub struct Store {
     pub messages: Arc<dyn Messages>,
     pub cursors: Arc<dyn ReadCursors>,
     pub notifications: Arc<dyn Notifications>,
+    pub retention: Arc<dyn Retention>,
 }
 
 /// How the node decorates its store (see [`Store::decorated`]).
@@ -483,6 +618,7 @@ impl Store {
             inserts: backend.clone(),
             messages: backend.clone(),
             cursors: backend.clone(),
+            retention: backend.clone(),
             notifications: backend,
         }
     }
@@ -509,6 +645,7 @@ impl Store {
             messages: Arc::new(observer.wrap(store.messages)),
             cursors: Arc::new(observer.wrap(store.cursors)),
             notifications: Arc::new(observer.wrap(store.notifications)),
+            retention: Arc::new(observer.wrap(store.retention)),
         }
     }
 }

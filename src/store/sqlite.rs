@@ -28,12 +28,14 @@ use uuid::Uuid;
 
 use super::rows::{self, Column as _, corrupt, count, user_id};
 use super::{
-    Conversations, Created, CursorMove, Health, InsertOutcome, Inserted, MessageInsert,
-    MessageInserts, Messages, Participants, ReadCursors, StoreError, duplicate_of, insert_alone,
+    ArchiveBatch, Conversations, Created, CursorMove, Health, InsertOutcome, Inserted,
+    MessageInsert, MessageInserts, Messages, Participants, ReadCursors, Retention, RetentionLease,
+    StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
     ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,
-    MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, UserId,
+    MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, RetentionCounts,
+    RetentionCutoffs, UserId,
 };
 
 mod notifications;
@@ -150,6 +152,56 @@ impl SqliteStore {
         }
         Ok(by_conversation)
     }
+
+    /// The user's conversations, archived or not (see `list_conversations`).
+    async fn list(
+        &self,
+        op: &'static str,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<ListCursor>,
+        archived: bool,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT c.id, c.title, c.created_at, c.last_message_at, \
+                (SELECT count(*) FROM messages m \
+                  WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
+                    AND m.sender_id <> p.user_id \
+                    AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+                ) AS unread_count, \
+                lm.id AS lm_id, lm.sender_id AS lm_sender_id, lm.content AS lm_content, \
+                lm.attachments AS lm_attachments, lm.client_message_id AS lm_client_message_id, \
+                lm.created_at AS lm_created_at \
+             FROM conversation_participants p \
+             JOIN conversations c ON c.id = p.conversation_id \
+             LEFT JOIN messages lm ON lm.id = ( \
+                SELECT m.id FROM messages m \
+                WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
+                ORDER BY m.id DESC LIMIT 1) \
+             WHERE p.user_id = ?1 AND (c.archived_at IS NOT NULL) = ?5 \
+               AND (?2 IS NULL \
+                    OR (COALESCE(c.last_message_at, c.created_at), c.id) < (?2, ?3)) \
+             ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC \
+             LIMIT ?4",
+        )
+        .bind(user.as_str())
+        .bind(cursor.map(|c| c.activity_at.timestamp_millis()))
+        .bind(cursor.map(|c| text(c.id.as_uuid())))
+        .bind(i64::from(limit))
+        .bind(archived)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(op, e))?;
+
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut participants = self.participants_of(op, &ids).await?;
+        rows.into_iter()
+            .map(|row| {
+                let users = participants.remove(&row.id).unwrap_or_default();
+                row.into_summary(users)
+            })
+            .collect()
+    }
 }
 
 type MessageRow = rows::MessageRow<String, i64, String>;
@@ -262,45 +314,18 @@ impl Conversations for SqliteStore {
         limit: u32,
         cursor: Option<ListCursor>,
     ) -> Result<Vec<ConversationSummary>, StoreError> {
-        const OP: &str = "list_conversations";
-        let rows: Vec<SummaryRow> = sqlx::query_as(
-            "SELECT c.id, c.title, c.created_at, c.last_message_at, \
-                (SELECT count(*) FROM messages m \
-                  WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
-                    AND m.sender_id <> p.user_id \
-                    AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
-                ) AS unread_count, \
-                lm.id AS lm_id, lm.sender_id AS lm_sender_id, lm.content AS lm_content, \
-                lm.attachments AS lm_attachments, lm.client_message_id AS lm_client_message_id, \
-                lm.created_at AS lm_created_at \
-             FROM conversation_participants p \
-             JOIN conversations c ON c.id = p.conversation_id \
-             LEFT JOIN messages lm ON lm.id = ( \
-                SELECT m.id FROM messages m \
-                WHERE m.conversation_id = c.id AND m.deleted_at IS NULL \
-                ORDER BY m.id DESC LIMIT 1) \
-             WHERE p.user_id = ?1 \
-               AND (?2 IS NULL \
-                    OR (COALESCE(c.last_message_at, c.created_at), c.id) < (?2, ?3)) \
-             ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC \
-             LIMIT ?4",
-        )
-        .bind(user.as_str())
-        .bind(cursor.map(|c| c.activity_at.timestamp_millis()))
-        .bind(cursor.map(|c| text(c.id.as_uuid())))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        self.list("list_conversations", user, limit, cursor, false)
+            .await
+    }
 
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let mut participants = self.participants_of(OP, &ids).await?;
-        rows.into_iter()
-            .map(|row| {
-                let users = participants.remove(&row.id).unwrap_or_default();
-                row.into_summary(users)
-            })
-            .collect()
+    async fn list_archived_conversations(
+        &self,
+        user: &UserId,
+        limit: u32,
+        cursor: Option<ListCursor>,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.list("list_archived_conversations", user, limit, cursor, true)
+            .await
     }
 
     async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
@@ -412,10 +437,12 @@ impl MessageInserts for SqliteStore {
 
             if let Some(row) = row {
                 // Monotonic even if the clock steps back (SQLite's two-argument
-                // MAX is NULL when either side is, hence the COALESCE).
+                // MAX is NULL when either side is, hence the COALESCE); a new
+                // message un-archives its conversation (retention, issue #14).
                 sqlx::query(
                     "UPDATE conversations \
-                     SET last_message_at = MAX(COALESCE(last_message_at, ?2), ?2) WHERE id = ?1",
+                     SET last_message_at = MAX(COALESCE(last_message_at, ?2), ?2), \
+                         archived_at = NULL WHERE id = ?1",
                 )
                 .bind(&conversation_id)
                 .bind(now)
@@ -655,5 +682,186 @@ impl ReadCursors for SqliteStore {
         rows.iter()
             .map(|(user, n)| Ok((user_id(OP, user)?, count(OP, *n)?)))
             .collect()
+    }
+}
+
+/// Conversations archival takes: not archived, no activity since `?1`.
+macro_rules! idle_conversation {
+    () => {
+        "archived_at IS NULL AND COALESCE(last_message_at, created_at) < ?1"
+    };
+}
+
+/// A message whose content and attachments were not erased yet.
+macro_rules! unpurged {
+    () => {
+        "(content <> '' OR attachments <> '[]')"
+    };
+}
+
+/// Messages the purge erases: soft-deleted before `?1`, content still there.
+/// The terms of the partial index `messages_purgeable_idx`.
+macro_rules! purgeable_message {
+    () => {
+        concat!(
+            "deleted_at IS NOT NULL AND deleted_at < ?1 AND ",
+            unpurged!()
+        )
+    };
+}
+
+/// Messages deletion takes: sent before `?1`, the first id of that instant.
+macro_rules! old_message {
+    () => {
+        "id < ?1"
+    };
+}
+
+/// The count of one retention condition (`?1` = `cutoff`).
+async fn count_where<T>(pool: &SqlitePool, sql: &'static str, cutoff: T) -> Result<u64, StoreError>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+{
+    const OP: &str = "count_retention";
+    let n: i64 = sqlx::query_scalar(sql)
+        .bind(cutoff)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+    count(OP, n)
+}
+
+/// Each statement below is one write: it holds SQLite's write lock from its
+/// start, so it reads and changes its batch with no other writer between.
+/// The conditions are re-checked in the outer statement anyway, exactly as
+/// on Postgres, where that is what keeps concurrent runs from changing a row
+/// twice.
+#[async_trait]
+impl Retention for SqliteStore {
+    /// One node owns the file: there is no other node to exclude. (A
+    /// `parloir retention` beside the node is safe: see above.)
+    async fn try_lock_retention(&self) -> Result<Option<RetentionLease>, StoreError> {
+        Ok(Some(RetentionLease::uncontended()))
+    }
+
+    async fn archive_idle_conversations(
+        &self,
+        cutoffs: &RetentionCutoffs,
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<ArchiveBatch, StoreError> {
+        const OP: &str = "archive_idle_conversations";
+        // Visited in id order from `after`, so a run reads each row once.
+        let archived: Vec<String> = sqlx::query_scalar(concat!(
+            "UPDATE conversations SET archived_at = ?2 \
+             WHERE id IN (SELECT id FROM conversations WHERE id > ?3 AND ",
+            idle_conversation!(),
+            " ORDER BY id LIMIT ?4) AND ",
+            idle_conversation!(),
+            " RETURNING id"
+        ))
+        .bind(cutoffs.archive_idle_before.timestamp_millis())
+        .bind(cutoffs.now.timestamp_millis())
+        .bind(text(after.map_or(Uuid::nil(), |c| c.as_uuid())))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        // Under the write lock every row of the batch is archived, so the
+        // archived ids are the visited ones; a full batch may have more after it.
+        let visited = archived.len();
+        let next = match archived.into_iter().max() {
+            Some(last) if visited >= limit as usize => {
+                Some(ConversationId::from_uuid(last.decode(OP)?))
+            }
+            _ => None,
+        };
+        Ok(ArchiveBatch {
+            archived: visited as u64,
+            next,
+        })
+    }
+
+    async fn purge_deleted_messages(
+        &self,
+        cutoffs: &RetentionCutoffs,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(concat!(
+            "UPDATE messages SET content = '', attachments = '[]' \
+             WHERE id IN (SELECT id FROM messages WHERE ",
+            purgeable_message!(),
+            " ORDER BY deleted_at LIMIT ?2) AND ",
+            unpurged!()
+        ))
+        .bind(cutoffs.purge_deleted_before.timestamp_millis())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("purge_deleted_messages", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_old_messages(
+        &self,
+        cutoffs: &RetentionCutoffs,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let Some(before) = cutoffs.delete_sent_before else {
+            return Ok(0);
+        };
+        // As on Postgres, read cursors on a deleted message become NULL
+        // (`ON DELETE SET NULL`: the store opens every connection with
+        // `foreign_keys` on, as sqlx does by default), and unread counts stay
+        // exact because only the oldest ids of each conversation go.
+        let done = sqlx::query(concat!(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE ",
+            old_message!(),
+            " ORDER BY id LIMIT ?2) AND ",
+            old_message!()
+        ))
+        .bind(text(MessageId::first_sent_at(before).as_uuid()))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("delete_old_messages", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count_retention(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<RetentionCounts, StoreError> {
+        let archived = count_where(
+            &self.pool,
+            concat!(
+                "SELECT count(*) FROM conversations WHERE ",
+                idle_conversation!()
+            ),
+            cutoffs.archive_idle_before.timestamp_millis(),
+        )
+        .await?;
+        let purged = count_where(
+            &self.pool,
+            concat!("SELECT count(*) FROM messages WHERE ", purgeable_message!()),
+            cutoffs.purge_deleted_before.timestamp_millis(),
+        )
+        .await?;
+        let deleted = match cutoffs.delete_sent_before {
+            None => 0,
+            Some(before) => {
+                count_where(
+                    &self.pool,
+                    concat!("SELECT count(*) FROM messages WHERE ", old_message!()),
+                    text(MessageId::first_sent_at(before).as_uuid()),
+                )
+                .await?
+            }
+        };
+        Ok(RetentionCounts {
+            archived,
+            purged,
+            deleted,
+        })
     }
 }

@@ -19,5 +19,6 @@ mod load_balancer;
 mod metrics_scrape;
 mod notifications;
 mod otlp_export;
+mod retention;
 mod service_rules;
 mod store_contract;

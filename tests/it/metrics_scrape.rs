@@ -156,6 +156,13 @@ async fn every_known_family_is_exposed_before_any_traffic() {
         r#"parloir_refusals_total{reason="http_rate"}"#,
         r#"parloir_refusals_total{reason="handshake_rate"}"#,
         r#"parloir_refusals_total{reason="sockets_per_user"}"#,
+        r#"parloir_retention_rows_total{action="archived"}"#,
+        r#"parloir_retention_rows_total{action="purged"}"#,
+        r#"parloir_retention_rows_total{action="deleted"}"#,
+        r#"parloir_retention_runs_total{outcome="completed"}"#,
+        r#"parloir_retention_runs_total{outcome="skipped"}"#,
+        r#"parloir_retention_runs_total{outcome="stopped"}"#,
+        r#"parloir_retention_runs_total{outcome="failed"}"#,
     ] {
         assert!(
             exposed(series),

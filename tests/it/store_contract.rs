@@ -1487,3 +1487,6 @@ async fn postgres_statements_and_calls_are_bounded(
     assert!(started.elapsed() < Duration::from_secs(3));
     lock.rollback().await.expect("the lock is released");
 }
+
+// Retention (issue #14): the same contract, in a file of its own.
+mod retention;

@@ -129,6 +129,15 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
 {{- if gt (int $c.jwtLeewaySecs) 0 }}
 {{- $_ := set $env "JWT_LEEWAY_SECS" (int $c.jwtLeewaySecs | toString) }}
 {{- end }}
+{{- with $c.retention }}
+{{- $_ := set $env "PARLOIR_ARCHIVE_AFTER_DAYS" (int .archiveAfterDays | toString) }}
+{{- $_ = set $env "PARLOIR_PURGE_DELETED_AFTER_DAYS" (int .purgeDeletedAfterDays | toString) }}
+{{- $_ = set $env "PARLOIR_RETENTION_INTERVAL_SECS" (int .intervalSecs | toString) }}
+{{- $_ = set $env "PARLOIR_RETENTION_BATCH" (int .batch | toString) }}
+{{- if gt (int .messageRetentionDays) 0 }}
+{{- $_ = set $env "PARLOIR_MESSAGE_RETENTION_DAYS" (int .messageRetentionDays | toString) }}
+{{- end }}
+{{- end }}
 {{- if .Values.otel.endpoint }}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" .Values.otel.endpoint }}
 {{- $_ = set $env "OTEL_SERVICE_NAME" (.Values.otel.serviceName | default (include "parloir.fullname" .)) }}
