@@ -6,7 +6,6 @@
 //! database enforces best (uniqueness, monotonic read cursors). They hold no
 //! authorization rule: the service decides who may call what.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +16,22 @@ use crate::domain::{
     ListCursor, Message, MessageId, NewConversation, NewMessage, NotificationId, OutboxEntry, Page,
     PageRequest, ReadCursor, RetentionCounts, RetentionCutoffs, Settlement, UserId,
 };
-use crate::observed::{Observable, Observer, Seam, seam};
+use crate::observed::{Observable, Observer, Seam};
 
 pub mod batched;
 pub mod cached;
 pub mod postgres;
 mod rows;
+mod seams;
 pub mod sqlite;
 
 pub use batched::{GroupCommit, GroupCommitLimits};
 pub use cached::ParticipantCache;
 pub use postgres::PostgresStore;
+pub use seams::{
+    Backend, Conversations, Health, MessageInserts, Messages, Notifications, Participants,
+    ReadCursors, Retention,
+};
 pub use sqlite::SqliteStore;
 
 /// Whether a create call made something new or found what already existed.
@@ -198,300 +202,6 @@ pub struct CursorMove {
     pub moved: bool,
 }
 
-seam! {
-    /// Whether the database answers: readiness checks.
-    pub trait Health {
-        /// Cheap round trip.
-        async fn ping(&self) -> Result<(), StoreError>;
-    }
-}
-
-seam! {
-    /// Conversations as wholes: creating them and listing a user's.
-    pub trait Conversations {
-        /// Creates a conversation. For exactly two participants the pair is unique
-        /// (even under concurrent calls): the existing conversation is returned
-        /// with `Created::Existing`. `id` and `now` are used only when new.
-        async fn create_conversation(
-            &self,
-            id: ConversationId,
-            new: &NewConversation,
-            now: DateTime<Utc>,
-        ) -> Result<(Conversation, Created), StoreError>;
-
-        /// The conversation with its participants, or `None` if it does not exist.
-        async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
-
-        /// The user's conversations that are not archived, most recent activity
-        /// (`last_message_at`, else `created_at`) first, then by id descending;
-        /// at most `limit`, strictly after `cursor`. Each carries the user's
-        /// unread count and the newest non-deleted message.
-        async fn list_conversations(
-            &self,
-            user: &UserId,
-            limit: u32,
-            cursor: Option<ListCursor>,
-        ) -> Result<Vec<ConversationSummary>, StoreError>;
-
-        /// The user's archived conversations, in the order and with the paging
-        /// of `list_conversations` (which leaves them out).
-        async fn list_archived_conversations(
-            &self,
-            user: &UserId,
-            limit: u32,
-            cursor: Option<ListCursor>,
-        ) -> Result<Vec<ConversationSummary>, StoreError>;
-
-        /// Every user who shares at least one conversation with `user` (not `user` itself).
-        async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
-    }
-}
-
-seam! {
-    /// Who takes part in a conversation: asked by every send, read, typing
-    /// event and join, and never changed once the conversation exists.
-    pub trait Participants {
-        /// Whether `user` is a participant of `conversation` (false if it does not exist).
-        async fn is_participant(
-            &self,
-            conversation: ConversationId,
-            user: &UserId,
-        ) -> Result<bool, StoreError>;
-
-        /// The participants of a conversation, sorted (empty if it does not exist).
-        async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError>;
-    }
-}
-
-seam! {
-    /// Storing new messages: the write path of a send.
-    pub trait MessageInserts {
-        /// Stores a message and bumps the conversation's `last_message_at` (and
-        /// un-archives it), in one transaction. Idempotent on `(sender, client_message_id)`: a repeat
-        /// (also a concurrent one) returns the stored message and
-        /// `Inserted::Duplicate`; a repeat naming another conversation is
-        /// `StoreError::ClientMessageIdReused`. `id` and `now` are used only when new.
-        async fn insert_message(
-            &self,
-            id: MessageId,
-            sender: &UserId,
-            message: &NewMessage,
-            now: DateTime<Utc>,
-        ) -> Result<(Message, Inserted), StoreError>;
-
-        /// Stores several messages with one commit (group commit): one outcome
-        /// per input, in input order, each exactly what `insert_message` would
-        /// answer for it had the messages been inserted one after the other in
-        /// that order (a repeat of a `clientMessageId` earlier in the batch is a
-        /// `Duplicate` of it). `Err` means nothing was stored; the caller may
-        /// retry the messages one by one.
-        async fn insert_messages(
-            &self,
-            batch: &[MessageInsert],
-        ) -> Result<Vec<InsertOutcome>, StoreError>;
-    }
-}
-
-seam! {
-    /// Stored messages: reading them and deleting one.
-    pub trait Messages {
-        /// A page of non-deleted messages of a conversation (see [`PageRequest`]).
-        async fn history(
-            &self,
-            conversation: ConversationId,
-            page: &PageRequest,
-        ) -> Result<Page, StoreError>;
-
-        /// A non-deleted message by id.
-        async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
-
-        /// Soft-deletes a message. Returns false if it did not exist or was already deleted.
-        async fn soft_delete_message(
-            &self,
-            id: MessageId,
-            now: DateTime<Utc>,
-        ) -> Result<bool, StoreError>;
-
-        /// The newest non-deleted message of a conversation.
-        async fn latest_message_id(
-            &self,
-            conversation: ConversationId,
-        ) -> Result<Option<MessageId>, StoreError>;
-    }
-}
-
-seam! {
-    /// Read cursors and the unread counts they define.
-    pub trait ReadCursors {
-        /// Moves `user`'s read cursor in `conversation` to `to`, never backwards,
-        /// atomically (two devices marking concurrently end at the newer one).
-        /// The caller guarantees `user` is a participant and `to` belongs to the
-        /// conversation.
-        async fn advance_read_cursor(
-            &self,
-            conversation: ConversationId,
-            user: &UserId,
-            to: MessageId,
-            now: DateTime<Utc>,
-        ) -> Result<CursorMove, StoreError>;
-
-        /// The user's current read cursor in a conversation.
-        async fn read_cursor(
-            &self,
-            conversation: ConversationId,
-            user: &UserId,
-        ) -> Result<ReadCursor, StoreError>;
-
-        /// Unread counts recomputed from the source of truth: per conversation of
-        /// the user, non-deleted messages newer than the cursor and not sent by
-        /// the user. Conversations with zero unread are omitted.
-        async fn unread_counts(
-            &self,
-            user: &UserId,
-        ) -> Result<HashMap<ConversationId, u64>, StoreError>;
-
-        /// Every participant's unread count in one conversation, counted as
-        /// `unread_counts` counts (zeros included): what a delete changes, in
-        /// one query however many participants there are.
-        async fn unread_in_conversation(
-            &self,
-            conversation: ConversationId,
-        ) -> Result<Vec<(UserId, u64)>, StoreError>;
-    }
-}
-
-seam! {
-    /// Offline notifications (see `domain::notification` for their life)
-    /// and what they need to know about users. Claims lease rows to the
-    /// caller until `lease_until`, so every node may run a worker: on
-    /// Postgres each row goes to one claimer (`FOR UPDATE SKIP LOCKED`),
-    /// and a claimer that dies leaves it to the next once the lease ends.
-    pub trait Notifications {
-        /// Remembers the `email` and `name` claims of a user's token (the
-        /// e-mail address notifications go to, the name they show).
-        async fn remember_contact(
-            &self,
-            user: &UserId,
-            email: Option<&str>,
-            name: Option<&str>,
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
-
-        /// Turns a user's e-mail notifications on or off.
-        async fn set_email_notifications(
-            &self,
-            user: &UserId,
-            enabled: bool,
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
-
-        /// What is known of a user (`None`: never seen).
-        async fn contact(&self, user: &UserId) -> Result<Option<Contact>, StoreError>;
-
-        /// Up to `limit` outbox entries not leased to anyone, leased to the
-        /// caller until `lease_until`, oldest first.
-        async fn claim_outbox(
-            &self,
-            now: DateTime<Utc>,
-            lease_until: DateTime<Utc>,
-            limit: u32,
-        ) -> Result<Vec<OutboxEntry>, StoreError>;
-
-        /// In one transaction: folds each gathered notification into the
-        /// pending one of its recipient, conversation and channel (count
-        /// added, latest message moved forward; nothing when it is not
-        /// newer, so gathering twice adds nothing) or starts one, and
-        /// deletes the `done` outbox entries.
-        async fn gather_notifications(
-            &self,
-            gathered: &[Gathered],
-            done: &[MessageId],
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
-
-        /// Up to `limit` notifications due at `now` and not leased, soonest
-        /// first, each moved to `sending` (no longer gathering), its attempt
-        /// counted and leased to the caller until `lease_until`.
-        async fn claim_due_notifications(
-            &self,
-            now: DateTime<Utc>,
-            lease_until: DateTime<Utc>,
-            limit: u32,
-        ) -> Result<Vec<DueNotification>, StoreError>;
-
-        /// Records how attempt `attempt` ended. False when that attempt no
-        /// longer holds the notification (its lease ran out and another
-        /// claimer took it): nothing changes.
-        async fn settle_notification(
-            &self,
-            id: NotificationId,
-            attempt: u32,
-            settlement: &Settlement,
-            now: DateTime<Utc>,
-        ) -> Result<bool, StoreError>;
-
-        /// Notifications not yet settled for good, and the earliest due.
-        async fn notification_backlog(&self) -> Result<Backlog, StoreError>;
-    }
-}
-
-seam! {
-    /// The retention job's statements (issue #14). Each changes at most
-    /// `limit` rows in one short statement, and re-checks its condition on
-    /// the rows it changes, so that two runs at once (or a run racing a
-    /// send) never change a row twice or change one that no longer
-    /// qualifies: the counts they return add up to the rows changed.
-    pub trait Retention {
-        /// Takes the database-wide retention lock if no one holds it: `None`
-        /// when another node (or process) runs retention now. Postgres: a
-        /// session advisory lock (`pg_try_advisory_lock`) on a connection of
-        /// its own; SQLite: always granted (one node owns the file).
-        async fn try_lock_retention(&self) -> Result<Option<RetentionLease>, StoreError>;
-
-        /// Archives (`archived_at = cutoffs.now`) up to `limit` conversations
-        /// that are not archived and whose last activity is before
-        /// `cutoffs.archive_idle_before`, visiting conversations in id order
-        /// after `after`. `next` says where the following batch starts; `None`
-        /// once every conversation was visited.
-        async fn archive_idle_conversations(
-            &self,
-            cutoffs: &RetentionCutoffs,
-            after: Option<ConversationId>,
-            limit: u32,
-        ) -> Result<ArchiveBatch, StoreError>;
-
-        /// Erases the content and attachments (`''`, `[]`) of up to `limit`
-        /// messages soft-deleted before `cutoffs.purge_deleted_before` and not
-        /// yet erased; the rows stay (ids and paging are unchanged). Returns
-        /// how many were erased: fewer than `limit` means none is left.
-        async fn purge_deleted_messages(
-            &self,
-            cutoffs: &RetentionCutoffs,
-            limit: u32,
-        ) -> Result<u64, StoreError>;
-
-        /// Deletes up to `limit` messages sent before
-        /// `cutoffs.delete_sent_before` (none when it is `None`), oldest first.
-        /// A message's age is its id's (UUIDv7) timestamp, so what goes is
-        /// always the oldest part of each conversation, and a read cursor on a
-        /// deleted message (set to NULL by the schema) still counts exactly
-        /// the messages after it as unread. Returns how many were deleted:
-        /// fewer than `limit` means none is left.
-        async fn delete_old_messages(
-            &self,
-            cutoffs: &RetentionCutoffs,
-            limit: u32,
-        ) -> Result<u64, StoreError>;
-
-        /// What a run with `cutoffs` would change now, counted with the same
-        /// conditions as the three statements above (a dry run).
-        async fn count_retention(
-            &self,
-            cutoffs: &RetentionCutoffs,
-        ) -> Result<RetentionCounts, StoreError>;
-    }
-}
-
 /// One batch of `archive_idle_conversations`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveBatch {
@@ -550,34 +260,6 @@ impl std::fmt::Debug for RetentionLease {
             .field("held", &held)
             .finish()
     }
-}
-
-/// A database that implements every seam (Postgres, SQLite).
-///
-/// Every method is cancel-safe in the sense that a dropped future leaves the
-/// database consistent (each write is one statement or one transaction).
-pub trait Backend:
-    Health
-    + Conversations
-    + Participants
-    + MessageInserts
-    + Messages
-    + ReadCursors
-    + Notifications
-    + Retention
-{
-}
-
-impl<T> Backend for T where
-    T: Health
-        + Conversations
-        + Participants
-        + MessageInserts
-        + Messages
-        + ReadCursors
-        + Notifications
-        + Retention
-{
 }
 
 /// Durable storage as the service sees it: one handle per seam, so that a
