@@ -7,22 +7,16 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Budgets, Config, ConfigError, CorsOrigins, JwtConfig, JwtKey, NotifyConfig, RateLimits,
-    RawConfig, RedisConfig, RetentionConfig, SharedState, StoreConfig, invalid,
+    Budgets, Config, ConfigError, CorsOrigins, JwtConfig, JwtKey, RateLimits, RawConfig,
+    RedisConfig, SharedState, StoreConfig, invalid,
 };
-use crate::domain::{Limits, RetentionPolicy};
-use crate::notify::webhook::signing_key;
-use crate::notify::{SmtpSettings, WebhookSettings};
-use crate::service::NotifySettings;
+use crate::domain::Limits;
 use crate::telemetry::Otlp;
 
 const MIN_HS256_SECRET_BYTES: usize = 32;
-/// Standard Webhooks secrets are 24 to 64 bytes; fewer than 16 is guessable.
-const MIN_WEBHOOK_KEY_BYTES: usize = 16;
 
 impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -300,165 +294,6 @@ impl RawConfig {
         })
     }
 
-    fn notify(&self) -> Result<NotifyConfig, ConfigError> {
-        let settings = NotifySettings {
-            delay: Duration::from_secs(in_range(
-                "PARLOIR_NOTIFY_DELAY_SECS",
-                self.notify_delay_secs,
-                0..=86_400,
-            )?),
-            max_attempts: in_range(
-                "PARLOIR_NOTIFY_MAX_ATTEMPTS",
-                self.notify_max_attempts,
-                1..=100,
-            )?,
-            lease: Duration::from_secs(in_range(
-                "PARLOIR_NOTIFY_LEASE_SECS",
-                self.notify_lease_secs,
-                1..=3600,
-            )?),
-            retry_base: Duration::from_secs(in_range(
-                "PARLOIR_NOTIFY_RETRY_BASE_SECS",
-                self.notify_retry_base_secs,
-                1..=3600,
-            )?),
-            ..NotifySettings::default()
-        };
-        let webhook = match (&self.webhook_url, &self.webhook_secret) {
-            (None, _) => None,
-            (Some(_), None) => {
-                return Err(invalid(
-                    "PARLOIR_WEBHOOK_SECRET",
-                    "must be set with PARLOIR_WEBHOOK_URL (receivers check the signature)",
-                ));
-            }
-            (Some(url), Some(secret)) => {
-                let url = reqwest::Url::parse(url.expose_secret())
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| invalid("PARLOIR_WEBHOOK_URL", "must be an http(s):// URL"))?;
-                let key = signing_key(secret.expose_secret()).map_err(|_| {
-                    invalid(
-                        "PARLOIR_WEBHOOK_SECRET",
-                        "the part after whsec_ must be base64",
-                    )
-                })?;
-                if key.len() < MIN_WEBHOOK_KEY_BYTES {
-                    return Err(invalid(
-                        "PARLOIR_WEBHOOK_SECRET",
-                        "must be at least 16 bytes (after base64 decoding, with whsec_)",
-                    ));
-                }
-                Some(WebhookSettings {
-                    url,
-                    key: key.into(),
-                    timeout: millis(
-                        "PARLOIR_WEBHOOK_TIMEOUT_MS",
-                        self.webhook_timeout_ms,
-                        100..=120_000,
-                    )?,
-                })
-            }
-        };
-        let smtp = match (&self.smtp_url, &self.smtp_from) {
-            (None, _) => None,
-            (Some(_), None) => {
-                return Err(invalid(
-                    "PARLOIR_SMTP_FROM",
-                    "must be set with PARLOIR_SMTP_URL",
-                ));
-            }
-            (Some(url), Some(from)) => {
-                if !["smtp://", "smtps://"]
-                    .iter()
-                    .any(|scheme| url.expose_secret().starts_with(scheme))
-                {
-                    return Err(invalid(
-                        "PARLOIR_SMTP_URL",
-                        "must be an smtp:// or smtps:// URL",
-                    ));
-                }
-                let from = from.parse().map_err(|_| {
-                    invalid(
-                        "PARLOIR_SMTP_FROM",
-                        "must be an address like parloir <noreply@example.com>",
-                    )
-                })?;
-                Some(SmtpSettings {
-                    url: url.clone(),
-                    from,
-                    timeout: millis(
-                        "PARLOIR_SMTP_TIMEOUT_MS",
-                        self.smtp_timeout_ms,
-                        100..=120_000,
-                    )?,
-                })
-            }
-        };
-        // A lease shorter than an attempt would let a second node send
-        // while the first is still waiting for its answer.
-        let longest_attempt = [
-            webhook.as_ref().map(|w| w.timeout),
-            smtp.as_ref().map(|s| s.timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or_default();
-        if settings.lease <= longest_attempt {
-            return Err(invalid(
-                "PARLOIR_NOTIFY_LEASE_SECS",
-                "must be longer than PARLOIR_WEBHOOK_TIMEOUT_MS and PARLOIR_SMTP_TIMEOUT_MS",
-            ));
-        }
-        Ok(NotifyConfig {
-            settings,
-            poll: millis("PARLOIR_NOTIFY_POLL_MS", self.notify_poll_ms, 10..=60_000)?,
-            webhook,
-            smtp,
-        })
-    }
-
-    fn retention(&self) -> Result<RetentionConfig, ConfigError> {
-        // A century is plenty; beyond it, a typo more likely than a policy.
-        let days = |var, value| in_range(var, value, 1..=36_500).map(|d| TimeDelta::days(d.into()));
-        Ok(RetentionConfig {
-            policy: RetentionPolicy {
-                archive_after: days("PARLOIR_ARCHIVE_AFTER_DAYS", self.archive_after_days)?,
-                // 0: a deleted message's content goes at the next run.
-                purge_deleted_after: in_range(
-                    "PARLOIR_PURGE_DELETED_AFTER_DAYS",
-                    self.purge_deleted_after_days,
-                    0..=36_500,
-                )
-                .map(|d| TimeDelta::days(d.into()))?,
-                delete_after: self.message_retention()?.map(TimeDelta::days),
-                batch: in_range("PARLOIR_RETENTION_BATCH", self.retention_batch, 1..=10_000)?,
-            },
-            // At least a minute: a run reads every conversation once.
-            every: Duration::from_secs(in_range(
-                "PARLOIR_RETENTION_INTERVAL_SECS",
-                self.retention_interval_secs,
-                60..=7 * 86_400,
-            )?),
-        })
-    }
-
-    /// Days, or `None` when unset or empty (a deployment template that
-    /// always sets the variable can leave it empty to keep messages).
-    fn message_retention(&self) -> Result<Option<i64>, ConfigError> {
-        const VAR: &str = "PARLOIR_MESSAGE_RETENTION_DAYS";
-        match self.message_retention_days.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(raw) => {
-                let days: u32 = raw
-                    .parse()
-                    .map_err(|_| invalid(VAR, "must be a number of days, or unset"))?;
-                in_range(VAR, days, 1..=36_500).map(|d| Some(d.into()))
-            }
-        }
-    }
-
     fn otlp(&self) -> Result<Otlp, ConfigError> {
         match self.otel_endpoint.as_deref().filter(|e| !e.is_empty()) {
             None => Ok(Otlp::Disabled),
@@ -517,7 +352,7 @@ fn trusted_proxies(raw: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
 /// `value`, when `range` holds it. (Checked here rather than by clap's range
 /// parsers so that the error names the environment variable operators set,
 /// not the flag.)
-fn in_range<T: PartialOrd + Display + Copy>(
+pub(super) fn in_range<T: PartialOrd + Display + Copy>(
     var: &'static str,
     value: T,
     range: RangeInclusive<T>,
@@ -537,7 +372,7 @@ fn rate(var: &'static str, value: u32) -> Result<u32, ConfigError> {
     in_range(var, value, 1..=1_000_000)
 }
 
-fn millis(
+pub(super) fn millis(
     var: &'static str,
     value: u64,
     range: RangeInclusive<u64>,
