@@ -226,6 +226,11 @@ fn print_counts(cutoffs: &RetentionCutoffs, counts: &RetentionCounts) {
             counts.deleted
         ),
     }
+    println!(
+        "forgot   {:>8}  offline notifications settled before {}",
+        counts.forgotten,
+        format_time(&cutoffs.forget_notifications_before)
+    );
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

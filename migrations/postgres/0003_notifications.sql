@@ -56,3 +56,8 @@ CREATE TABLE user_contacts (
     email_enabled boolean NOT NULL DEFAULT true,
     updated_at    timestamptz NOT NULL
 );
+
+-- What the retention job forgets, oldest first (sent, cancelled and dead
+-- notifications are kept 30 days for inquiries).
+CREATE INDEX notifications_settled_idx
+    ON notifications (updated_at) WHERE state IN ('sent', 'cancelled', 'dead');

@@ -39,3 +39,8 @@ CREATE TABLE user_contacts (
     email_enabled INTEGER NOT NULL DEFAULT 1,
     updated_at    INTEGER NOT NULL
 ) STRICT;
+
+-- What the retention job forgets, oldest first (sent, cancelled and dead
+-- notifications are kept 30 days for inquiries).
+CREATE INDEX notifications_settled_idx
+    ON notifications (updated_at) WHERE state IN ('sent', 'cancelled', 'dead');

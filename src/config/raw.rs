@@ -209,6 +209,10 @@ pub struct RawConfig {
     /// Rows one retention statement changes at most.
     #[arg(long, env = "PARLOIR_RETENTION_BATCH", default_value_t = 500)]
     pub retention_batch: u32,
+    /// Days a settled offline notification (sent, cancelled, dead) is kept
+    /// before the retention job forgets it.
+    #[arg(long, env = "PARLOIR_NOTIFICATIONS_KEPT_DAYS", default_value_t = 30)]
+    pub notifications_kept_days: u32,
 }
 
 /// Secrets are `SecretString` from the moment they are parsed, so that no

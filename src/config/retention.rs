@@ -41,6 +41,10 @@ impl RawConfig {
                 )
                 .map(|d| TimeDelta::days(d.into()))?,
                 delete_after: self.message_retention()?.map(TimeDelta::days),
+                forget_notifications_after: days(
+                    "PARLOIR_NOTIFICATIONS_KEPT_DAYS",
+                    self.notifications_kept_days,
+                )?,
                 batch: in_range("PARLOIR_RETENTION_BATCH", self.retention_batch, 1..=10_000)?,
             },
             // At least a minute: a run reads every conversation once.

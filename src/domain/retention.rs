@@ -16,6 +16,9 @@ pub struct RetentionPolicy {
     pub purge_deleted_after: TimeDelta,
     /// Messages older than this are deleted for good; `None` keeps them forever.
     pub delete_after: Option<TimeDelta>,
+    /// A settled offline notification (sent, cancelled, dead) is forgotten
+    /// this long after it settled.
+    pub forget_notifications_after: TimeDelta,
     /// Most rows one statement changes: each batch is a short statement of
     /// its own, so the job never holds many row locks or a long transaction.
     pub batch: u32,
@@ -29,6 +32,7 @@ impl Default for RetentionPolicy {
             archive_after: TimeDelta::days(90),
             purge_deleted_after: TimeDelta::days(30),
             delete_after: None,
+            forget_notifications_after: TimeDelta::days(30),
             batch: 500,
         }
     }
@@ -43,6 +47,7 @@ impl RetentionPolicy {
             archive_idle_before: now - self.archive_after,
             purge_deleted_before: now - self.purge_deleted_after,
             delete_sent_before: self.delete_after.map(|age| now - age),
+            forget_notifications_before: now - self.forget_notifications_after,
         }
     }
 }
@@ -58,6 +63,8 @@ pub struct RetentionCutoffs {
     pub purge_deleted_before: DateTime<Utc>,
     /// Messages sent before this are deleted (`None`: none are).
     pub delete_sent_before: Option<DateTime<Utc>>,
+    /// Notifications settled before this are forgotten.
+    pub forget_notifications_before: DateTime<Utc>,
 }
 
 /// Rows changed (or, in a dry run, that would change) per retention action.
@@ -69,6 +76,8 @@ pub struct RetentionCounts {
     pub purged: u64,
     /// Messages deleted for good.
     pub deleted: u64,
+    /// Settled offline notifications forgotten.
+    pub forgotten: u64,
 }
 
 impl std::ops::Add for RetentionCounts {
@@ -79,6 +88,7 @@ impl std::ops::Add for RetentionCounts {
             archived: self.archived + other.archived,
             purged: self.purged + other.purged,
             deleted: self.deleted + other.deleted,
+            forgotten: self.forgotten + other.forgotten,
         }
     }
 }

@@ -101,16 +101,19 @@ pub enum RetentionAction {
     Purged,
     /// A message deleted for good.
     Deleted,
+    /// A settled offline notification forgotten.
+    Forgotten,
 }
 
 impl RetentionAction {
-    pub const ALL: [Self; 3] = [Self::Archived, Self::Purged, Self::Deleted];
+    pub const ALL: [Self; 4] = [Self::Archived, Self::Purged, Self::Deleted, Self::Forgotten];
 
     pub const fn label(self) -> &'static str {
         match self {
             Self::Archived => "archived",
             Self::Purged => "purged",
             Self::Deleted => "deleted",
+            Self::Forgotten => "notifications_forgotten",
         }
     }
 }

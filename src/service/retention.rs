@@ -74,7 +74,7 @@ impl RetentionJob {
     /// counted in `parloir_retention_rows_total` as it commits, and the run
     /// in `parloir_retention_runs_total`.
     #[tracing::instrument(name = "retention.run", skip_all,
-        fields(archived = Empty, purged = Empty, deleted = Empty, outcome = Empty))]
+        fields(archived = Empty, purged = Empty, deleted = Empty, forgotten = Empty, outcome = Empty))]
     pub async fn run_once(&self, now: DateTime<Utc>, stop: &CancellationToken) -> RetentionRun {
         let mut changed = RetentionCounts::default();
         let outcome = match self.store.retention.try_lock_retention().await {
@@ -97,6 +97,7 @@ impl RetentionJob {
         span.record("archived", changed.archived);
         span.record("purged", changed.purged);
         span.record("deleted", changed.deleted);
+        span.record("forgotten", changed.forgotten);
         span.record("outcome", outcome.instrument().label());
         instruments::retention_run(outcome.instrument());
         RetentionRun { changed, outcome }
@@ -152,6 +153,20 @@ impl RetentionJob {
             changed.purged += purged;
             instruments::retention_rows(RetentionAction::Purged, purged);
             if purged < full {
+                break;
+            }
+        }
+
+        loop {
+            if stop.is_cancelled() {
+                return Ok(RunOutcome::Stopped);
+            }
+            let forgotten = retention
+                .forget_settled_notifications(cutoffs, limit)
+                .await?;
+            changed.forgotten += forgotten;
+            instruments::retention_rows(RetentionAction::Forgotten, forgotten);
+            if forgotten < full {
                 break;
             }
         }

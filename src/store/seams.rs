@@ -281,6 +281,15 @@ seam! {
             limit: u32,
         ) -> Result<u64, StoreError>;
 
+        /// Deletes up to `limit` offline notifications settled for good
+        /// (sent, cancelled, dead) before `cutoffs.forget_notifications_before`.
+        /// Returns how many: fewer than `limit` means none is left.
+        async fn forget_settled_notifications(
+            &self,
+            cutoffs: &RetentionCutoffs,
+            limit: u32,
+        ) -> Result<u64, StoreError>;
+
         /// Deletes up to `limit` messages sent before
         /// `cutoffs.delete_sent_before` (none when it is `None`), oldest first.
         /// A message's age is its id's (UUIDv7) timestamp, so what goes is

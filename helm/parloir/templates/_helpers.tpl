@@ -134,6 +134,7 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
 {{- $_ = set $env "PARLOIR_PURGE_DELETED_AFTER_DAYS" (int .purgeDeletedAfterDays | toString) }}
 {{- $_ = set $env "PARLOIR_RETENTION_INTERVAL_SECS" (int .intervalSecs | toString) }}
 {{- $_ = set $env "PARLOIR_RETENTION_BATCH" (int .batch | toString) }}
+{{- $_ = set $env "PARLOIR_NOTIFICATIONS_KEPT_DAYS" (int .notificationsKeptDays | toString) }}
 {{- if gt (int .messageRetentionDays) 0 }}
 {{- $_ = set $env "PARLOIR_MESSAGE_RETENTION_DAYS" (int .messageRetentionDays | toString) }}
 {{- end }}

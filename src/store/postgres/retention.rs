@@ -7,6 +7,14 @@ use super::*;
 /// derives its own key from the database name).
 const RETENTION_LOCK_KEY: i64 = 0x7061_726c_6f69_7201;
 
+/// Offline notifications settled for good before `$1` (what the partial
+/// index `notifications_settled_idx` holds).
+macro_rules! settled_notification {
+    () => {
+        "state IN ('sent', 'cancelled', 'dead') AND updated_at < $1"
+    };
+}
+
 /// Conversations archival takes: not archived, no activity since `$1`.
 macro_rules! idle_conversation {
     () => {
@@ -177,6 +185,26 @@ impl Retention for PostgresStore {
         Ok(done.rows_affected())
     }
 
+    async fn forget_settled_notifications(
+        &self,
+        cutoffs: &RetentionCutoffs,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        // A settled notification never changes again: the condition needs
+        // no re-check.
+        let done = sqlx::query(concat!(
+            "DELETE FROM notifications WHERE id = ANY (ARRAY(SELECT id FROM notifications WHERE ",
+            settled_notification!(),
+            " ORDER BY updated_at LIMIT $2))"
+        ))
+        .bind(cutoffs.forget_notifications_before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("forget_settled_notifications", e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn delete_old_messages(
         &self,
         cutoffs: &RetentionCutoffs,
@@ -235,10 +263,20 @@ impl Retention for PostgresStore {
                 .await?
             }
         };
+        let forgotten = count_where(
+            &self.pool,
+            concat!(
+                "SELECT count(*) FROM notifications WHERE ",
+                settled_notification!()
+            ),
+            cutoffs.forget_notifications_before,
+        )
+        .await?;
         Ok(RetentionCounts {
             archived,
             purged,
             deleted,
+            forgotten,
         })
     }
 }

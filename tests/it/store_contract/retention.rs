@@ -22,9 +22,9 @@ fn decorated<B: Backend>(backend: Arc<B>, concurrent_batches: usize) -> Store {
 mod contract {
     use chrono::{DateTime, TimeDelta, Utc};
     use parloir::domain::{
-        Attachment, Conversation, ConversationId, Limits, ListCursor, Message, MessageId,
-        NewConversation, NewMessage, PageRequest, RetentionCounts, RetentionCutoffs,
-        RetentionPolicy, UserId, now_millis,
+        Attachment, Channel, Conversation, ConversationId, Gathered, Limits, ListCursor, Message,
+        MessageId, NewConversation, NewMessage, NotificationId, PageRequest, RetentionCounts,
+        RetentionCutoffs, RetentionPolicy, Settlement, UserId, now_millis,
     };
     use parloir::service::{RetentionJob, RunOutcome};
     use parloir::store::{Inserted, Store};
@@ -200,6 +200,22 @@ mod contract {
         }
     }
 
+    async fn forget_all(store: &Store, cutoffs: &RetentionCutoffs, limit: u32) -> u64 {
+        let mut forgotten = 0;
+        loop {
+            let n = store
+                .retention
+                .forget_settled_notifications(cutoffs, limit)
+                .await
+                .expect("forget");
+            assert!(n <= u64::from(limit));
+            if n == 0 {
+                return forgotten;
+            }
+            forgotten += n;
+        }
+    }
+
     async fn counts(store: &Store, cutoffs: &RetentionCutoffs) -> RetentionCounts {
         store
             .retention
@@ -245,10 +261,47 @@ mod contract {
         let recently_deleted = send_plain_at(store, busy.id, "alice", days_before(now, 60)).await;
         delete_at(store, &recently_deleted, days_before(now, 10)).await;
         send_plain_at(store, busy.id, "bob", days_before(now, 1)).await;
+        // Offline notifications: two settled 40 days ago (forgotten after
+        // the default 30), one settled yesterday and one pending (kept).
+        for (recipient, settled) in [
+            ("n1", Some(40)),
+            ("n2", Some(40)),
+            ("n3", Some(1)),
+            ("n4", None),
+        ] {
+            let created = days_before(now, 41);
+            let gathered = Gathered {
+                id: NotificationId::new_random(),
+                channel: Channel::Webhook,
+                recipient_id: user(recipient),
+                conversation_id: busy.id,
+                latest_message_id: purgeable.id,
+                message_count: 1,
+                due_at: created,
+            };
+            let n = store.notifications.as_ref();
+            n.gather_notifications(&[gathered], &[], created)
+                .await
+                .expect("gather");
+            if let Some(days) = settled {
+                let at = days_before(now, days);
+                let claimed = n
+                    .claim_due_notifications(at, at + TimeDelta::minutes(1), 1)
+                    .await
+                    .expect("claim")
+                    .remove(0);
+                assert!(
+                    n.settle_notification(claimed.id, claimed.attempt, &Settlement::Sent, at)
+                        .await
+                        .expect("settle")
+                );
+            }
+        }
         RetentionCounts {
             archived: 5,
             purged: 2,
             deleted: 2,
+            forgotten: 2,
         }
     }
 
@@ -596,6 +649,11 @@ mod contract {
             delete_all(&store, &cutoffs, 1)
         );
         assert_eq!(a + b, expected.deleted);
+        let (a, b) = tokio::join!(
+            forget_all(&store, &cutoffs, 1),
+            forget_all(&store, &cutoffs, 1)
+        );
+        assert_eq!(a + b, expected.forgotten);
         assert_eq!(counts(&store, &cutoffs).await, RetentionCounts::default());
     }
 }
