@@ -66,6 +66,7 @@ const WS_READ_BUFFER_BYTES: usize = 1024;
 pub struct AppBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
+    pool: Option<sqlx::PgPool>,
 }
 
 impl AppBuilder {
@@ -73,7 +74,16 @@ impl AppBuilder {
         Self {
             config,
             clock: Arc::new(SystemClock),
+            pool: None,
         }
+    }
+
+    /// Stores in the database of an existing, migrated pool instead of
+    /// connecting to `config.store` (tests: the fresh database of a
+    /// `#[sqlx::test]`). The node decorates it as it would its own.
+    pub fn with_postgres_pool(mut self, pool: sqlx::PgPool) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// The clock notifications fall due by (tests move a `ManualClock`).
@@ -100,7 +110,10 @@ impl AppBuilder {
             };
         }
         let authenticator = Authenticator::new(&config.jwt)?;
-        let store = open_store(&config, config.migrate_on_start).await?;
+        let store = match self.pool {
+            Some(pool) => parts::postgres_store(PostgresStore::from_pool(pool), &config),
+            None => open_store(&config, config.migrate_on_start).await?,
+        };
         let couriers = couriers(&config)?;
         let retention = RetentionSchedule {
             job: RetentionJob::new(store.clone(), config.retention.policy),

@@ -31,10 +31,16 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
             if migrate {
                 store.migrate().await.context("migrating Postgres")?;
             }
-            let store = store.with_notification_outbox(config.notify.enabled());
-            Store::decorated(Arc::new(store), with)
+            postgres_store(store, config)
         }
     })
+}
+
+/// A Postgres store as the node uses it: the outbox on when a notification
+/// channel is configured, decorated.
+pub(super) fn postgres_store(store: PostgresStore, config: &Config) -> Store {
+    let store = store.with_notification_outbox(config.notify.enabled());
+    Store::decorated(Arc::new(store), store_decorations(config))
 }
 
 /// The HS256 secret that dev tokens are signed with, when there is one:

@@ -6,7 +6,6 @@
 //! case) and on Postgres (one throwaway database per run; needs
 //! `DATABASE_URL`, like the contract suite).
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use parloir::domain::{
@@ -16,9 +15,10 @@ use parloir::store::{PostgresStore, SqliteStore, Store};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
+
+use crate::common::PostgresDatabase;
 
 /// One generated history: which of the messages get deleted, the page size,
 /// and two picks for the bounds of a range walk.
@@ -191,65 +191,27 @@ fn sqlite_history_pages_yield_each_message_once_in_order() {
     });
 }
 
-/// A throwaway Postgres database for one test run, dropped at the end.
-struct PgScratch {
-    admin: PgConnectOptions,
-    name: String,
-}
-
-impl PgScratch {
-    fn create() -> Self {
-        let url =
-            std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a Postgres server");
-        let admin = PgConnectOptions::from_str(&url).expect("DATABASE_URL parses");
-        let name = format!("parloir_history_paging_{}", Uuid::new_v4().simple());
-        let scratch = Self { admin, name };
-        runtime().block_on(async {
-            let mut conn = PgConnection::connect_with(&scratch.admin)
-                .await
-                .expect("connect");
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {}", scratch.name)))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
-            let store = PostgresStore::from_pool(
-                PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(scratch.options())
-                    .await
-                    .expect("connect"),
-            );
-            store.migrate().await.expect("migrate");
-            store.pool().close().await;
-        });
-        scratch
-    }
-
-    fn options(&self) -> PgConnectOptions {
-        self.admin.clone().database(&self.name)
-    }
-}
-
-impl Drop for PgScratch {
-    fn drop(&mut self) {
-        runtime().block_on(async {
-            if let Ok(mut conn) = PgConnection::connect_with(&self.admin).await {
-                let drop_db = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                let _ = sqlx::query(AssertSqlSafe(drop_db)).execute(&mut conn).await;
-            }
-        });
-    }
-}
-
 #[test]
 fn postgres_history_pages_yield_each_message_once_in_order() {
-    let db = PgScratch::create();
+    let db = runtime().block_on(async {
+        let db = PostgresDatabase::create().await;
+        let store = PostgresStore::from_pool(
+            PgPoolOptions::new()
+                .max_connections(1)
+                .connect(db.url())
+                .await
+                .expect("connect"),
+        );
+        store.migrate().await.expect("migrate");
+        store.pool().close().await;
+        db
+    });
     run(Config::with_cases(16), |s| {
         runtime().block_on(async {
             // A pool belongs to the runtime that made it: one per case.
             let pool = PgPoolOptions::new()
                 .max_connections(2)
-                .connect_with(db.options())
+                .connect(db.url())
                 .await
                 .map_err(fail)?;
             let result = check(
@@ -261,4 +223,5 @@ fn postgres_history_pages_yield_each_message_once_in_order() {
             result
         })
     });
+    runtime().block_on(db.drop_database());
 }

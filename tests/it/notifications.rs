@@ -597,24 +597,30 @@ async fn notification_settings_refuse_bad_input() {
 }
 
 /// Two nodes of a cluster (one Postgres, one Redis) deliver each
-/// notification exactly once between them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_deliver_each_notification_once() {
+/// notification exactly once between them. The database is the test's own
+/// (`#[sqlx::test]`), handed to each node as a pool of its own.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn two_nodes_deliver_each_notification_once(pool: sqlx::PgPool) {
     let mut receiver = Receiver::start(vec![]).await;
     let clock = Arc::new(ManualClock::default());
-    let db = PostgresDatabase::create().await;
     let redis_url = std::env::var("PARLOIR_TEST_REDIS_URL")
         .expect("PARLOIR_TEST_REDIS_URL is set: run scripts/test");
     let prefix = format!("notify-{}:", uuid::Uuid::new_v4().simple());
     let mut urls = Vec::new();
     let mut guards = Vec::new();
     for _ in 0..2 {
+        // The URL is not used: the node stores through `node_pool`.
         let mut config = Config::for_tests(
             StoreConfig::Postgres {
-                url: db.url().to_owned().into(),
+                url: "postgres://the-test-pool".to_owned().into(),
             },
             SECRET,
         );
+        let node_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .connect_with((*pool.connect_options()).clone())
+            .await
+            .expect("a pool of the test database");
         config.shared = SharedState::Redis(RedisConfig {
             url: redis_url.clone().into(),
             pool_size: 2,
@@ -629,6 +635,7 @@ async fn two_nodes_deliver_each_notification_once() {
         config.notify.poll = Duration::from_millis(5);
         let app = AppBuilder::new(config)
             .with_clock(clock.clone())
+            .with_postgres_pool(node_pool)
             .build()
             .await
             .expect("the node builds");
@@ -661,7 +668,6 @@ async fn two_nodes_deliver_each_notification_once() {
         N as f64
     );
     drop(guards);
-    db.drop_database().await;
 }
 
 /// A node killed while delivering leaves the notification to another,

@@ -52,7 +52,6 @@ fn decorated<B: Backend>(backend: Arc<B>, concurrent_batches: usize) -> Store {
     )
 }
 
-#[path = "store_notifications.rs"]
 mod notification_cases;
 
 mod contract {

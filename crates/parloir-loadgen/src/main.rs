@@ -1003,28 +1003,29 @@ fn own_cpu_secs() -> f64 {
 }
 
 fn own_rss_kb() -> Option<u64> {
-    rss_kb_of("self")
+    procfs::process::Process::myself()
+        .ok()?
+        .status()
+        .ok()?
+        .vmrss
 }
 
-fn rss_kb_of(pid: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+fn rss_kb_of(pid: u32) -> Option<u64> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .status()
+        .ok()?
+        .vmrss
 }
 
 /// (user + system) CPU seconds of another process.
 fn proc_cpu_secs(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // fields 14 and 15 of stat are utime, stime; `after` starts at field 3.
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((ut + st) / if hz > 0.0 { hz } else { 100.0 })
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    let hz = procfs::ticks_per_second() as f64;
+    Some((stat.utime + stat.stime) as f64 / if hz > 0.0 { hz } else { 100.0 })
 }
 
 struct Usage {
@@ -1275,8 +1276,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
     );
     // Let the join broadcasts drain before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let node_rss_before: Vec<Option<u64>> =
-        ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect();
+    let node_rss_before: Vec<Option<u64>> = ctx.pids.iter().map(|p| rss_kb_of(*p)).collect();
 
     let counters_before = all_adapter_counters(&ctx.scrape).await?;
     let redis_before = RedisUsage::read(ctx.redis.as_ref()).await?;
@@ -1332,8 +1332,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
     let counters_after = all_adapter_counters(&ctx.scrape).await?;
     let redis_after = RedisUsage::read(ctx.redis.as_ref()).await?;
     stats.stopping.store(true, Ordering::Relaxed);
-    let node_rss_after: Vec<Option<u64>> =
-        ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect();
+    let node_rss_after: Vec<Option<u64>> = ctx.pids.iter().map(|p| rss_kb_of(*p)).collect();
 
     // --- figures ---
     let ok = stats.acks_ok.load(Ordering::Relaxed);
@@ -1530,9 +1529,7 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
     let tokens: Vec<String> = (0..users)
         .map(|u| mint(&ctx.secret, &format!("{}-i{u}", ctx.run_id), Role::Client))
         .collect::<Result<_>>()?;
-    let rss = |ctx: &Ctx| -> Vec<Option<u64>> {
-        ctx.pids.iter().map(|p| rss_kb_of(&p.to_string())).collect()
-    };
+    let rss = |ctx: &Ctx| -> Vec<Option<u64>> { ctx.pids.iter().map(|p| rss_kb_of(*p)).collect() };
     let rss_before = rss(ctx);
     let before = Usage::now(&ctx.pids);
     let specs: Vec<ConnSpec> = (0..a.sockets)
@@ -1562,6 +1559,13 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
     let disconnects = opened.disconnects.load(Ordering::Relaxed);
     let (open_wall, open_gen_cpu, open_node_cpu) = ramp_done.since(&before);
     let (hold_wall, hold_gen_cpu, hold_node_cpu) = held.since(&ramp_done);
+    // Handshakes (token check, user room, presence) completed per second of
+    // the ramp, and the node CPU each cost.
+    let handshakes_per_sec = connected as f64 / open_secs.max(1e-9);
+    let cpu_us_per_handshake: Vec<Option<f64>> = open_node_cpu
+        .iter()
+        .map(|c| c.map(|c| c * 1e6 / (connected as f64 / n_targets as f64).max(1.0)))
+        .collect();
     let per_socket: Vec<Option<f64>> = rss_before
         .iter()
         .zip(&rss_after)
@@ -1574,6 +1578,15 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
     println!(
         "  sockets         {connected} connected of {} ({:?}) in {open_secs:.1} s ; {disconnects} dropped while held {} s",
         a.sockets, opened.failed, a.hold
+    );
+    println!(
+        "  handshakes      {handshakes_per_sec:.0}/s over the ramp (asked {}/s) ; node CPU per handshake {} µs",
+        a.ramp,
+        cpu_us_per_handshake
+            .iter()
+            .map(|c| c.map(|c| format!("{c:.0}")).unwrap_or_else(|| "?".into()))
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
     for (i, p) in ctx.pids.iter().enumerate() {
         println!(
@@ -1605,6 +1618,8 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
         "disconnectsWhileHeld": disconnects,
         "rampPerSec": a.ramp,
         "openSecs": open_secs,
+        "handshakesPerSec": handshakes_per_sec,
+        "nodeCpuUsPerHandshake": cpu_us_per_handshake,
         "holdSecs": a.hold,
         "nodeRssKbBefore": rss_before,
         "nodeRssKbAfter": rss_after,
