@@ -213,6 +213,7 @@ impl AppBuilder {
             local_addr,
             router: wired.router,
             close_sockets: wired.close_sockets,
+            expire_tokens: wired.expire_tokens,
             in_flight: wired.in_flight,
             service: wired.service,
             notifier: wired.notifier.map(|notifier| Notifying {
@@ -251,6 +252,8 @@ struct Wired {
     in_flight: TaskTracker,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+    /// Runs the node's token-expiry wheel until its token is cancelled.
+    expire_tokens: Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>,
 }
 
 /// Builds the service, the Socket.IO instance and the router for one adapter.
@@ -259,6 +262,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
     let config = deps.config;
     let readiness = deps.readiness;
     let in_flight = gateway::InFlight::default();
+    let (expiries, expiry_wheel) = gateway::expiries();
     let fanout = Arc::new(LateFanout::<A>::default());
     let notifier = (!deps.couriers.is_empty()).then(|| {
         Notifier::new(
@@ -287,6 +291,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(service.clone())
         .with_state(in_flight.clone())
+        .with_state(expiries)
         .with_state(deps.authenticator.clone())
         .with_state(budget.clone())
         .build_layer();
@@ -317,6 +322,9 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             http::refuse_new_sessions_while_draining,
         ))
         .layer(cors_layer(&config.cors));
+    let expiring = io.clone();
+    let expire_tokens: Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send> =
+        Box::new(move |stop| Box::pin(expiry_wheel.run(expiring, stop)));
     let closer = io.clone();
     let close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send> =
         Box::new(move || Box::pin(async move { closer.close().await }));
@@ -327,6 +335,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             in_flight: in_flight.0,
             router,
             close_sockets,
+            expire_tokens,
         },
         io,
     )
@@ -338,6 +347,7 @@ pub struct App {
     local_addr: SocketAddr,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+    expire_tokens: Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>,
     in_flight: TaskTracker,
     service: Messaging,
     notifier: Option<Notifying>,
@@ -369,6 +379,7 @@ impl App {
             local_addr,
             router,
             close_sockets,
+            expire_tokens,
             in_flight,
             service,
             notifier,
@@ -379,6 +390,7 @@ impl App {
         } = self;
         let tasks = TaskTracker::new();
         let stop_tasks = CancellationToken::new();
+        tasks.spawn(expire_tokens(stop_tasks.clone()).instrument(info_span!("token_expiry")));
         tasks.spawn(
             sweep_typing(service.clone(), stop_tasks.clone())
                 .instrument(info_span!("typing_sweeper")),

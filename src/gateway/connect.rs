@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, instrument};
 
 use super::events;
+use super::expiry::Expiries;
 use std::sync::Arc;
 
 use crate::auth::{AuthError, Authenticator, User, bearer};
@@ -15,7 +16,7 @@ use crate::budget::{NodeBudget, SocketBudget};
 use crate::config::Budgets;
 use crate::fanout;
 use crate::instruments::{self, Refusal};
-use crate::protocol::{ErrorCode, ErrorEvent, ev, rooms};
+use crate::protocol::rooms;
 use crate::service::Messaging;
 
 /// The handshake `auth` object: `io(url, { auth: { token } })`.
@@ -24,7 +25,8 @@ pub struct HandshakeAuth {
     token: Option<String>,
 }
 
-/// Cancelled when the socket disconnects, ending its per-socket tasks.
+/// Cancelled when the socket disconnects (a presence recording still under
+/// way then undoes itself).
 #[derive(Clone)]
 pub struct SocketLifetime(CancellationToken);
 
@@ -181,12 +183,15 @@ async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User, budgets: &Bud
 pub async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
     Extension(user): Extension<User>,
-    Extension(lifetime): Extension<SocketLifetime>,
     State(svc): State<Messaging>,
+    State(expiries): State<Expiries>,
 ) {
     instruments::socket_connected();
     let socket_id = s.id.to_string();
-    disconnect_at_expiry(s.clone(), &user, lifetime.0.clone());
+    let remaining = (user.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    expiries.watch(s.id, tokio::time::Instant::now() + remaining);
     let first = s.extensions.get::<FirstDevice>().is_some_and(|f| f.0);
     if let Err(e) = svc.welcome_connection(&user, &socket_id, first).await {
         tracing::warn!(error = %e, "presence or unread state unavailable at connect");
@@ -199,8 +204,10 @@ async fn on_disconnect<A: Adapter>(
     Extension(user): Extension<User>,
     Extension(lifetime): Extension<SocketLifetime>,
     State(svc): State<Messaging>,
+    State(expiries): State<Expiries>,
 ) {
     lifetime.0.cancel();
+    expiries.forget(s.id);
     instruments::socket_disconnected();
     let socket_id = s.id.to_string();
     let span = info_span!("socket.disconnect", socket.id = %socket_id, user.id = %user.id);
@@ -211,30 +218,4 @@ async fn on_disconnect<A: Adapter>(
     }
     .instrument(span)
     .await;
-}
-
-/// PROTOCOL.md §1: a token that expires while connected gets
-/// `error {code: TOKEN_EXPIRED}` and a server disconnect.
-fn disconnect_at_expiry<A: Adapter>(s: SocketRef<A>, user: &User, lifetime: CancellationToken) {
-    let remaining = (user.expires_at - chrono::Utc::now())
-        .to_std()
-        .unwrap_or_default();
-    let span = info_span!("socket.token_expiry", socket.id = %s.id, user.id = %user.id);
-    tokio::spawn(
-        async move {
-            tokio::select! {
-                _ = lifetime.cancelled() => {}
-                _ = tokio::time::sleep(remaining) => {
-                    let error = ErrorEvent { code: ErrorCode::TokenExpired, message: "token expired", event: None };
-                    if let Err(e) = s.emit(ev::ERROR, &error) {
-                        tracing::debug!(error = %e, "token expiry notice not sent");
-                    }
-                    if let Err(e) = s.disconnect() {
-                        tracing::debug!(error = %e, "socket already gone at token expiry");
-                    }
-                }
-            }
-        }
-        .instrument(span),
-    );
 }

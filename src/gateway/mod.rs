@@ -3,7 +3,9 @@
 
 mod connect;
 mod events;
+mod expiry;
 mod respond;
 
 pub use connect::{HandshakeRefusal, authenticate, on_connect};
 pub use events::InFlight;
+pub use expiry::{Expiries, ExpiryWheel, expiries};
