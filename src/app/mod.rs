@@ -1,7 +1,7 @@
 //! Wiring: the one place that knows the mode (store, shared state, Socket.IO
 //! adapter) and assembles a node. Tests start real nodes through
 //! `AppBuilder` on port 0. The parts it assembles are built in `parts.rs`,
-//! the loops it starts live in `background.rs`; what stays here (about 430
+//! the loops it starts live in `background.rs`; what stays here (about 460
 //! lines) is the build, the wiring of both modes and the drain, which read
 //! best in one place.
 
