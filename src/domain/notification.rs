@@ -109,6 +109,23 @@ impl Settlement {
             Self::Dead { .. } => "dead",
         }
     }
+
+    /// When the next attempt is due (a retry only).
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Retry { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// What is recorded as `last_error`: the failure, or why it was cancelled.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Sent => None,
+            Self::Cancelled { reason } => Some(reason),
+            Self::Retry { error, .. } | Self::Dead { error } => Some(error),
+        }
+    }
 }
 
 /// Most characters of a message shown in a notification.

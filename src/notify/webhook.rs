@@ -104,8 +104,10 @@ impl Courier for WebhookCourier {
             .await;
         match sent {
             Ok(response) => classify(response.status()),
-            // Timeouts, refused connections, resets: the receiver may be back later.
-            Err(e) => Delivery::Retry(without_url(e).to_string()),
+            // Timeouts, refused connections, resets: the receiver may be back
+            // later. The URL may carry the receiver's credentials or tokens:
+            // errors that are logged and stored do not repeat it.
+            Err(e) => Delivery::Retry(e.without_url().to_string()),
         }
     }
 }
@@ -123,12 +125,6 @@ fn classify(status: StatusCode) -> Delivery {
     } else {
         Delivery::Refused(format!("receiver answered {status}"))
     }
-}
-
-/// The URL may carry credentials or tokens of the receiver: errors that are
-/// logged and stored do not repeat it.
-fn without_url(e: reqwest::Error) -> reqwest::Error {
-    e.without_url()
 }
 
 #[cfg(test)]

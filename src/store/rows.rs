@@ -222,6 +222,37 @@ pub(super) fn user_id(op: &'static str, raw: &str) -> Result<UserId, StoreError>
     UserId::parse("user_id", raw).map_err(|e| corrupt(op, e.to_string()))
 }
 
+/// Stored user ids, validated and sorted here rather than in SQL: `UserId`'s
+/// order is byte order, which a database collation need not be.
+pub(super) fn sorted_user_ids(op: &'static str, raw: &[String]) -> Result<Vec<UserId>, StoreError> {
+    let mut users = raw
+        .iter()
+        .map(|u| user_id(op, u))
+        .collect::<Result<Vec<_>, _>>()?;
+    users.sort();
+    Ok(users)
+}
+
+/// `(conversation, user)` rows grouped into each conversation's sorted
+/// participants (see [`sorted_user_ids`] for the order).
+pub(super) fn participants_by_conversation<Id: std::hash::Hash + Eq>(
+    op: &'static str,
+    rows: Vec<(Id, String)>,
+) -> Result<std::collections::HashMap<Id, Vec<UserId>>, StoreError> {
+    let mut by_conversation: std::collections::HashMap<Id, Vec<UserId>> =
+        std::collections::HashMap::new();
+    for (conversation, user) in rows {
+        by_conversation
+            .entry(conversation)
+            .or_default()
+            .push(user_id(op, &user)?);
+    }
+    for users in by_conversation.values_mut() {
+        users.sort();
+    }
+    Ok(by_conversation)
+}
+
 pub(super) fn count(op: &'static str, n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| corrupt(op, format!("negative count {n}")))
 }

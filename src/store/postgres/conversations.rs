@@ -119,12 +119,7 @@ impl Conversations for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
+        sorted_user_ids(OP, &rows)
     }
 }
 
@@ -155,13 +150,6 @@ impl Participants for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        // Sorted here, not in SQL: `UserId`'s order is byte order, which a
-        // database collation need not be.
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
+        sorted_user_ids(OP, &rows)
     }
 }

@@ -25,7 +25,7 @@ use sqlx::types::JsonValue;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::rows::{self, corrupt, count, user_id};
+use super::rows::{self, corrupt, count, participants_by_conversation, sorted_user_ids, user_id};
 use super::{
     ArchiveBatch, Conversations, Created, CursorMove, Health, InsertOutcome, Inserted,
     MessageInsert, MessageInserts, Messages, Participants, ReadCursors, Retention, RetentionLease,
@@ -131,17 +131,7 @@ impl PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(op, e))?;
-        let mut by_conversation: HashMap<Uuid, Vec<UserId>> = HashMap::new();
-        for (conversation, user) in rows {
-            by_conversation
-                .entry(conversation)
-                .or_default()
-                .push(user_id(op, &user)?);
-        }
-        for users in by_conversation.values_mut() {
-            users.sort();
-        }
-        Ok(by_conversation)
+        participants_by_conversation(op, rows)
     }
 
     /// The user's conversations, archived or not (see `list_conversations`).

@@ -203,12 +203,6 @@ impl Notifications for PostgresStore {
         settlement: &Settlement,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (due_at, error) = match settlement {
-            Settlement::Sent => (None, None),
-            Settlement::Cancelled { reason } => (None, Some((*reason).to_owned())),
-            Settlement::Retry { at, error } => (Some(*at), Some(error.clone())),
-            Settlement::Dead { error } => (None, Some(error.clone())),
-        };
         let settled = sqlx::query(
             "UPDATE notifications \
              SET state = $3, due_at = COALESCE($4, due_at), lease_until = NULL, \
@@ -218,8 +212,8 @@ impl Notifications for PostgresStore {
         .bind(id.as_uuid())
         .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
         .bind(settlement.state())
-        .bind(due_at)
-        .bind(error)
+        .bind(settlement.retry_at())
+        .bind(settlement.error())
         .bind(now)
         .execute(&self.pool)
         .await

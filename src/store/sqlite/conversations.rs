@@ -117,12 +117,7 @@ impl Conversations for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
+        sorted_user_ids(OP, &rows)
     }
 }
 
@@ -153,11 +148,6 @@ impl Participants for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
-        let mut users = rows
-            .iter()
-            .map(|u| user_id(OP, u))
-            .collect::<Result<Vec<_>, _>>()?;
-        users.sort();
-        Ok(users)
+        sorted_user_ids(OP, &rows)
     }
 }

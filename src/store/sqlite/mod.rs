@@ -31,7 +31,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::rows::{self, Column as _, corrupt, count, user_id};
+use super::rows::{
+    self, Column as _, corrupt, count, participants_by_conversation, sorted_user_ids, user_id,
+};
 use super::{
     ArchiveBatch, Conversations, Created, CursorMove, Health, InsertOutcome, Inserted,
     MessageInsert, MessageInserts, Messages, Participants, ReadCursors, Retention, RetentionLease,
@@ -145,17 +147,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(op, e))?;
-        let mut by_conversation: HashMap<String, Vec<UserId>> = HashMap::new();
-        for (conversation, user) in rows {
-            by_conversation
-                .entry(conversation)
-                .or_default()
-                .push(user_id(op, &user)?);
-        }
-        for users in by_conversation.values_mut() {
-            users.sort();
-        }
-        Ok(by_conversation)
+        participants_by_conversation(op, rows)
     }
 
     /// The user's conversations, archived or not (see `list_conversations`).

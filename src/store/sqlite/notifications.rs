@@ -177,12 +177,6 @@ impl Notifications for SqliteStore {
         settlement: &Settlement,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (due_at, error) = match settlement {
-            Settlement::Sent => (None, None),
-            Settlement::Cancelled { reason } => (None, Some((*reason).to_owned())),
-            Settlement::Retry { at, error } => (Some(at.timestamp_millis()), Some(error.clone())),
-            Settlement::Dead { error } => (None, Some(error.clone())),
-        };
         let settled = sqlx::query(
             "UPDATE notifications \
              SET state = ?3, due_at = COALESCE(?4, due_at), lease_until = NULL, \
@@ -192,8 +186,8 @@ impl Notifications for SqliteStore {
         .bind(text(id.as_uuid()))
         .bind(i64::from(attempt))
         .bind(settlement.state())
-        .bind(due_at)
-        .bind(error)
+        .bind(settlement.retry_at().map(|at| at.timestamp_millis()))
+        .bind(settlement.error())
         .bind(now.timestamp_millis())
         .execute(&self.pool)
         .await
