@@ -15,6 +15,7 @@ use parloir::{AppBuilder, Config};
 /// mimalloc instead of glibc malloc: under `pairs` load glibc's allocator was
 /// ~13% of the node's CPU, and it keeps more RSS per idle socket (README,
 /// "Performance", has the before/after).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -39,6 +39,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Deliveries and acks still missing this long after the last scheduled
@@ -155,6 +156,26 @@ struct IdleArgs {
     /// Seconds to hold them once all are open.
     #[arg(long, default_value_t = 10.0)]
     hold: f64,
+    /// Open each websocket with the headers a browser adds to its upgrade
+    /// request (user agent, origin, languages, extensions, a 512-byte
+    /// cookie), not only the protocol's own.
+    #[arg(long)]
+    browser_headers: bool,
+}
+
+/// What Chromium sends with a websocket upgrade besides Host, Upgrade,
+/// Connection and the Sec-WebSocket key and version.
+fn browser_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("origin", "https://app.parloir.example".into()),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36".into()),
+        ("pragma", "no-cache".into()),
+        ("cache-control", "no-cache".into()),
+        ("accept-encoding", "gzip, deflate, br, zstd".into()),
+        ("accept-language", "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7".into()),
+        ("sec-websocket-extensions", "permessage-deflate; client_max_window_bits".into()),
+        ("cookie", format!("session={}", "c".repeat(504))),
+    ]
 }
 
 fn main() -> Result<()> {
@@ -809,6 +830,8 @@ struct ConnSpec {
     source: Option<Ipv4Addr>,
     config: WebSocketConfig,
     pad: Arc<str>,
+    /// Headers added to the websocket upgrade request.
+    headers: Arc<[(&'static str, String)]>,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
@@ -827,9 +850,14 @@ async fn open(spec: &ConnSpec) -> Result<Ws> {
     let stream = socket.connect(spec.target).await.context("connect")?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", spec.target);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(spec.config))
-        .await
-        .context("websocket handshake")?;
+    let mut request = url.into_client_request()?;
+    for (name, value) in spec.headers.iter() {
+        request.headers_mut().insert(*name, value.parse()?);
+    }
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(spec.config))
+            .await
+            .context("websocket handshake")?;
     // Engine.IO OPEN, then our namespace CONNECT with the token.
     let mut sent_connect = false;
     loop {
@@ -1232,6 +1260,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
                 source: source_for(i, sockets),
                 config: ws_config(16 * 1024),
                 pad: pad.clone(),
+                headers: Arc::from([]),
             });
         }
     }
@@ -1532,6 +1561,11 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
     let rss = |ctx: &Ctx| -> Vec<Option<u64>> { ctx.pids.iter().map(|p| rss_kb_of(*p)).collect() };
     let rss_before = rss(ctx);
     let before = Usage::now(&ctx.pids);
+    let headers: Arc<[(&'static str, String)]> = if a.browser_headers {
+        browser_headers().into()
+    } else {
+        Arc::from([])
+    };
     let specs: Vec<ConnSpec> = (0..a.sockets)
         .map(|i| ConnSpec {
             user: i / 2,
@@ -1540,6 +1574,7 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
             source: source_for(i, a.sockets),
             config: ws_config(4096),
             pad: Arc::from(""),
+            headers: headers.clone(),
         })
         .collect();
     eprintln!(
