@@ -140,7 +140,9 @@ pub async fn refuse_new_sessions_while_draining(
 /// every header value are slices of the connection's read buffer (16 KiB),
 /// so each idle socket pinned a whole buffer. Copying the few bytes of the
 /// head releases it: about half of an idle socket's memory (README,
-/// "Performance", idle).
+/// "Performance", idle). Only the headers something reads after this point
+/// are kept: a browser's cookies, user agent and language would otherwise
+/// stay in memory for as long as its socket is open.
 pub async fn own_new_session_head(
     mut req: Request,
     next: axum::middleware::Next,
@@ -151,6 +153,17 @@ pub async fn own_new_session_head(
     next.run(req).await
 }
 
+/// The headers of a new session's request that are read after it opened:
+/// the token and the client's address by the handshake (`gateway::connect`,
+/// `budget::client_address`), the websocket key by Engine.IO's upgrade, and
+/// the content type by its polling transport. CORS has read `Origin` before.
+const SESSION_HEADERS: [axum::http::HeaderName; 4] = [
+    axum::http::header::AUTHORIZATION,
+    axum::http::HeaderName::from_static("x-forwarded-for"),
+    axum::http::header::SEC_WEBSOCKET_KEY,
+    axum::http::header::CONTENT_TYPE,
+];
+
 fn detach_head(req: &mut Request) {
     if let Ok(uri) = axum::http::Uri::try_from(req.uri().to_string()) {
         // The router keeps a clone of the URI as it arrived, too.
@@ -159,13 +172,24 @@ fn detach_head(req: &mut Request) {
         }
         *req.uri_mut() = uri;
     }
-    for value in req.headers_mut().values_mut() {
-        // Bytes hyper accepted are valid header bytes; keep the value if not.
-        if let Ok(mut owned) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
+    let headers = req.headers();
+    // Sized to what is kept: a header map grows to eight slots of ~80 bytes
+    // on its first insert, more than a session usually keeps in all.
+    let count = SESSION_HEADERS
+        .iter()
+        .map(|name| headers.get_all(name).iter().count())
+        .sum();
+    let mut kept = axum::http::HeaderMap::with_capacity(count);
+    for name in SESSION_HEADERS {
+        for value in headers.get_all(&name) {
+            // Bytes hyper accepted are valid header bytes; keep the value if not.
+            let mut owned = axum::http::HeaderValue::from_bytes(value.as_bytes())
+                .unwrap_or_else(|_| value.clone());
             owned.set_sensitive(value.is_sensitive());
-            *value = owned;
+            kept.append(name.clone(), owned);
         }
     }
+    *req.headers_mut() = kept;
 }
 
 /// Answers 413 from `Content-Length` alone, before reading a byte of the
@@ -196,10 +220,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn detached_head_no_longer_holds_the_read_buffer() {
+    fn detached_head_keeps_what_is_read_later_and_no_longer_holds_the_read_buffer() {
         // What hyper hands over: URI and header values sliced from one buffer.
         let buffer = Bytes::from(
-            b"/socket.io/?EIO=4&transport=websocket Bearer abc https://app.example".to_vec(),
+            b"/socket.io/?EIO=4&transport=websocket Bearer abc 203.0.113.7, 10.0.0.1".to_vec(),
         );
         let mut req = Request::new(Body::empty());
         *req.uri_mut() = Uri::from_maybe_shared(buffer.slice(0..37)).expect("valid uri");
@@ -209,9 +233,13 @@ mod tests {
         auth.set_sensitive(true);
         req.headers_mut().insert("authorization", auth);
         req.headers_mut().append(
-            "origin",
+            "x-forwarded-for",
             HeaderValue::from_maybe_shared(buffer.slice(49..)).expect("valid value"),
         );
+        req.headers_mut()
+            .append("cookie", HeaderValue::from_static("session=a-long-cookie"));
+        req.headers_mut()
+            .append("user-agent", HeaderValue::from_static("Mozilla/5.0"));
         assert!(!buffer.is_unique(), "the request shares the buffer");
 
         detach_head(&mut req);
@@ -226,7 +254,11 @@ mod tests {
         assert_eq!(original, req.uri());
         assert_eq!(req.headers()["authorization"], "Bearer abc");
         assert!(req.headers()["authorization"].is_sensitive());
-        assert_eq!(req.headers()["origin"], "https://app.example");
+        assert_eq!(req.headers()["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
+        assert!(
+            !req.headers().contains_key("cookie") && !req.headers().contains_key("user-agent"),
+            "headers nothing reads later are not kept"
+        );
     }
 
     #[test]
