@@ -174,8 +174,10 @@ impl<A: Adapter> Fanout for SioFanout<A> {
         ns.sockets()
             .into_iter()
             .filter_map(|s| {
-                let user = s.extensions.get::<crate::auth::User>()?;
-                Some((s.id.to_string(), user))
+                let state = s
+                    .extensions
+                    .get::<std::sync::Arc<crate::gateway::SocketState>>()?;
+                Some((s.id.to_string(), state.user.clone()))
             })
             .collect()
     }

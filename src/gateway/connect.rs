@@ -4,16 +4,14 @@
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Extension, SocketRef, State, TryData};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, instrument};
 
 use super::events;
 use super::expiry::Expiries;
-use std::sync::Arc;
+use super::socket_state::{self, SocketState};
 
-use crate::auth::{AuthError, Authenticator, User, bearer};
-use crate::budget::{NodeBudget, SocketBudget};
-use crate::config::Budgets;
+use crate::auth::{AuthError, Authenticator, bearer};
+use crate::budget::NodeBudget;
 use crate::fanout;
 use crate::instruments::{self, Refusal};
 use crate::protocol::rooms;
@@ -24,11 +22,6 @@ use crate::service::Messaging;
 pub struct HandshakeAuth {
     token: Option<String>,
 }
-
-/// Cancelled when the socket disconnects (a presence recording still under
-/// way then undoes itself).
-#[derive(Clone)]
-pub struct SocketLifetime(CancellationToken);
 
 /// Why a handshake was refused: exactly the `connect_error` message of
 /// PROTOCOL.md §1.
@@ -122,36 +115,30 @@ pub async fn authenticate<A: Adapter>(
     }
     span.record("outcome", "ok");
     instruments::handshake("ok");
-    s.extensions.insert(user.clone());
-    prepare_socket(&s, &user, budget.budgets()).await;
-    record_presence(&s, &user, &svc).await;
+    let state = SocketState::new(user, budget.budgets());
+    prepare_socket(&s, &state).await;
+    record_presence(&s, &state, &svc).await;
     Ok(())
 }
-
-/// Whether the socket was the user's first device when it was recorded.
-#[derive(Clone, Copy)]
-struct FirstDevice(bool);
 
 /// Presence is recorded before the CONNECT packet goes out, so that once a
 /// client reads itself connected its device counts: a user who connects a
 /// second device and closes the first is never seen offline in between.
-async fn record_presence<A: Adapter>(s: &SocketRef<A>, user: &User, svc: &Messaging) {
+async fn record_presence<A: Adapter>(s: &SocketRef<A>, state: &SocketState, svc: &Messaging) {
     let socket_id = s.id.to_string();
-    let first = match svc.record_connection(user, &socket_id).await {
+    let first = match svc.record_connection(&state.user, &socket_id).await {
         Ok(first) => first,
         Err(e) => {
             tracing::warn!(error = %e, "presence state unavailable at connect");
             false
         }
     };
-    s.extensions.insert(FirstDevice(first));
+    state.set_first_device(first);
     // The socket may have closed while presence was being recorded; its
     // disconnect handler then ran first, so undo what it could not see.
-    let closed = s
-        .extensions
-        .get::<SocketLifetime>()
-        .is_some_and(|lifetime| lifetime.0.is_cancelled());
-    if closed && let Err(e) = svc.socket_disconnected(user, &socket_id).await {
+    if state.lifetime.is_cancelled()
+        && let Err(e) = svc.socket_disconnected(&state.user, &socket_id).await
+    {
         tracing::warn!(error = %e, "presence state unavailable at disconnect");
     }
 }
@@ -162,16 +149,14 @@ async fn record_presence<A: Adapter>(s: &SocketRef<A>, user: &User, svc: &Messag
 /// moment it is connected (the event would be dropped without an ack), and
 /// in cluster mode the user's room must be subscribed before the client can
 /// expect what other nodes send to it.
-async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User, budgets: &Budgets) {
+async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, state: &socket_state::Shared) {
     let socket_id = s.id.to_string();
-    s.extensions.insert(Arc::new(SocketBudget::new(budgets)));
-    fanout::join_room(s, rooms::user(&user.id)).await;
+    s.extensions.insert(state.clone());
+    fanout::join_room(s, rooms::user(&state.user.id)).await;
     // Only ever excluded (`except`), which each node applies to its own
     // sockets: never subscribed, so it stays out of the adapter.
     s.join(rooms::socket(&socket_id));
     events::register(s);
-    s.extensions
-        .insert(SocketLifetime(CancellationToken::new()));
     s.on_disconnect(on_disconnect::<A>);
 }
 
@@ -179,40 +164,41 @@ async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, user: &User, budgets: &Bud
 /// online on their first device, send the unread totals, schedule the
 /// disconnect at token expiry, and remember the token's e-mail and name for
 /// offline notifications.
-#[instrument(skip_all, fields(socket.id = %s.id, user.id = %user.id))]
+#[instrument(skip_all, fields(socket.id = %s.id, user.id = %state.user.id))]
 pub async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
-    Extension(user): Extension<User>,
+    Extension(state): Extension<socket_state::Shared>,
     State(svc): State<Messaging>,
     State(expiries): State<Expiries>,
 ) {
+    let user = &state.user;
     instruments::socket_connected();
     let socket_id = s.id.to_string();
     let remaining = (user.expires_at - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
     expiries.watch(s.id, tokio::time::Instant::now() + remaining);
-    let first = s.extensions.get::<FirstDevice>().is_some_and(|f| f.0);
-    if let Err(e) = svc.welcome_connection(&user, &socket_id, first).await {
+    let first = state.is_first_device();
+    if let Err(e) = svc.welcome_connection(user, &socket_id, first).await {
         tracing::warn!(error = %e, "presence or unread state unavailable at connect");
     }
-    svc.remember_profile(&user).await;
+    svc.remember_profile(user).await;
 }
 
 async fn on_disconnect<A: Adapter>(
     s: SocketRef<A>,
-    Extension(user): Extension<User>,
-    Extension(lifetime): Extension<SocketLifetime>,
+    Extension(state): Extension<socket_state::Shared>,
     State(svc): State<Messaging>,
     State(expiries): State<Expiries>,
 ) {
-    lifetime.0.cancel();
+    let user = &state.user;
+    state.lifetime.cancel();
     expiries.forget(s.id);
     instruments::socket_disconnected();
     let socket_id = s.id.to_string();
     let span = info_span!("socket.disconnect", socket.id = %socket_id, user.id = %user.id);
     async {
-        if let Err(e) = svc.socket_disconnected(&user, &socket_id).await {
+        if let Err(e) = svc.socket_disconnected(user, &socket_id).await {
             tracing::warn!(error = %e, "presence state unavailable at disconnect");
         }
     }

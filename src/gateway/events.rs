@@ -10,6 +10,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
 
 use super::respond::{parse, respond};
+use super::socket_state::SocketState;
 use crate::auth::User;
 use crate::budget::SocketBudget;
 use crate::domain::{ConversationId, MessageId, NewMessage, PageRequest, UserId, ValidationError};
@@ -41,54 +42,54 @@ async fn dispatch<A: Adapter>(
     s: SocketRef<A>,
     ack: AckSender<A>,
     Event(event): Event,
-    Extension(user): Extension<User>,
-    Extension(budget): Extension<Arc<SocketBudget>>,
+    Extension(state): Extension<Arc<SocketState>>,
     State(svc): State<Messaging>,
     State(in_flight): State<InFlight>,
     TryData(payload): Payload,
 ) {
+    let (user, budget) = (&state.user, &state.budget);
     let call = Call {
         s: &s,
-        budget: &budget,
+        budget,
         in_flight: &in_flight,
-        user: &user,
+        user,
     };
     let sid = s.id.to_string();
     // Each future is built here but does nothing until `run` has admitted it.
     match event.as_str() {
         ev::JOIN_CONVERSATION => {
-            let work = join_conversation(&svc, &user, &sid, payload);
+            let work = join_conversation(&svc, user, &sid, payload);
             call.run(ack, ev::JOIN_CONVERSATION, work).await;
         }
         ev::LEAVE_CONVERSATION => {
-            let work = leave_conversation(&svc, &user, &sid, payload);
+            let work = leave_conversation(&svc, user, &sid, payload);
             call.run(ack, ev::LEAVE_CONVERSATION, work).await;
         }
         ev::SEND_MESSAGE => {
-            call.run(ack, ev::SEND_MESSAGE, send_message(&svc, &user, payload))
+            call.run(ack, ev::SEND_MESSAGE, send_message(&svc, user, payload))
                 .await;
         }
         ev::MARK_AS_READ => {
-            call.run(ack, ev::MARK_AS_READ, mark_as_read(&svc, &user, payload))
+            call.run(ack, ev::MARK_AS_READ, mark_as_read(&svc, user, payload))
                 .await;
         }
         ev::MARK_CONVERSATION_AS_READ => {
-            let work = mark_conversation_as_read(&svc, &user, payload);
+            let work = mark_conversation_as_read(&svc, user, payload);
             call.run(ack, ev::MARK_CONVERSATION_AS_READ, work).await;
         }
         ev::USER_TYPING => {
-            call.run(ack, ev::USER_TYPING, user_typing(&svc, &user, payload))
+            call.run(ack, ev::USER_TYPING, user_typing(&svc, user, payload))
                 .await;
         }
         ev::USER_STOPPED_TYPING => {
-            let work = user_stopped_typing(&svc, &user, payload);
+            let work = user_stopped_typing(&svc, user, payload);
             call.run(ack, ev::USER_STOPPED_TYPING, work).await;
         }
         ev::GET_PRESENCE => {
-            call.run(ack, ev::GET_PRESENCE, get_presence(&svc, &user, payload))
+            call.run(ack, ev::GET_PRESENCE, get_presence(&svc, user, payload))
                 .await;
         }
-        _ => unknown_event(&s, ack, &budget, &event),
+        _ => unknown_event(&s, ack, budget, &event),
     }
 }
 

@@ -5,7 +5,9 @@ mod connect;
 mod events;
 mod expiry;
 mod respond;
+mod socket_state;
 
 pub use connect::{HandshakeRefusal, authenticate, on_connect};
 pub use events::InFlight;
 pub use expiry::{Expiries, ExpiryWheel, expiries};
+pub use socket_state::SocketState;
