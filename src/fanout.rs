@@ -3,7 +3,7 @@
 //! told what; this module only carries it out. Payloads are serialised once
 //! per call, whatever the number of recipients.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use socketioxide::{BroadcastError, SocketIo};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::gateway::SocketState;
 use crate::protocol::NAMESPACE;
 
 /// Where an event goes: every socket in `to`, minus every socket in `except`.
@@ -174,9 +175,7 @@ impl<A: Adapter> Fanout for SioFanout<A> {
         ns.sockets()
             .into_iter()
             .filter_map(|s| {
-                let state = s
-                    .extensions
-                    .get::<std::sync::Arc<crate::gateway::SocketState>>()?;
+                let state = s.extensions.get::<Arc<SocketState>>()?;
                 Some((s.id.to_string(), state.user.clone()))
             })
             .collect()

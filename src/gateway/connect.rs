@@ -1,6 +1,8 @@
 //! The handshake: token verification (connect middleware), then per-socket
 //! setup — rooms, event handlers, presence, token expiry.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Extension, SocketRef, State, TryData};
@@ -8,7 +10,7 @@ use tracing::{Instrument, info_span, instrument};
 
 use super::events;
 use super::expiry::Expiries;
-use super::socket_state::{self, SocketState};
+use super::socket_state::SocketState;
 
 use crate::auth::{AuthError, Authenticator, bearer};
 use crate::budget::NodeBudget;
@@ -149,7 +151,7 @@ async fn record_presence<A: Adapter>(s: &SocketRef<A>, state: &SocketState, svc:
 /// moment it is connected (the event would be dropped without an ack), and
 /// in cluster mode the user's room must be subscribed before the client can
 /// expect what other nodes send to it.
-async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, state: &socket_state::Shared) {
+async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, state: &Arc<SocketState>) {
     let socket_id = s.id.to_string();
     s.extensions.insert(state.clone());
     fanout::join_room(s, rooms::user(&state.user.id)).await;
@@ -167,7 +169,7 @@ async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, state: &socket_state::Shar
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = %state.user.id))]
 pub async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
-    Extension(state): Extension<socket_state::Shared>,
+    Extension(state): Extension<Arc<SocketState>>,
     State(svc): State<Messaging>,
     State(expiries): State<Expiries>,
 ) {
@@ -187,7 +189,7 @@ pub async fn on_connect<A: Adapter>(
 
 async fn on_disconnect<A: Adapter>(
     s: SocketRef<A>,
-    Extension(state): Extension<socket_state::Shared>,
+    Extension(state): Extension<Arc<SocketState>>,
     State(svc): State<Messaging>,
     State(expiries): State<Expiries>,
 ) {

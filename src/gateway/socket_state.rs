@@ -15,8 +15,6 @@ use crate::auth::User;
 use crate::budget::SocketBudget;
 use crate::config::Budgets;
 
-pub type Shared = Arc<SocketState>;
-
 pub struct SocketState {
     /// The verified claims of the handshake's token.
     pub user: User,
@@ -31,7 +29,7 @@ pub struct SocketState {
 }
 
 impl SocketState {
-    pub fn new(user: User, budgets: &Budgets) -> Shared {
+    pub fn new(user: User, budgets: &Budgets) -> Arc<Self> {
         Arc::new(Self {
             user,
             budget: SocketBudget::new(budgets),
