@@ -40,6 +40,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderMap;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Deliveries and acks still missing this long after the last scheduled
@@ -165,17 +166,26 @@ struct IdleArgs {
 
 /// What Chromium sends with a websocket upgrade besides Host, Upgrade,
 /// Connection and the Sec-WebSocket key and version.
-fn browser_headers() -> Vec<(&'static str, String)> {
-    vec![
-        ("origin", "https://app.parloir.example".into()),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36".into()),
-        ("pragma", "no-cache".into()),
-        ("cache-control", "no-cache".into()),
-        ("accept-encoding", "gzip, deflate, br, zstd".into()),
-        ("accept-language", "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7".into()),
-        ("sec-websocket-extensions", "permessage-deflate; client_max_window_bits".into()),
-        ("cookie", format!("session={}", "c".repeat(504))),
-    ]
+fn browser_headers() -> Result<HeaderMap> {
+    let cookie = format!("session={}", "c".repeat(504));
+    let user_agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("origin", "https://app.parloir.example"),
+        ("user-agent", user_agent),
+        ("pragma", "no-cache"),
+        ("cache-control", "no-cache"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("accept-language", "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"),
+        (
+            "sec-websocket-extensions",
+            "permessage-deflate; client_max_window_bits",
+        ),
+        ("cookie", &cookie),
+    ] {
+        headers.insert(name, value.parse()?);
+    }
+    Ok(headers)
 }
 
 fn main() -> Result<()> {
@@ -831,7 +841,7 @@ struct ConnSpec {
     config: WebSocketConfig,
     pad: Arc<str>,
     /// Headers added to the websocket upgrade request.
-    headers: Arc<[(&'static str, String)]>,
+    headers: Arc<HeaderMap>,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
@@ -851,9 +861,7 @@ async fn open(spec: &ConnSpec) -> Result<Ws> {
     stream.set_nodelay(true)?;
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", spec.target);
     let mut request = url.into_client_request()?;
-    for (name, value) in spec.headers.iter() {
-        request.headers_mut().insert(*name, value.parse()?);
-    }
+    request.headers_mut().extend(spec.headers.as_ref().clone());
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(spec.config))
             .await
@@ -1260,7 +1268,7 @@ async fn run_load(ctx: &Ctx, plan: Plan, load: &LoadArgs) -> Result<()> {
                 source: source_for(i, sockets),
                 config: ws_config(16 * 1024),
                 pad: pad.clone(),
-                headers: Arc::from([]),
+                headers: Arc::default(),
             });
         }
     }
@@ -1561,11 +1569,11 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
     let rss = |ctx: &Ctx| -> Vec<Option<u64>> { ctx.pids.iter().map(|p| rss_kb_of(*p)).collect() };
     let rss_before = rss(ctx);
     let before = Usage::now(&ctx.pids);
-    let headers: Arc<[(&'static str, String)]> = if a.browser_headers {
-        browser_headers().into()
+    let headers = Arc::new(if a.browser_headers {
+        browser_headers()?
     } else {
-        Arc::from([])
-    };
+        HeaderMap::new()
+    });
     let specs: Vec<ConnSpec> = (0..a.sockets)
         .map(|i| ConnSpec {
             user: i / 2,
