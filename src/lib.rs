@@ -22,6 +22,7 @@ mod observed;
 pub mod protocol;
 pub mod service;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 
 pub use app::{App, AppBuilder};

@@ -9,6 +9,7 @@ use parloir::auth::{self, Role};
 use parloir::config::RawConfig;
 use parloir::domain::{RetentionCounts, RetentionCutoffs, UserId, format_time};
 use parloir::service::{RetentionJob, RunOutcome};
+use parloir::supervisor::Supervisor;
 use parloir::telemetry::{self, LogFormat};
 use parloir::{AppBuilder, Config};
 
@@ -120,7 +121,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => {
-            parloir::app::open_store(&config, true).await?;
+            parloir::app::open_store(&config, true, &Supervisor::default()).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -157,7 +158,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 /// `parloir retention [--dry-run]`: one run now (or its counts), printed.
 async fn retention(config: &Config, dry_run: bool) -> anyhow::Result<()> {
-    let store = parloir::app::open_store(config, config.migrate_on_start).await?;
+    let store =
+        parloir::app::open_store(config, config.migrate_on_start, &Supervisor::default()).await?;
     let job = RetentionJob::new(store, config.retention.policy);
     let now = parloir::domain::now_millis();
     let cutoffs = job.policy().cutoffs(now);

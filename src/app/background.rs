@@ -59,6 +59,7 @@ pub(super) async fn sweep_typing(service: Messaging, stop: CancellationToken) {
 }
 
 /// The notification worker's parts.
+#[derive(Clone)]
 pub(super) struct Notifying {
     pub(super) notifier: Notifier,
     pub(super) clock: Arc<dyn Clock>,

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 use crate::auth::{self, Authenticator};
 use crate::clock::{Clock, SystemClock};
@@ -47,6 +47,7 @@ use background::{
 use late_fanout::LateFanout;
 
 use crate::store::{Decorations, GroupCommitLimits, PostgresStore, SqliteStore, Store};
+use crate::supervisor::{Lifetime, RestartPolicy, Supervisor};
 
 /// Capacity of the channel that carries other nodes' broadcasts into this
 /// one; a burst beyond it is lost (counted in
@@ -67,6 +68,7 @@ pub struct AppBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
     pool: Option<sqlx::PgPool>,
+    restart_policy: RestartPolicy,
 }
 
 impl AppBuilder {
@@ -75,7 +77,15 @@ impl AppBuilder {
             config,
             clock: Arc::new(SystemClock),
             pool: None,
+            restart_policy: RestartPolicy::default(),
         }
+    }
+
+    /// How the node restarts its failed tasks and when it gives up (tests:
+    /// a long first delay, to see the node unready while a task is down).
+    pub fn with_restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.restart_policy = policy;
+        self
     }
 
     /// Stores in the database of an existing, migrated pool instead of
@@ -110,9 +120,12 @@ impl AppBuilder {
             };
         }
         let authenticator = Authenticator::new(&config.jwt)?;
+        let supervisor = Supervisor::new(self.restart_policy);
         let store = match self.pool {
-            Some(pool) => parts::postgres_store(PostgresStore::from_pool(pool), &config),
-            None => open_store(&config, config.migrate_on_start).await?,
+            Some(pool) => {
+                parts::postgres_store(PostgresStore::from_pool(pool), &config, &supervisor)
+            }
+            None => open_store(&config, config.migrate_on_start, &supervisor).await?,
         };
         let couriers = couriers(&config)?;
         let retention = RetentionSchedule {
@@ -135,6 +148,7 @@ impl AppBuilder {
             adapter_stats,
             authenticator,
             readiness: readiness.clone(),
+            supervisor: supervisor.clone(),
         };
         // The mode is decided here, once; everything above the seams is the same.
         let (wired, cluster) = match &config.shared {
@@ -162,6 +176,7 @@ impl AppBuilder {
                     redis.prefix.clone(),
                     config.node_id.clone(),
                     &config.rate_limits,
+                    &supervisor,
                 )
                 .await
                 .context("connecting to Redis (shared state)")?;
@@ -175,6 +190,7 @@ impl AppBuilder {
                         prefix: format!("{}sio:", redis.prefix),
                         request_timeout: redis.command_timeout,
                         publish_timeout: redis.command_timeout.min(ADAPTER_PUBLISH_DEADLINE),
+                        spawner: Arc::new(parts::SupervisedSpawner(supervisor.clone())),
                         ..ShardedConfig::default()
                     },
                 )
@@ -213,7 +229,8 @@ impl AppBuilder {
             local_addr,
             router: wired.router,
             close_sockets: wired.close_sockets,
-            expire_tokens: wired.expire_tokens,
+            start_timers: wired.start_timers,
+            supervisor,
             in_flight: wired.in_flight,
             service: wired.service,
             notifier: wired.notifier.map(|notifier| Notifying {
@@ -243,7 +260,11 @@ struct Deps<'a> {
     adapter_stats: Option<Arc<socketioxide_sharded::Stats>>,
     authenticator: Authenticator,
     readiness: Readiness,
+    supervisor: Supervisor,
 }
+
+/// Starts a task under the node's supervisor.
+type TaskStart = Box<dyn FnOnce(&Supervisor) + Send>;
 
 /// A node's parts once the Socket.IO instance exists.
 struct Wired {
@@ -252,8 +273,8 @@ struct Wired {
     in_flight: TaskTracker,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
-    /// Runs the node's token-expiry wheel until its token is cancelled.
-    expire_tokens: Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>,
+    /// Starts the node's socket timers (token expiry, handshake confirmation).
+    start_timers: TaskStart,
 }
 
 /// Builds the service, the Socket.IO instance and the router for one adapter.
@@ -300,6 +321,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
         service: service.clone(),
         authenticator: deps.authenticator,
         readiness: readiness.clone(),
+        supervisor: deps.supervisor,
         cluster: matches!(config.shared, SharedState::Redis(_)),
         metrics: crate::instruments::install().inspect(|_| {
             crate::instruments::expose_families(
@@ -322,9 +344,14 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             http::refuse_new_sessions_while_draining,
         ))
         .layer(cors_layer(&config.cors));
-    let expiring = io.clone();
-    let expire_tokens: Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send> =
-        Box::new(move |stop| Box::pin(expiry_wheel.run(expiring, stop)));
+    let (timed, timing_service) = (io.clone(), service.clone());
+    let start_timers: TaskStart = Box::new(move |supervisor| {
+        supervisor.spawn("socket_timers", Lifetime::UntilStopped, move |stop| {
+            expiry_wheel
+                .clone()
+                .run(timed.clone(), timing_service.clone(), stop)
+        });
+    });
     let closer = io.clone();
     let close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send> =
         Box::new(move || Box::pin(async move { closer.close().await }));
@@ -335,7 +362,7 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             in_flight: in_flight.0,
             router,
             close_sockets,
-            expire_tokens,
+            start_timers,
         },
         io,
     )
@@ -347,7 +374,8 @@ pub struct App {
     local_addr: SocketAddr,
     router: Router,
     close_sockets: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
-    expire_tokens: Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>,
+    start_timers: TaskStart,
+    supervisor: Supervisor,
     in_flight: TaskTracker,
     service: Messaging,
     notifier: Option<Notifying>,
@@ -367,9 +395,17 @@ impl App {
         self.readiness.clone()
     }
 
+    /// The supervisor of the node's long-lived tasks (fault drills: abort a
+    /// task and watch the node restart it).
+    pub fn supervisor(&self) -> Supervisor {
+        self.supervisor.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains: readiness goes false,
     /// sockets are closed (so clients reconnect elsewhere and presence is
     /// cleaned up), in-flight requests finish within the grace period.
+    /// A long-lived task that keeps failing (see `supervisor`) drains the
+    /// node the same way, and the run ends with an error.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -379,7 +415,8 @@ impl App {
             local_addr,
             router,
             close_sockets,
-            expire_tokens,
+            start_timers,
+            supervisor,
             in_flight,
             service,
             notifier,
@@ -388,16 +425,14 @@ impl App {
             retention,
             drain_grace,
         } = self;
-        let tasks = TaskTracker::new();
-        let stop_tasks = CancellationToken::new();
-        tasks.spawn(expire_tokens(stop_tasks.clone()).instrument(info_span!("token_expiry")));
-        tasks.spawn(
-            sweep_typing(service.clone(), stop_tasks.clone())
-                .instrument(info_span!("typing_sweeper")),
-        );
-        tasks.spawn(
-            apply_retention(retention, stop_tasks.clone()).instrument(info_span!("retention")),
-        );
+        start_timers(&supervisor);
+        let typing = service.clone();
+        supervisor.spawn("typing_sweep", Lifetime::UntilStopped, move |stop| {
+            sweep_typing(typing.clone(), stop)
+        });
+        supervisor.spawn("retention", Lifetime::UntilStopped, move |stop| {
+            apply_retention(retention.clone(), stop)
+        });
         if let Some(cluster) = cluster {
             // A restarted pod keeps its node id: what its previous process
             // recorded is gone with it.
@@ -409,14 +444,15 @@ impl App {
             if let Err(e) = service.cluster_membership_once(cluster.node_ttl).await {
                 warn!(error = %e, "first cluster heartbeat failed; retrying in the background");
             }
-            tasks.spawn(
-                keep_membership(service.clone(), cluster, stop_tasks.clone())
-                    .instrument(info_span!("cluster_membership")),
-            );
+            let member = service.clone();
+            supervisor.spawn("cluster_membership", Lifetime::UntilStopped, move |stop| {
+                keep_membership(member.clone(), cluster, stop)
+            });
         }
-
         if let Some(notifying) = notifier {
-            tasks.spawn(notify(notifying, stop_tasks.clone()).instrument(info_span!("notifier")));
+            supervisor.spawn("notifier", Lifetime::UntilStopped, move |stop| {
+                notify(notifying.clone(), stop)
+            });
         }
 
         let drain = CancellationToken::new();
@@ -429,7 +465,10 @@ impl App {
         readiness.set_ready();
         info!(addr = %local_addr, "serving");
 
-        shutdown.await;
+        let gave_up = tokio::select! {
+            () = shutdown => None,
+            why = supervisor.gave_up() => Some(why),
+        };
         info!("draining");
         readiness.set_draining();
         // Events already received finish (committed and acked) before the
@@ -454,10 +493,11 @@ impl App {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => warn!("drain grace period elapsed; exiting with requests in flight"),
         }
-        stop_tasks.cancel();
-        tasks.close();
-        tasks.wait().await;
+        supervisor.stop().await;
         info!("stopped");
-        Ok(())
+        match gave_up {
+            None => Ok(()),
+            Some(why) => Err(anyhow::anyhow!("the node stopped itself: {why}")),
+        }
     }
 }

@@ -4,10 +4,14 @@
 
 use super::*;
 
-/// Opens the configured store, decorated as the node uses it, and unless
-/// disabled migrates it.
-pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store> {
-    let with = store_decorations(config);
+/// Opens the configured store, decorated as the node uses it (its group
+/// commit running under `supervisor`), and unless disabled migrates it.
+pub async fn open_store(
+    config: &Config,
+    migrate: bool,
+    supervisor: &Supervisor,
+) -> anyhow::Result<Store> {
+    let with = store_decorations(config, supervisor);
     Ok(match &config.store {
         StoreConfig::Sqlite { path } => {
             let store = SqliteStore::open(path)
@@ -31,16 +35,20 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
             if migrate {
                 store.migrate().await.context("migrating Postgres")?;
             }
-            postgres_store(store, config)
+            postgres_store(store, config, supervisor)
         }
     })
 }
 
 /// A Postgres store as the node uses it: the outbox on when a notification
 /// channel is configured, decorated.
-pub(super) fn postgres_store(store: PostgresStore, config: &Config) -> Store {
+pub(super) fn postgres_store(
+    store: PostgresStore,
+    config: &Config,
+    supervisor: &Supervisor,
+) -> Store {
     let store = store.with_notification_outbox(config.notify.enabled());
-    Store::decorated(Arc::new(store), store_decorations(config))
+    Store::decorated(Arc::new(store), store_decorations(config, supervisor))
 }
 
 /// The HS256 secret that dev tokens are signed with, when there is one:
@@ -87,12 +95,13 @@ pub(super) fn couriers(config: &Config) -> anyhow::Result<Vec<Arc<dyn Courier>>>
     Ok(couriers)
 }
 
-fn store_decorations(config: &Config) -> Decorations {
+fn store_decorations(config: &Config, supervisor: &Supervisor) -> Decorations {
     Decorations {
         system: store_kind(&config.store),
         call_deadline: Some(store_call_deadline(config)),
         group_commit: group_commit_limits(config),
         participant_cache: config.participant_cache_size,
+        supervisor: supervisor.clone(),
     }
 }
 
@@ -143,4 +152,22 @@ pub(super) fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// The Socket.IO adapter's tasks, run under the node's supervisor: each is
+/// restarted should it fail, and all of them stop with the node.
+pub(super) struct SupervisedSpawner(pub(super) Supervisor);
+
+impl socketioxide_sharded::Spawner for SupervisedSpawner {
+    fn spawn(&self, name: &'static str, mut start: socketioxide_sharded::TaskStart) {
+        self.0.spawn(name, Lifetime::UntilDone, move |stop| {
+            let run = start();
+            async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = run => {}
+                }
+            }
+        });
+    }
 }

@@ -5,10 +5,12 @@
 //! most one round trip, and Redis runs far fewer commands.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::EphemeralError;
+use crate::supervisor::{Lifetime, Supervisor};
 
 /// Most calls in one batch (one script run).
 const MAX_BATCH: usize = 256;
@@ -30,34 +32,55 @@ pub(super) struct Coalescer<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
-    /// Starts the batching task; `run` answers a batch with one output per
-    /// input, in order. Must be called within a Tokio runtime.
-    pub fn new<F, Fut>(op: &'static str, run: F) -> Self
+    /// Starts the batching task under `supervisor` (named `task`), which
+    /// restarts it should it fail: the queue outlives the task's runs, and
+    /// only the calls of the batch in progress fail with it. `run` answers a
+    /// batch with one output per input, in order. Must be called within a
+    /// Tokio runtime.
+    pub fn new<F, Fut>(
+        task: &'static str,
+        op: &'static str,
+        run: F,
+        supervisor: &Supervisor,
+    ) -> Self
     where
-        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, EphemeralError>> + Send,
     {
-        let (tx, mut rx) = mpsc::channel::<Pending<I, O>>(QUEUE_CAPACITY);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
-                }
-                let (inputs, replies): (Vec<I>, Vec<_>) =
-                    batch.into_iter().map(|p| (p.input, p.reply)).unzip();
-                let n = inputs.len();
-                match run(inputs).await {
-                    Ok(outputs) if outputs.len() == n => {
-                        for (reply, out) in replies.into_iter().zip(outputs) {
-                            let _ = reply.send(Ok(out));
+        let (tx, rx) = mpsc::channel::<Pending<I, O>>(QUEUE_CAPACITY);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let run = Arc::new(run);
+        supervisor.spawn(task, Lifetime::UntilDone, move |stop| {
+            let (rx, run) = (rx.clone(), run.clone());
+            async move {
+                let mut rx = rx.lock().await;
+                loop {
+                    let first = tokio::select! {
+                        () = stop.cancelled() => return,
+                        first = rx.recv() => first,
+                    };
+                    let Some(first) = first else {
+                        return; // Every caller is gone.
+                    };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
                         }
                     }
-                    Ok(_) => answer_all(replies, op, &"a reply per call"),
-                    Err(e) => answer_all(replies, op, &e),
+                    let (inputs, replies): (Vec<I>, Vec<_>) =
+                        batch.into_iter().map(|p| (p.input, p.reply)).unzip();
+                    let n = inputs.len();
+                    match run(inputs).await {
+                        Ok(outputs) if outputs.len() == n => {
+                            for (reply, out) in replies.into_iter().zip(outputs) {
+                                let _ = reply.send(Ok(out));
+                            }
+                        }
+                        Ok(_) => answer_all(replies, op, &"a reply per call"),
+                        Err(e) => answer_all(replies, op, &e),
+                    }
                 }
             }
         });
@@ -100,7 +123,6 @@ fn failed(op: &'static str, cause: &dyn std::fmt::Display) -> EphemeralError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -110,16 +132,22 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
         let counted = batches.clone();
-        let doubling = Coalescer::new("test", move |inputs: Vec<u32>| {
-            let counted = counted.clone();
-            let mut gate = gate_rx.clone();
-            async move {
-                counted.fetch_add(1, Ordering::SeqCst);
-                // Hold the first batch until the test has queued more calls.
-                let _ = gate.wait_for(|open| *open).await;
-                Ok(inputs.into_iter().map(|i| i * 2).collect())
-            }
-        });
+        let supervisor = Supervisor::default();
+        let doubling = Coalescer::new(
+            "test",
+            "test",
+            move |inputs: Vec<u32>| {
+                let counted = counted.clone();
+                let mut gate = gate_rx.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    // Hold the first batch until the test has queued more calls.
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(inputs.into_iter().map(|i| i * 2).collect())
+                }
+            },
+            &supervisor,
+        );
         let doubling = Arc::new(doubling);
         let first = tokio::spawn({
             let d = doubling.clone();
@@ -156,14 +184,20 @@ mod tests {
         let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
         let started = Arc::new(tokio::sync::Notify::new());
         let on_start = started.clone();
-        let echo = Arc::new(Coalescer::new("test", move |inputs: Vec<usize>| {
-            let (mut gate, on_start) = (gate_rx.clone(), on_start.clone());
-            async move {
-                on_start.notify_one();
-                let _ = gate.wait_for(|open| *open).await;
-                Ok(inputs)
-            }
-        }));
+        let supervisor = Supervisor::default();
+        let echo = Arc::new(Coalescer::new(
+            "test",
+            "test",
+            move |inputs: Vec<usize>| {
+                let (mut gate, on_start) = (gate_rx.clone(), on_start.clone());
+                async move {
+                    on_start.notify_one();
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(inputs)
+                }
+            },
+            &supervisor,
+        ));
         let call = |i| {
             let echo = echo.clone();
             tokio::spawn(async move { echo.call(i).await.unwrap() })
@@ -183,12 +217,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_call_in_it() {
-        let failing = Coalescer::new("test", |_inputs: Vec<u32>| async {
-            Err::<Vec<u32>, _>(failed("test", &"redis is down"))
-        });
+        let supervisor = Supervisor::default();
+        let failing = Coalescer::new(
+            "failing",
+            "test",
+            |_inputs: Vec<u32>| async { Err::<Vec<u32>, _>(failed("test", &"redis is down")) },
+            &supervisor,
+        );
         let err = failing.call(1).await.unwrap_err();
         assert!(err.to_string().contains("test"), "{err}");
-        let short = Coalescer::new("test", |_inputs: Vec<u32>| async { Ok(Vec::<u32>::new()) });
+        let short = Coalescer::new(
+            "short",
+            "test",
+            |_inputs: Vec<u32>| async { Ok(Vec::<u32>::new()) },
+            &supervisor,
+        );
         assert!(short.call(1).await.is_err(), "a missing answer is an error");
     }
 }

@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, TypingState, Typist,
-    UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
+    EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, SocketAdmission,
+    TypingState, Typist, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
@@ -120,6 +120,29 @@ impl PresenceState for MemoryEphemeral {
         let first = sockets.is_empty();
         sockets.insert(socket_id.to_owned());
         Ok(first)
+    }
+
+    async fn admit_socket(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+        cap: usize,
+    ) -> Result<SocketAdmission, EphemeralError> {
+        let mut state = self.state();
+        let sockets = state.sockets.entry(user.clone()).or_default();
+        if sockets.len() >= cap && !sockets.contains(socket_id) {
+            if sockets.is_empty() {
+                state.sockets.remove(user);
+            }
+            return Ok(SocketAdmission::OverCap);
+        }
+        let first = sockets.is_empty();
+        sockets.insert(socket_id.to_owned());
+        Ok(if first {
+            SocketAdmission::First
+        } else {
+            SocketAdmission::Another
+        })
     }
 
     async fn socket_disconnected(

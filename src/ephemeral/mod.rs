@@ -55,6 +55,17 @@ pub struct Presence {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+/// What `admit_socket` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketAdmission {
+    /// Recorded: the user's first live socket (the user just came online).
+    First,
+    /// Recorded: the user had other live sockets.
+    Another,
+    /// Not recorded: the user holds the cap already.
+    OverCap,
+}
+
 /// A user typing in a conversation, as announced to others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Typist {
@@ -115,6 +126,17 @@ seam! {
             user: &UserId,
             socket_id: &str,
         ) -> Result<bool, EphemeralError>;
+
+        /// Records a connected socket unless the user already has `cap` live
+        /// sockets (a socket already recorded is admitted again), counting and
+        /// recording in one atomic step: concurrent handshakes of one user
+        /// cannot pass the cap between the count and the record.
+        async fn admit_socket(
+            &self,
+            user: &UserId,
+            socket_id: &str,
+            cap: usize,
+        ) -> Result<SocketAdmission, EphemeralError>;
 
         /// Forgets a socket. Returns `Some(last_seen)` when it was the user's last
         /// live socket (the user just went offline), atomically with the removal

@@ -17,7 +17,7 @@ use crate::budget::NodeBudget;
 use crate::fanout;
 use crate::instruments::{self, Refusal};
 use crate::protocol::rooms;
-use crate::service::Messaging;
+use crate::service::{Admission, Messaging};
 
 /// The handshake `auth` object: `io(url, { auth: { token } })`.
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +61,12 @@ impl HandshakeRefusal {
 /// client's `connect_error` message is the refusal's text. Tokens are read
 /// from `auth.token` or `Authorization: Bearer`, never from the query string.
 /// The address budget comes first, so a flood costs no token check.
+///
+/// The socket is admitted (under the user's socket cap, counted and recorded
+/// in one atomic step, so parallel handshakes cannot pass the cap) before
+/// the CONNECT packet goes out, so that once a client reads itself connected
+/// its device counts: a user who connects a second device and closes the
+/// first is never seen offline in between.
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = tracing::field::Empty, outcome = tracing::field::Empty))]
 pub async fn authenticate<A: Adapter>(
     s: SocketRef<A>,
@@ -68,6 +74,7 @@ pub async fn authenticate<A: Adapter>(
     State(authenticator): State<Authenticator>,
     State(budget): State<NodeBudget>,
     State(svc): State<Messaging>,
+    State(expiries): State<Expiries>,
 ) -> Result<(), HandshakeRefusal> {
     let span = tracing::Span::current();
     let refuse = |refusal: HandshakeRefusal| {
@@ -106,43 +113,26 @@ pub async fn authenticate<A: Adapter>(
         Err(e) => return refuse(e.into()),
     };
     span.record("user.id", tracing::field::display(&user.id));
-    // Counted before this socket exists: at the cap, this one would be one more.
-    match svc.ephemeral().presence.socket_count(&user.id).await {
-        Ok(n) if n >= budget.budgets().max_sockets_per_user => {
-            return refuse(HandshakeRefusal::TooManyConnections);
-        }
-        Ok(_) => {}
-        // Failing open: presence being unreachable must not lock users out.
-        Err(e) => tracing::warn!(error = %e, "socket count unavailable; handshake allowed"),
-    }
-    span.record("outcome", "ok");
-    instruments::handshake("ok");
-    let state = SocketState::new(user, budget.budgets());
-    prepare_socket(&s, &state).await;
-    record_presence(&s, &state, &svc).await;
-    Ok(())
-}
-
-/// Presence is recorded before the CONNECT packet goes out, so that once a
-/// client reads itself connected its device counts: a user who connects a
-/// second device and closes the first is never seen offline in between.
-async fn record_presence<A: Adapter>(s: &SocketRef<A>, state: &SocketState, svc: &Messaging) {
     let socket_id = s.id.to_string();
-    let first = match svc.record_connection(&state.user, &socket_id).await {
-        Ok(first) => first,
+    let cap = budget.budgets().max_sockets_per_user;
+    let first = match svc.admit_socket(&user, &socket_id, cap).await {
+        Ok(Admission::Admitted { first }) => first,
+        Ok(Admission::OverCap) => return refuse(HandshakeRefusal::TooManyConnections),
+        // Failing open: presence being unreachable must not lock users out.
         Err(e) => {
-            tracing::warn!(error = %e, "presence state unavailable at connect");
+            tracing::warn!(error = %e, "presence state unavailable at connect; handshake allowed");
             false
         }
     };
+    // From here on the socket counts as connected: if the connection drops
+    // before the socket enters the namespace, the watch undoes its presence.
+    expiries.confirm_handshake(s.id, &user);
+    span.record("outcome", "ok");
+    instruments::handshake("ok");
+    let state = SocketState::new(user, budget.budgets());
     state.set_first_device(first);
-    // The socket may have closed while presence was being recorded; its
-    // disconnect handler then ran first, so undo what it could not see.
-    if state.lifetime.is_cancelled()
-        && let Err(e) = svc.socket_disconnected(&state.user, &socket_id).await
-    {
-        tracing::warn!(error = %e, "presence state unavailable at disconnect");
-    }
+    prepare_socket(&s, &state).await;
+    Ok(())
 }
 
 /// Readies an authenticated socket before its CONNECT packet goes out:
@@ -179,7 +169,7 @@ pub async fn on_connect<A: Adapter>(
     let remaining = (user.expires_at - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
-    expiries.watch(s.id, tokio::time::Instant::now() + remaining);
+    expiries.watch_token(s.id, remaining);
     let first = state.is_first_device();
     if let Err(e) = svc.welcome_connection(user, &socket_id, first).await {
         tracing::warn!(error = %e, "presence or unread state unavailable at connect");
@@ -194,7 +184,6 @@ async fn on_disconnect<A: Adapter>(
     State(expiries): State<Expiries>,
 ) {
     let user = &state.user;
-    state.lifetime.cancel();
     expiries.forget(s.id);
     instruments::socket_disconnected();
     let socket_id = s.id.to_string();

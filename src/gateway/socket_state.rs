@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio_util::sync::CancellationToken;
-
 use crate::auth::User;
 use crate::budget::SocketBudget;
 use crate::config::Budgets;
@@ -20,9 +18,6 @@ pub struct SocketState {
     pub user: User,
     /// The socket's event rate and events in progress.
     pub budget: SocketBudget,
-    /// Cancelled when the socket disconnects: a presence recording still
-    /// under way then undoes itself.
-    pub lifetime: CancellationToken,
     /// Whether the socket was the user's first device when its presence was
     /// recorded (set once, before the CONNECT answer goes out).
     first_device: AtomicBool,
@@ -33,7 +28,6 @@ impl SocketState {
         Arc::new(Self {
             user,
             budget: SocketBudget::new(budgets),
-            lifetime: CancellationToken::new(),
             first_device: AtomicBool::new(false),
         })
     }

@@ -70,6 +70,10 @@ struct ReadyBody {
     status: &'static str,
     store: &'static str,
     redis: &'static str,
+    /// Long-lived tasks of the node waiting for their restart (a task
+    /// failed): the node is not ready until they run again.
+    #[serde(rename = "tasksDown", skip_serializing_if = "Vec::is_empty")]
+    tasks_down: Vec<&'static str>,
 }
 
 pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
@@ -87,17 +91,20 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.cluster {
         crate::instruments::redis_up(redis == "up");
     }
+    let tasks_down = state.supervisor.down();
     let body = ReadyBody {
         status: match (lifecycle, store_up) {
             (STARTING, _) => "starting",
             (DRAINING, _) => "draining",
+            _ if !tasks_down.is_empty() => "restarting",
             _ if store_up && redis != "down" => "ready",
             _ => "degraded",
         },
         store: if store_up { "up" } else { "down" },
         redis,
+        tasks_down,
     };
-    let status = if lifecycle == READY {
+    let status = if lifecycle == READY && body.tasks_down.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -30,6 +30,8 @@ pub struct HttpState {
     pub service: Messaging,
     pub authenticator: Authenticator,
     pub readiness: Readiness,
+    /// The node's long-lived tasks: the node is not ready while one is down.
+    pub supervisor: crate::supervisor::Supervisor,
     /// Cluster mode: shared state lives in Redis, which readiness reports.
     pub cluster: bool,
     /// Renders `/metrics`; `None` when another recorder owns the process.

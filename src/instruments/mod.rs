@@ -38,6 +38,8 @@ pub const NOTIFICATIONS_QUEUED: &str = "parloir_notifications_queued";
 pub const NOTIFICATIONS_OLDEST_DUE: &str = "parloir_notifications_oldest_due_seconds";
 pub const RETENTION_ROWS: &str = "parloir_retention_rows_total";
 pub const RETENTION_RUNS: &str = "parloir_retention_runs_total";
+pub const TASK_FAILURES: &str = "parloir_task_failures_total";
+pub const TASKS_DOWN: &str = "parloir_tasks_down";
 
 /// Latency buckets in seconds: sub-millisecond to several seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -236,6 +238,7 @@ pub fn expose_families(handshake_outcomes: &[&'static str], client_events: &[&'s
     }
     gauge!(NOTIFICATIONS_QUEUED).increment(0.0);
     gauge!(NOTIFICATIONS_OLDEST_DUE).increment(0.0);
+    gauge!(TASKS_DOWN).increment(0.0);
 }
 
 pub fn notification(channel: crate::domain::Channel, outcome: NotificationOutcome, n: u64) {
@@ -340,4 +343,14 @@ pub fn retention_rows(action: RetentionAction, rows: u64) {
 
 pub fn retention_run(outcome: RetentionOutcome) {
     counter!(RETENTION_RUNS, "outcome" => outcome.label()).increment(1);
+}
+
+/// A supervised task failed `n` times (0 registers the task's series).
+pub fn task_failures(task: &'static str, n: u64) {
+    counter!(TASK_FAILURES, "task" => task).increment(n);
+}
+
+/// Supervised tasks waiting for their restart.
+pub fn tasks_down(n: usize) {
+    gauge!(TASKS_DOWN).set(n as f64);
 }

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
 pub use notifications::{Notifier, NotifySettings, backoff};
+pub use presence::Admission;
 pub use retention::{RetentionJob, RetentionRun, RunOutcome};
 pub use typing::now_unix_millis;
 

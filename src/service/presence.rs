@@ -13,8 +13,18 @@ use super::typing::now_unix_millis;
 use super::{Messaging, ServiceResult};
 use crate::auth::User;
 use crate::domain::{self, UserId, format_time};
+use crate::ephemeral::SocketAdmission;
 use crate::fanout::Audience;
 use crate::protocol::{OfflineEvent, OnlineEvent, PresenceReport, ev, rooms};
+
+/// Whether a new socket may connect (`Messaging::admit_socket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Recorded in presence; `first` when it is the user's first device.
+    Admitted { first: bool },
+    /// The user holds as many sockets as they may: refused, nothing recorded.
+    OverCap,
+}
 
 impl Messaging {
     // ------------------------------------------------------------- presence
@@ -54,22 +64,38 @@ impl Messaging {
     /// it is the first device, and the unread totals to that socket.
     #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
     pub async fn socket_connected(&self, user: &User, socket_id: &str) -> ServiceResult<()> {
-        let first = self.record_connection(user, socket_id).await?;
+        let first = match self.admit_socket(user, socket_id, usize::MAX).await? {
+            Admission::Admitted { first } => first,
+            Admission::OverCap => false,
+        };
         self.welcome_connection(user, socket_id, first).await
     }
 
-    /// Records the socket in presence; true when it is the user's first
-    /// device. The gateway does this before the client is told it is
+    /// Admits a socket of `user` under the per-user socket cap and records
+    /// it in presence, in one atomic step (concurrent handshakes cannot pass
+    /// the cap). The gateway does this before the client is told it is
     /// connected: a device that connects and then closes another would
     /// otherwise be counted after the close, and contacts would see the
     /// user go offline and come back.
     #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id))]
-    pub async fn record_connection(&self, user: &User, socket_id: &str) -> ServiceResult<bool> {
-        Ok(self
-            .ephemeral()
-            .presence
-            .socket_connected(&user.id, socket_id)
-            .await?)
+    pub async fn admit_socket(
+        &self,
+        user: &User,
+        socket_id: &str,
+        cap: usize,
+    ) -> ServiceResult<Admission> {
+        Ok(
+            match self
+                .ephemeral()
+                .presence
+                .admit_socket(&user.id, socket_id, cap)
+                .await?
+            {
+                SocketAdmission::First => Admission::Admitted { first: true },
+                SocketAdmission::Another => Admission::Admitted { first: false },
+                SocketAdmission::OverCap => Admission::OverCap,
+            },
+        )
     }
 
     /// After the client is connected: `user-online` to contacts when this

@@ -16,10 +16,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{InsertOutcome, Inserted, MessageInsert, MessageInserts, StoreError};
 use crate::domain::{Message, MessageId, NewMessage, UserId};
+use crate::supervisor::{Lifetime, Supervisor};
 
 /// How sends are grouped into commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,22 +51,32 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Wraps `inner` and starts the dispatcher on the current tokio runtime.
-    /// The dispatcher stops once this value is dropped and the queue drains.
-    pub fn new(inner: Arc<dyn MessageInserts>, limits: GroupCommitLimits) -> Self {
+    /// Wraps `inner` and starts the dispatcher under `supervisor` (task
+    /// `group_commit`), which restarts it should it fail: the queue outlives
+    /// the dispatcher's runs. The dispatcher stops once this value is
+    /// dropped and the queue drains, or when the supervisor stops.
+    pub fn new(
+        inner: Arc<dyn MessageInserts>,
+        limits: GroupCommitLimits,
+        supervisor: &Supervisor,
+    ) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE_CAPACITY);
+        let pending = Arc::new(tokio::sync::Mutex::new(pending));
         let slots = Arc::new(Semaphore::new(limits.concurrent_batches.max(1)));
         let store = inner.clone();
         let deadline = limits.statement_deadline;
-        tokio::spawn(dispatch(
-            pending,
-            limits.max_batch.max(1),
-            slots,
-            move |batch| {
-                let store = store.clone();
-                async move { commit(store.as_ref(), deadline, batch).await }
-            },
-        ));
+        let max_batch = limits.max_batch.max(1);
+        supervisor.spawn("group_commit", Lifetime::UntilDone, move |stop| {
+            let (pending, slots, store) = (pending.clone(), slots.clone(), store.clone());
+            async move {
+                let mut pending = pending.lock().await;
+                dispatch(&mut pending, max_batch, slots, stop, move |batch| {
+                    let store = store.clone();
+                    async move { commit(store.as_ref(), deadline, batch).await }
+                })
+                .await;
+            }
+        });
         Self { inner, queue }
     }
 }
@@ -72,9 +84,10 @@ impl GroupCommit {
 /// Hands everything queued, up to `max_batch`, to `commit` whenever one of
 /// `slots` is free, and frees the slot when that commit is done.
 async fn dispatch<F, Fut>(
-    mut pending: mpsc::Receiver<Pending>,
+    pending: &mut mpsc::Receiver<Pending>,
     max_batch: usize,
     slots: Arc<Semaphore>,
+    stop: CancellationToken,
     commit: F,
 ) where
     F: Fn(Vec<Pending>) -> Fut,
@@ -87,7 +100,11 @@ async fn dispatch<F, Fut>(
             return; // The semaphore is never closed.
         };
         let mut batch = Vec::with_capacity(max_batch);
-        if pending.recv_many(&mut batch, max_batch).await == 0 {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            n = pending.recv_many(&mut batch, max_batch) => n,
+        };
+        if received == 0 {
             return; // Every sender is gone: the store was dropped.
         }
         let span = tracing::debug_span!("store.insert_batch", batch.size = batch.len());
@@ -239,15 +256,19 @@ mod tests {
     /// Runs the dispatcher over `queued` messages that were all waiting
     /// while its only commit slot was busy, and returns the batch sizes.
     async fn batches_after_busy_slot(queued: usize, max_batch: usize) -> Vec<usize> {
-        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (queue, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
         let slots = Arc::new(Semaphore::new(1));
         let busy = slots.clone().acquire_owned().await.expect("open semaphore");
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let recorded = sizes.clone();
-        tokio::spawn(dispatch(receiver, max_batch, slots, move |batch| {
-            recorded.lock().expect("not poisoned").push(batch.len());
-            async {}
-        }));
+        tokio::spawn(async move {
+            let stop = CancellationToken::new();
+            dispatch(&mut receiver, max_batch, slots, stop, move |batch| {
+                recorded.lock().expect("not poisoned").push(batch.len());
+                async {}
+            })
+            .await;
+        });
         for _ in 0..queued {
             queue.send(pending()).await.expect("dispatcher running");
         }

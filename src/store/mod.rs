@@ -279,7 +279,7 @@ pub struct Store {
 }
 
 /// How the node decorates its store (see [`Store::decorated`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Decorations {
     /// Names the database in spans (`postgresql`, `sqlite`).
     pub system: &'static str,
@@ -288,6 +288,8 @@ pub struct Decorations {
     pub group_commit: GroupCommitLimits,
     /// Conversations whose participants are remembered; 0 remembers none.
     pub participant_cache: usize,
+    /// Runs the group commit's dispatcher.
+    pub supervisor: crate::supervisor::Supervisor,
 }
 
 impl Store {
@@ -311,8 +313,11 @@ impl Store {
     pub fn decorated<B: Backend>(backend: Arc<B>, with: Decorations) -> Self {
         let store = Self::new(backend);
         let observer = Observer::new(Seam::Store, with.system).with_deadline(with.call_deadline);
-        let inserts: Arc<dyn MessageInserts> =
-            Arc::new(GroupCommit::new(store.inserts, with.group_commit));
+        let inserts: Arc<dyn MessageInserts> = Arc::new(GroupCommit::new(
+            store.inserts,
+            with.group_commit,
+            &with.supervisor,
+        ));
         let participants: Arc<dyn Participants> = Arc::new(observer.wrap(store.participants));
         Self {
             health: Arc::new(observer.wrap(store.health)),

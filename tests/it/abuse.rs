@@ -253,6 +253,34 @@ async fn a_user_may_hold_only_so_many_sockets() {
     db.drop_database().await;
 }
 
+/// Handshakes opened all at once are admitted against the cap one by one
+/// (counted and recorded in one step), on one node and across two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_handshakes_cannot_pass_the_socket_cap() {
+    let db = PostgresDatabase::create().await;
+    let prefix = format!("abuse-{}:", uuid::Uuid::new_v4().simple());
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut config = common::cluster_config(db.url(), common::SINGLE_REDIS, &prefix);
+        config.budgets.max_sockets_per_user = 3;
+        nodes.push(TestNode::spawn(config).await);
+    }
+    let hoarder = common::unique_user("hoarder");
+    let mut d = Driver::start().await;
+    let a = d
+        .call(
+            json!({"op": "connect-many", "url": nodes[0].url(), "alsoUrl": nodes[1].url(),
+                     "token": token(&hoarder), "count": 24, "prefix": "h"}),
+        )
+        .await;
+    assert!(a.get("error").is_none(), "{a}");
+    let connected = a["connected"].as_u64().expect("a count");
+    let refused = a["refused"]["too_many_connections"].as_u64().unwrap_or(0);
+    assert_eq!(connected, 3, "exactly the cap is admitted: {a}");
+    assert_eq!(refused, 21, "every other handshake is refused: {a}");
+    db.drop_database().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshakes_are_budgeted_per_client_address() {
     let db = PostgresDatabase::create().await;

@@ -262,8 +262,7 @@ async fn on_two_nodes(suite: Suite, redis_var: &str) {
     database.drop_database().await;
 }
 
-const SINGLE_REDIS: &str = "PARLOIR_TEST_REDIS_URL";
-const REDIS_CLUSTER: &str = "PARLOIR_TEST_REDIS_CLUSTER_URL";
+use common::{REDIS_CLUSTER, SINGLE_REDIS};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_suite_passes_on_two_nodes_sharing_redis() {

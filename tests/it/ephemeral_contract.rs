@@ -18,7 +18,8 @@ use chrono::Utc;
 use parloir::config::RateLimits;
 use parloir::domain::{ConversationId, UserId};
 use parloir::ephemeral::UnixMillis;
-use parloir::ephemeral::{Ephemeral, MemoryEphemeral, Typist};
+use parloir::ephemeral::{Ephemeral, MemoryEphemeral, SocketAdmission, Typist};
+use parloir::supervisor::Supervisor;
 
 fn now() -> UnixMillis {
     Utc::now().timestamp_millis()
@@ -540,6 +541,46 @@ mod contract {
         assert_eq!(e.presence.socket_count(&alice).await.unwrap(), 1);
     }
 
+    pub async fn concurrent_admissions_never_pass_the_cap(e: Ephemeral) {
+        let alice = user("alice");
+        let admits = (0..20).map(|i| {
+            let (e, alice) = (e.clone(), alice.clone());
+            async move {
+                e.presence
+                    .admit_socket(&alice, &format!("s{i}"), 5)
+                    .await
+                    .unwrap()
+            }
+        });
+        let outcomes = futures_util::future::join_all(admits).await;
+        let count = |want: SocketAdmission| outcomes.iter().filter(|o| **o == want).count();
+        assert_eq!(count(SocketAdmission::First), 1, "{outcomes:?}");
+        assert_eq!(count(SocketAdmission::Another), 4, "{outcomes:?}");
+        assert_eq!(count(SocketAdmission::OverCap), 15, "{outcomes:?}");
+        assert_eq!(e.presence.socket_count(&alice).await.unwrap(), 5);
+        // A socket already admitted is admitted again; a freed slot is reused.
+        let admitted: Vec<usize> = (0..20)
+            .filter(|i| outcomes[*i] != SocketAdmission::OverCap)
+            .collect();
+        let again = format!("s{}", admitted[0]);
+        assert_eq!(
+            e.presence.admit_socket(&alice, &again, 5).await.unwrap(),
+            SocketAdmission::Another
+        );
+        e.presence
+            .socket_disconnected(&alice, &again, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            e.presence.admit_socket(&alice, "late", 5).await.unwrap(),
+            SocketAdmission::Another
+        );
+        assert_eq!(
+            e.presence.admit_socket(&alice, "later", 5).await.unwrap(),
+            SocketAdmission::OverCap
+        );
+    }
+
     pub async fn sends_beyond_the_burst_are_refused(e: Ephemeral) {
         let alice = user("alice");
         for i in 0..3 {
@@ -576,6 +617,7 @@ macro_rules! every_case {
             concurrent_commits_count_every_message,
             creations_beyond_their_burst_are_refused,
             live_sockets_are_counted_per_user,
+            concurrent_admissions_never_pass_the_cap,
         );
     };
 }
@@ -657,6 +699,7 @@ macro_rules! redis_suite {
                     prefix.to_owned(),
                     node_id.to_owned(),
                     &limits(1, 3),
+                    &Supervisor::default(),
                 )
                 .await
                 .expect("the test Redis is reachable")
@@ -886,6 +929,7 @@ macro_rules! redis_suite {
                     fresh_prefix(),
                     "node-a".to_owned(),
                     &limits(1, 3),
+                    &Supervisor::default(),
                 )
                 .await;
                 assert!(result.is_err());

@@ -22,3 +22,4 @@ mod otlp_export;
 mod retention;
 mod service_rules;
 mod store_contract;
+mod supervision;

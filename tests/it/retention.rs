@@ -90,9 +90,13 @@ fn reported(output: &str, action: &str) -> u64 {
 async fn the_retention_command_counts_then_changes_and_says_what() {
     common::init_logs();
     let database = PostgresDatabase::create().await;
-    let store = parloir::app::open_store(&Config::for_tests(postgres(&database), SECRET), true)
-        .await
-        .expect("the store opens and migrates");
+    let store = parloir::app::open_store(
+        &Config::for_tests(postgres(&database), SECRET),
+        true,
+        &parloir::supervisor::Supervisor::default(),
+    )
+    .await
+    .expect("the store opens and migrates");
     conversation_created_days_ago(&store, ["cli-alice", "cli-bob"], 365).await;
     conversation_created_days_ago(&store, ["cli-alice", "cli-carol"], 120).await;
     conversation_created_days_ago(&store, ["cli-alice", "cli-dave"], 10).await;
@@ -178,7 +182,7 @@ async fn archived_conversations_leave_the_list_until_a_new_message(store: StoreC
     );
 
     let job = RetentionJob::new(
-        parloir::app::open_store(&config, false)
+        parloir::app::open_store(&config, false, &parloir::supervisor::Supervisor::default())
             .await
             .expect("the node's store"),
         config.retention.policy,

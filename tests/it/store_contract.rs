@@ -48,6 +48,7 @@ fn decorated<B: Backend>(backend: Arc<B>, concurrent_batches: usize) -> Store {
             call_deadline: None,
             group_commit,
             participant_cache: 64,
+            supervisor: parloir::supervisor::Supervisor::default(),
         },
     )
 }
@@ -1474,6 +1475,7 @@ async fn postgres_statements_and_calls_are_bounded(
                 concurrent_batches: 1,
             },
             participant_cache: 0,
+            supervisor: parloir::supervisor::Supervisor::default(),
         },
     );
     let started = tokio::time::Instant::now();

@@ -38,8 +38,16 @@ impl Shared {
             stats: Arc::new(Stats::default()),
             inboxes: RwLock::new(HashMap::new()),
         });
-        tokio::spawn(read_messages(Arc::downgrade(&shared)));
-        tokio::spawn(watch_reconnections(Arc::downgrade(&shared)));
+        let weak = Arc::downgrade(&shared);
+        shared.config.spawner.spawn(
+            "adapter_messages",
+            Box::new(move || Box::pin(read_messages(weak.clone()))),
+        );
+        let weak = Arc::downgrade(&shared);
+        shared.config.spawner.spawn(
+            "adapter_reconnections",
+            Box::new(move || Box::pin(watch_reconnections(weak.clone()))),
+        );
         shared
     }
 

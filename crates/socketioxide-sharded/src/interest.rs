@@ -18,7 +18,7 @@
 //! returns can miss the server.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
@@ -102,7 +102,28 @@ impl Interest {
                 subscribed: HashSet::new(),
                 failed: HashSet::new(),
             };
-            tokio::spawn(manager.run(rx, shared.config.sweep_interval));
+            // The manager and its queue outlive a run: a run started again
+            // (after a panic, by a supervising spawner) resumes with them,
+            // and first subscribes everything again in case the failed run
+            // left a subscription half made.
+            let state = Arc::new(tokio::sync::Mutex::new((manager, rx)));
+            let sweep_every = shared.config.sweep_interval;
+            let mut runs = 0u64;
+            shared.config.spawner.spawn(
+                "adapter_rooms",
+                Box::new(move || {
+                    let (state, again) = (state.clone(), runs > 0);
+                    runs += 1;
+                    Box::pin(async move {
+                        let mut state = state.lock().await;
+                        let (manager, rx) = &mut *state;
+                        if again {
+                            manager.resubscribe_all().await;
+                        }
+                        manager.run(rx, sweep_every).await;
+                    })
+                }),
+            );
         }
         Ok(())
     }
@@ -156,7 +177,7 @@ struct Manager {
 }
 
 impl Manager {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, sweep_every: Duration) {
+    async fn run(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>, sweep_every: Duration) {
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweep.tick().await; // the first tick is immediate

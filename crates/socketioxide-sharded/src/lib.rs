@@ -63,6 +63,7 @@ mod adapter;
 mod channels;
 mod dispatch;
 mod interest;
+mod spawn;
 mod stats;
 mod wire;
 
@@ -72,10 +73,11 @@ use std::time::Duration;
 use socketioxide_core::adapter::errors::AdapterError;
 
 pub use adapter::{InitRes, ShardedAdapter};
+pub use spawn::{Spawner, TaskStart, TokioSpawner};
 pub use stats::{Stats, StatsSnapshot};
 
 /// Settings of the adapter.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShardedConfig {
     /// Starts every channel name. No `{` or `}`. Default `"socket.io#"`.
     pub prefix: String,
@@ -95,6 +97,25 @@ pub struct ShardedConfig {
     pub sweep_interval: Duration,
     /// Room for early acks of a broadcast with acks. Default 255.
     pub ack_response_buffer: usize,
+    /// Runs the adapter's long-lived tasks (the message reader, the
+    /// reconnection watcher, each namespace's subscription task). Default:
+    /// each spawned once on the current Tokio runtime. A server that
+    /// supervises its tasks gives its own, which may start a task again
+    /// after it panicked: every task resumes from the adapter's shared state.
+    pub spawner: Arc<dyn Spawner>,
+}
+
+impl std::fmt::Debug for ShardedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedConfig")
+            .field("prefix", &self.prefix)
+            .field("request_timeout", &self.request_timeout)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("max_rooms_per_split", &self.max_rooms_per_split)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("ack_response_buffer", &self.ack_response_buffer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ShardedConfig {
@@ -106,6 +127,7 @@ impl Default for ShardedConfig {
             max_rooms_per_split: 16,
             sweep_interval: Duration::from_secs(10),
             ack_response_buffer: 255,
+            spawner: Arc::new(TokioSpawner),
         }
     }
 }

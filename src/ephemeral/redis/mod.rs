@@ -33,11 +33,12 @@ use secrecy::SecretString;
 use super::coalesce::Coalescer;
 use super::fred_client;
 use super::{
-    EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, TypingState, Typist,
-    UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
+    EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, SocketAdmission,
+    TypingState, Typist, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, UserId};
+use crate::supervisor::Supervisor;
 
 mod keys;
 mod presence;
@@ -113,6 +114,7 @@ impl RedisEphemeral {
         prefix: String,
         node_id: String,
         rate_limits: &RateLimits,
+        supervisor: &Supervisor,
     ) -> Result<Self, EphemeralError> {
         const OP: &str = "connect";
         let config = fred_client::config(&settings.url).map_err(|e| unavailable(OP, e))?;
@@ -155,17 +157,27 @@ impl RedisEphemeral {
         });
         let sends = {
             let redis = redis.clone();
-            Coalescer::new("try_acquire_send", move |users| {
-                let redis = redis.clone();
-                async move { redis.try_acquire_sends(users).await }
-            })
+            Coalescer::new(
+                "send_quota_batching",
+                "try_acquire_send",
+                move |users| {
+                    let redis = redis.clone();
+                    async move { redis.try_acquire_sends(users).await }
+                },
+                supervisor,
+            )
         };
         let commits = {
             let redis = redis.clone();
-            Coalescer::new("message_committed", move |calls| {
-                let redis = redis.clone();
-                async move { redis.messages_committed(calls).await }
-            })
+            Coalescer::new(
+                "commit_effects_batching",
+                "message_committed",
+                move |calls| {
+                    let redis = redis.clone();
+                    async move { redis.messages_committed(calls).await }
+                },
+                supervisor,
+            )
         };
         Ok(Self {
             redis,

@@ -28,6 +28,36 @@ impl PresenceState for RedisEphemeral {
         Ok(first == 1)
     }
 
+    async fn admit_socket(
+        &self,
+        user: &UserId,
+        socket_id: &str,
+        cap: usize,
+    ) -> Result<SocketAdmission, EphemeralError> {
+        let admitted: i64 = self
+            .redis
+            .eval(
+                "admit_socket",
+                &self.redis.scripts.admit_socket,
+                vec![
+                    self.redis.keys.user_sockets(user),
+                    self.redis.keys.node_sockets(&self.node_id),
+                ],
+                vec![
+                    socket_id.into(),
+                    self.node_id.as_str().into(),
+                    user.as_str().into(),
+                    i64::try_from(cap).unwrap_or(i64::MAX).into(),
+                ],
+            )
+            .await?;
+        Ok(match admitted {
+            1 => SocketAdmission::First,
+            0 => SocketAdmission::Another,
+            _ => SocketAdmission::OverCap,
+        })
+    }
+
     async fn socket_disconnected(
         &self,
         user: &UserId,

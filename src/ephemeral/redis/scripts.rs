@@ -39,6 +39,7 @@ macro_rules! scripts {
 
 scripts!(
     socket_connected,
+    admit_socket,
     socket_disconnected,
     presence,
     heartbeat,

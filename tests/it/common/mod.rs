@@ -50,6 +50,40 @@ pub fn token(user: &str) -> String {
     mint_token(SECRET, user)
 }
 
+/// A token for `user` signed with [`SECRET`], valid for `ttl`.
+pub fn token_valid_for(user: &str, ttl: chrono::Duration) -> String {
+    let secret = secrecy::SecretString::from(SECRET.to_owned());
+    let user = parloir::domain::UserId::parse("user", user).expect("a valid test user id");
+    parloir::auth::mint_hs256(&secret, &user, None, Some(user.as_str()), None, ttl)
+        .expect("an HS256 token")
+}
+
+/// A node configuration on Postgres `database` sharing the Redis (or Redis
+/// Cluster) named by `redis_var` under key `prefix`, with fast heartbeats.
+pub fn cluster_config(database: &str, redis_var: &str, prefix: &str) -> Config {
+    use parloir::config::{RedisConfig, SharedState, StoreConfig};
+    let redis_url = std::env::var(redis_var).unwrap_or_else(|_| {
+        panic!("{redis_var} is not set: run scripts/test (it starts a throwaway Redis and Redis Cluster)")
+    });
+    let store = StoreConfig::Postgres {
+        url: secrecy::SecretString::from(database.to_owned()),
+    };
+    let mut config = Config::for_tests(store, SECRET);
+    config.shared = SharedState::Redis(RedisConfig {
+        url: secrecy::SecretString::from(redis_url),
+        pool_size: 2,
+        command_timeout: Duration::from_secs(2),
+        prefix: prefix.to_owned(),
+        heartbeat: Duration::from_secs(1),
+        node_ttl: Duration::from_secs(5),
+    });
+    config
+}
+
+/// The `PARLOIR_TEST_*` variables naming the test Redis deployments.
+pub const SINGLE_REDIS: &str = "PARLOIR_TEST_REDIS_URL";
+pub const REDIS_CLUSTER: &str = "PARLOIR_TEST_REDIS_CLUSTER_URL";
+
 /// An HS256 token for `user` (display name = the id), valid ten minutes.
 pub fn mint_token(secret: &str, user: &str) -> String {
     let secret = secrecy::SecretString::from(secret.to_owned());
@@ -212,6 +246,8 @@ impl Drop for PostgresDatabase {
 /// A parloir node serving on a random loopback port, stopped when dropped.
 pub struct TestNode {
     pub addr: SocketAddr,
+    /// The node's long-lived tasks (fault drills abort them).
+    pub supervisor: parloir::supervisor::Supervisor,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -220,11 +256,14 @@ impl TestNode {
     /// Builds the node (migrating its store), serves it, and returns once
     /// `/readyz` answers 200.
     pub async fn spawn(config: Config) -> Self {
-        let app = AppBuilder::new(config)
-            .build()
-            .await
-            .expect("the test node builds");
+        Self::spawn_with(AppBuilder::new(config)).await
+    }
+
+    /// As `spawn`, from a builder the test has tuned.
+    pub async fn spawn_with(builder: AppBuilder) -> Self {
+        let app = builder.build().await.expect("the test node builds");
         let addr = app.local_addr();
+        let supervisor = app.supervisor();
         let readiness = app.readiness();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
@@ -240,9 +279,17 @@ impl TestNode {
         );
         Self {
             addr,
+            supervisor,
             stop,
             task: Some(task),
         }
+    }
+
+    /// Waits until the node's run ends by itself (not stopped by the test),
+    /// and returns how it ended.
+    pub async fn ended(&mut self) -> anyhow::Result<()> {
+        let task = self.task.take().expect("the task is only taken here");
+        task.await?
     }
 
     /// `http://127.0.0.1:PORT`, the base URL clients use.

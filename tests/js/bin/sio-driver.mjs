@@ -10,6 +10,9 @@
 //   {id, op:"emit", name, event, payload, timeoutMs?}   -> {id, ack}            | {id, error}
 //        (or `payloadJson`: the payload as JSON text, for shapes the Rust side would
 //        rather not build, such as thousands of nesting levels)
+//   {id, op:"connect-many", url, alsoUrl?, token, count, prefix}
+//        opens `count` connections at once (every other one to `alsoUrl` when given), named
+//        `${prefix}${i}` -> {id, connected: n, refused: {message: n}}
 //   {id, op:"burst", name, event, payload, count, timeoutMs?}
 //        emits `count` events at once, without waiting between them, then waits for
 //        every ack -> {id, outcomes: {ok: n, RATE_LIMITED: m, ..., noAck: k}}
@@ -66,6 +69,24 @@ async function handle(cmd) {
         socket.once('connect_error', (e) => reject(new Error(`connect_error: ${e.message}`)));
       });
       return reply({ id, ok: true, sid: socket.id });
+    }
+    if (op === 'connect-many') {
+      const attempts = Array.from({ length: cmd.count }, (_, i) => new Promise((resolve) => {
+        const url = (i % 2 === 1 && cmd.alsoUrl ? cmd.alsoUrl : cmd.url).replace(/\/$/, '') + '/messaging';
+        const socket = io(url, { auth: { token: cmd.token }, reconnection: false, timeout: 10000,
+          transports: ['websocket'], forceNew: true });
+        const entry = { socket, events: [], waiters: [] };
+        socket.onAny((event, ...args) => { entry.events.push({ event, args, used: false }); tryWaiters(entry); });
+        socket.once('connect', () => { sockets.set(`${cmd.prefix}${i}`, entry); resolve('connected'); });
+        socket.once('connect_error', (e) => { socket.close(); resolve(e.message); });
+      }));
+      const refused = {};
+      let connected = 0;
+      for (const outcome of await Promise.all(attempts)) {
+        if (outcome === 'connected') connected += 1;
+        else refused[outcome] = (refused[outcome] ?? 0) + 1;
+      }
+      return reply({ id, connected, refused });
     }
     if (op === 'stream') {
       const entry = sockets.get(name);
