@@ -124,14 +124,16 @@ pub async fn authenticate<A: Adapter>(
             false
         }
     };
-    // From here on the socket counts as connected: if the connection drops
-    // before the socket enters the namespace, the watch undoes its presence.
-    expiries.confirm_handshake(s.id, &user);
     span.record("outcome", "ok");
     instruments::handshake("ok");
     let state = SocketState::new(user, budget.budgets());
     state.set_first_device(first);
     prepare_socket(&s, &state).await;
+    // The socket counts as connected now. socketioxide adds it to the
+    // namespace as this returns, with no wait in between, unless the
+    // connection dropped meanwhile: then no disconnect handler will ever
+    // run for it, and the watch undoes its presence.
+    expiries.confirm_handshake(s.id, &state.user);
     Ok(())
 }
 

@@ -37,10 +37,11 @@ use crate::service::Messaging;
 /// The longest wait handed to the timer queue (far below its limit).
 const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
 
-/// How long a handshake has to become a socket of the namespace. socketioxide
-/// adds the socket right after the middleware returns, with no wait in
-/// between: this only has to outlast a busy scheduler.
-pub const HANDSHAKE_CONFIRMATION: Duration = Duration::from_secs(10);
+/// How long a handshake has to become a socket of the namespace, counted
+/// from when the wheel reads the watch. socketioxide adds the socket in the
+/// same step as the middleware's return, before the watch can be read:
+/// this only has to outlast a thread descheduled at that very moment.
+pub const HANDSHAKE_CONFIRMATION: Duration = Duration::from_secs(5);
 
 enum Command {
     Watch(Sid, Watch),

@@ -13,6 +13,10 @@
 //   {id, op:"connect-many", url, alsoUrl?, token, count, prefix}
 //        opens `count` connections at once (every other one to `alsoUrl` when given), named
 //        `${prefix}${i}` -> {id, connected: n, refused: {message: n}}
+//   {id, op:"connect-reset", url, token, count}
+//        `count` times, at once: a raw Engine.IO websocket sends the namespace CONNECT packet and
+//        resets its TCP connection right after (no close frame), as a phone losing its network does
+//        -> {id, ok:true}
 //   {id, op:"burst", name, event, payload, count, timeoutMs?}
 //        emits `count` events at once, without waiting between them, then waits for
 //        every ack -> {id, outcomes: {ok: n, RATE_LIMITED: m, ..., noAck: k}}
@@ -29,7 +33,9 @@
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
 import { setTimeout as pause } from 'node:timers/promises';
-const { io } = createRequire(process.cwd() + '/')('socket.io-client');
+const require = createRequire(process.cwd() + '/');
+const { io } = require('socket.io-client');
+const WebSocket = require('ws');
 
 const sockets = new Map(); // name -> { socket, events: [{event, args, used}], waiters: [] }
 const reply = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
@@ -69,6 +75,21 @@ async function handle(cmd) {
         socket.once('connect_error', (e) => reject(new Error(`connect_error: ${e.message}`)));
       });
       return reply({ id, ok: true, sid: socket.id });
+    }
+    if (op === 'connect-reset') {
+      const wsUrl = cmd.url.replace(/^http/, 'ws').replace(/\/$/, '') + '/socket.io/?EIO=4&transport=websocket';
+      await Promise.all(Array.from({ length: cmd.count }, () => new Promise((resolve, reject) => {
+        const ws = new WebSocket(wsUrl);
+        ws.on('error', reject);
+        ws.on('message', (data) => {
+          if (!String(data).startsWith('0')) return; // the Engine.IO open packet comes first
+          ws.send('40/messaging,' + JSON.stringify({ token: cmd.token }), () => {
+            ws._socket.resetAndDestroy();
+            resolve();
+          });
+        });
+      })));
+      return reply({ id, ok: true });
     }
     if (op === 'connect-many') {
       const attempts = Array.from({ length: cmd.count }, (_, i) => new Promise((resolve) => {
