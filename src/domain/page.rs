@@ -111,6 +111,9 @@ impl Page {
     }
 }
 
+/// 9999-12-31T23:59:59.999Z, the last time a cursor may carry.
+const LATEST_CURSOR_MILLIS: i64 = 253_402_300_799_999;
+
 /// Opaque position in a conversation list ordered by activity, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListCursor {
@@ -127,12 +130,18 @@ impl ListCursor {
         ))
     }
 
+    /// Accepts only what `encode` can have produced: a time in the range
+    /// conversations have (1970 to 9999; a crafted time outside what the
+    /// database stores would otherwise fail in the query, as a 500).
     pub fn decode(raw: &str) -> Result<Self, ValidationError> {
         let bad = || ValidationError::new("cursor", "is not a cursor this server issued");
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
         let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
         let (millis, id) = text.split_once('|').ok_or_else(bad)?;
         let millis: i64 = millis.parse().map_err(|_| bad())?;
+        if !(0..=LATEST_CURSOR_MILLIS).contains(&millis) {
+            return Err(bad());
+        }
         let activity_at = DateTime::from_timestamp_millis(millis).ok_or_else(bad)?;
         let id = ConversationId::parse("cursor", id).map_err(|_| bad())?;
         Ok(Self { activity_at, id })
@@ -142,6 +151,25 @@ impl ListCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_time_outside_1970_to_9999_is_refused() {
+        let id = ConversationId::new_random();
+        let crafted = |millis: i64| URL_SAFE_NO_PAD.encode(format!("{millis}|{id}"));
+        for millis in [
+            -1_000_000_000_000_000,
+            -1,
+            LATEST_CURSOR_MILLIS + 1,
+            i64::MAX,
+        ] {
+            assert!(ListCursor::decode(&crafted(millis)).is_err(), "{millis}");
+        }
+        for millis in [0, 1_764_583_200_000, LATEST_CURSOR_MILLIS] {
+            let cursor = ListCursor::decode(&crafted(millis)).expect("in range");
+            assert_eq!(cursor.activity_at.timestamp_millis(), millis);
+            assert_eq!(ListCursor::decode(&cursor.encode()), Ok(cursor));
+        }
+    }
 
     #[test]
     fn limit_defaults_and_bounds() {

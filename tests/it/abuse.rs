@@ -560,3 +560,29 @@ async fn a_delete_in_a_large_group_costs_one_recount_and_tells_each_reader() {
     );
     db.drop_database().await;
 }
+
+/// A list cursor is opaque, but a client can forge one: a time far outside
+/// what Postgres stores is refused as `VALIDATION`, not answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_list_cursor_is_refused_not_a_server_error() {
+    use base64::Engine as _;
+    let db = PostgresDatabase::create().await;
+    let node = node(&db, |_| {}).await;
+    let user = common::unique_user("forger");
+    let mut d = Driver::start().await;
+    for millis in ["-1000000000000000", "300000000000000"] {
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{millis}|{}", uuid::Uuid::new_v4()));
+        let (status, body) = d
+            .http(
+                "GET",
+                &format!("{}/api/v1/conversations?cursor={forged}", node.url()),
+                &token(&user),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{millis}: {body}");
+        assert_eq!(body["error"]["code"], "VALIDATION", "{body}");
+    }
+    db.drop_database().await;
+}
