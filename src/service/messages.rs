@@ -1,7 +1,7 @@
 //! Message use cases: send (idempotent, rate limited, stored before anything
 //! is announced) and soft delete.
 
-use tracing::{Instrument as _, instrument, warn};
+use tracing::{instrument, warn};
 
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
@@ -50,19 +50,9 @@ impl Messaging {
         span.record("message.id", tracing::field::display(message.id));
         if inserted == Inserted::New {
             crate::instruments::message_stored();
-            // Its own task: the message is committed, so it is announced even
-            // if the caller goes away now (an HTTP client hanging up cancels
-            // its handler). The ack still waits for the announcement.
-            let announcement = {
-                let (service, user, message) = (self.clone(), user.clone(), message.clone());
-                self.inner.detached.spawn(
-                    async move { service.announce_new_message(&user, &message).await }
-                        .in_current_span(),
-                )
-            };
-            if let Err(e) = announcement.await {
-                tracing::error!(error = %e, "announcing a stored message failed");
-            }
+            let (service, user, message) = (self.clone(), user.clone(), message.clone());
+            self.after_commit(async move { service.announce_new_message(&user, &message).await })
+                .await;
         }
         Ok(message)
     }
@@ -128,15 +118,21 @@ impl Messaging {
         {
             return Err(ServiceError::NotFound("message"));
         }
-        let room = rooms::conversation(message.conversation_id);
-        let deleted = MessageDeleted {
-            conversation_id: message.conversation_id,
-            message_id: id,
-        };
-        self.emit(Audience::room(room), ev::MESSAGE_DELETED, &deleted)
-            .await;
-        self.recount_conversation_unread(message.conversation_id, &user.id)
-            .await;
+        let (service, sender) = (self.clone(), user.id.clone());
+        self.after_commit(async move {
+            let room = rooms::conversation(message.conversation_id);
+            let deleted = MessageDeleted {
+                conversation_id: message.conversation_id,
+                message_id: id,
+            };
+            service
+                .emit(Audience::room(room), ev::MESSAGE_DELETED, &deleted)
+                .await;
+            service
+                .recount_conversation_unread(message.conversation_id, &sender)
+                .await;
+        })
+        .await;
         Ok(())
     }
 }

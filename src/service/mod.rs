@@ -123,6 +123,22 @@ impl Messaging {
         self.inner.detached.wait().await;
     }
 
+    /// Runs what follows a commit to its end even if the caller goes away
+    /// (an HTTP client that hangs up cancels its handler, and with it
+    /// whatever the handler still awaits): a committed change is announced
+    /// and counted whatever happens to the request. The caller still waits
+    /// for it, and so does the drain.
+    async fn after_commit<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use tracing::Instrument as _;
+        let handle = self.inner.detached.spawn(work.in_current_span());
+        if let Err(e) = handle.await {
+            tracing::error!(error = %e, "announcing a committed change failed");
+        }
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.inner.settings.limits
     }

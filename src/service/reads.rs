@@ -92,13 +92,18 @@ impl Messaging {
                 user_id: Some(user.id.clone()),
                 ..receipt.clone()
             };
-            self.emit(
-                Audience::room(rooms::conversation(conversation)),
-                ev::MESSAGE_READ,
-                &event,
-            )
+            let (service, reader) = (self.clone(), user.id.clone());
+            self.after_commit(async move {
+                service
+                    .emit(
+                        Audience::room(rooms::conversation(conversation)),
+                        ev::MESSAGE_READ,
+                        &event,
+                    )
+                    .await;
+                service.refresh_unread(&reader, Some(conversation)).await;
+            })
             .await;
-            self.refresh_unread(&user.id, Some(conversation)).await;
         }
         Ok(receipt)
     }

@@ -19,10 +19,12 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 /// Records every broadcast so tests can count what was announced. While
-/// `open` is false, `new-message` broadcasts wait, as behind a slow adapter
-/// (and `entered` is told that one is waiting).
+/// `open` is false, broadcasts of the `gated` event (`new-message` unless
+/// changed) wait, as behind a slow adapter (and `entered` is told that one
+/// is waiting).
 struct RecordingFanout {
     events: Mutex<Vec<(&'static str, Vec<String>, Value)>>,
+    gated: Mutex<&'static str>,
     open: tokio::sync::watch::Sender<bool>,
     entered: tokio::sync::Notify,
 }
@@ -31,6 +33,7 @@ impl Default for RecordingFanout {
     fn default() -> Self {
         Self {
             events: Mutex::default(),
+            gated: Mutex::new(ev::NEW_MESSAGE),
             open: tokio::sync::watch::channel(true).0,
             entered: tokio::sync::Notify::new(),
         }
@@ -51,7 +54,11 @@ impl RecordingFanout {
 #[async_trait]
 impl Fanout for RecordingFanout {
     async fn emit(&self, audience: Audience, event: &'static str, payload: Value) {
-        if event == ev::NEW_MESSAGE {
+        let gated = *self
+            .gated
+            .lock()
+            .expect("no test thread panicked holding the lock");
+        if event == gated {
             let mut open = self.open.subscribe();
             if !*open.borrow() {
                 self.entered.notify_one();
@@ -198,6 +205,96 @@ async fn a_committed_message_is_announced_even_if_the_sender_goes_away() {
         .unwrap();
     assert_eq!(page.messages.len(), 1, "stored once");
     let _ = bob;
+}
+
+/// Runs `work` (a use case that commits, then broadcasts the `gated`
+/// event) and goes away, as an HTTP client that hangs up, once the commit is
+/// done and the broadcast held; then lets the broadcast through.
+async fn hang_up_mid_broadcast<F>(f: &Fixture, gated: &'static str, work: F)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send,
+{
+    *f.fanout.gated.lock().expect("not poisoned") = gated;
+    f.fanout.open.send_replace(false);
+    let running = tokio::spawn(work);
+    tokio::time::timeout(Duration::from_secs(5), f.fanout.entered.notified())
+        .await
+        .expect("the change is committed and its broadcast under way");
+    running.abort();
+    let _ = running.await;
+    f.fanout.open.send_replace(true);
+}
+
+async fn until_counted(f: &Fixture, event: &str, at_least: usize) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while f.fanout.count(event) < at_least {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{event} went out {at_least} times"));
+}
+
+/// A delete and a read committed for a client that then hung up are still
+/// announced, and the unread counters still recounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_delete_or_read_is_announced_even_if_the_client_goes_away() {
+    let f = fixture().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (conversation, _) = f
+        .service
+        .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
+        .await
+        .unwrap();
+    let c = conversation.id.to_string();
+    let first = f
+        .service
+        .send_message(&alice, send(&c, "one", None))
+        .await
+        .unwrap();
+    f.service
+        .send_message(&alice, send(&c, "two", None))
+        .await
+        .unwrap();
+    let updates = f.fanout.count(ev::UNREAD_COUNT_UPDATED);
+
+    let (service, who) = (f.service.clone(), alice.clone());
+    hang_up_mid_broadcast(&f, ev::MESSAGE_DELETED, async move {
+        service.delete_message(&who, first.id).await
+    })
+    .await;
+    until_counted(&f, ev::MESSAGE_DELETED, 1).await;
+    until_counted(&f, ev::UNREAD_COUNT_UPDATED, updates + 1).await;
+    let counts = f.store.cursors.unread_counts(&bob.id).await.unwrap();
+    assert_eq!(
+        counts.get(&conversation.id),
+        Some(&1),
+        "the delete is committed"
+    );
+
+    let updates = f.fanout.count(ev::UNREAD_COUNT_UPDATED);
+    let (service, who) = (f.service.clone(), bob.clone());
+    hang_up_mid_broadcast(&f, ev::MESSAGE_READ, async move {
+        service
+            .mark_conversation_as_read(&who, conversation.id)
+            .await
+    })
+    .await;
+    until_counted(&f, ev::MESSAGE_READ, 1).await;
+    until_counted(&f, ev::UNREAD_COUNT_UPDATED, updates + 1).await;
+    let last = f
+        .fanout
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(e, _, _)| *e == ev::UNREAD_COUNT_UPDATED)
+        .cloned();
+    let (_, to, update) = last.expect("an unread update");
+    assert_eq!(to, vec![format!("user-{}", bob.id)], "to bob's devices");
+    assert_eq!(update["totalUnread"], 0, "{update}");
 }
 
 /// The drain closes sockets only after the announcements that outlived
