@@ -81,6 +81,9 @@ pub enum ErrorCode {
     Forbidden,
     RateLimited,
     Unavailable,
+    /// The store may or may not have committed the write (PROTOCOL.md §9):
+    /// retry with the same `clientMessageId`.
+    UnknownOutcome,
     TokenExpired,
     Unauthorized,
     Internal,
@@ -94,6 +97,7 @@ impl ErrorCode {
             Self::Forbidden => "FORBIDDEN",
             Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
+            Self::UnknownOutcome => "UNKNOWN_OUTCOME",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Internal => "INTERNAL",
@@ -109,7 +113,7 @@ impl ErrorCode {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::RateLimited => 429,
-            Self::Unavailable => 503,
+            Self::Unavailable | Self::UnknownOutcome => 503,
             Self::Internal => 500,
         }
     }

@@ -983,6 +983,13 @@
       })
       .catch((e) => {
         if (view !== v || !v.pending.has(message.clientMessageId)) return;
+        // Perhaps stored: the same clientMessageId settles it (and the
+        // server announces it if it was).
+        if ((e.code === 'UNKNOWN_OUTCOME' || e.code === 'TIMEOUT') && (pending.retries ?? 0) < 3) {
+          pending.retries = (pending.retries ?? 0) + 1;
+          setTimeout(() => emitSend(v, pending), 1000 * pending.retries);
+          return;
+        }
         pending.state = 'failed';
         pending.error = e.message;
         renderPending(v, pending);

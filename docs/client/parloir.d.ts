@@ -70,7 +70,7 @@ export type History = { conversationId: ConversationId, messages: Array<Message>
 /**
  * Error codes of PROTOCOL.md §2 and §5.
  */
-export type ErrorCode = "VALIDATION" | "NOT_FOUND" | "FORBIDDEN" | "RATE_LIMITED" | "UNAVAILABLE" | "TOKEN_EXPIRED" | "UNAUTHORIZED" | "INTERNAL";
+export type ErrorCode = "VALIDATION" | "NOT_FOUND" | "FORBIDDEN" | "RATE_LIMITED" | "UNAVAILABLE" | "UNKNOWN_OUTCOME" | "TOKEN_EXPIRED" | "UNAUTHORIZED" | "INTERNAL";
 
 /**
  * `{code, message}` as carried by acks and HTTP error bodies.

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use super::{
     EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, SocketAdmission,
-    TypingState, Typist, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
+    TypingState, Typist, Unannounced, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
 };
 use crate::config::RateLimits;
-use crate::domain::{ConversationId, UserId};
+use crate::domain::{ConversationId, MessageId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -29,11 +29,18 @@ struct TypingEntry {
 /// and typing states have owners that remove them.
 const MAX_REMEMBERED_USERS: usize = 200_000;
 
+/// Messages of unknown outcome remembered at once; beyond, the least
+/// recently remembered are forgotten (their retry then announces nothing;
+/// clients still find them in the history).
+const MAX_UNANNOUNCED: usize = 10_000;
+
 struct State {
     sockets: HashMap<UserId, HashSet<String>>,
     last_seen: quick_cache::unsync::Cache<UserId, DateTime<Utc>>,
     typing: HashMap<ConversationId, HashMap<UserId, TypingEntry>>,
     unread: quick_cache::unsync::Cache<UserId, UnreadCounts>,
+    /// Message → when it stops being remembered.
+    unannounced: quick_cache::unsync::Cache<MessageId, tokio::time::Instant>,
 }
 
 impl Default for State {
@@ -43,6 +50,7 @@ impl Default for State {
             last_seen: quick_cache::unsync::Cache::new(MAX_REMEMBERED_USERS),
             typing: HashMap::new(),
             unread: quick_cache::unsync::Cache::new(MAX_REMEMBERED_USERS),
+            unannounced: quick_cache::unsync::Cache::new(MAX_UNANNOUNCED),
         }
     }
 }
@@ -88,6 +96,24 @@ fn take_token(limiter: &DefaultKeyedRateLimiter<UserId>, user: &UserId) -> bool 
         limiter.shrink_to_fit();
     }
     allowed
+}
+
+#[async_trait]
+impl Unannounced for MemoryEphemeral {
+    async fn remember_unannounced(
+        &self,
+        message: MessageId,
+        ttl: Duration,
+    ) -> Result<(), EphemeralError> {
+        let until = tokio::time::Instant::now() + ttl;
+        self.state().unannounced.insert(message, until);
+        Ok(())
+    }
+
+    async fn take_unannounced(&self, message: MessageId) -> Result<bool, EphemeralError> {
+        let removed = self.state().unannounced.remove(&message);
+        Ok(removed.is_some_and(|(_, until)| until > tokio::time::Instant::now()))
+    }
 }
 
 #[async_trait]

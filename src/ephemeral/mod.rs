@@ -1,8 +1,9 @@
 //! Ephemeral shared state: presence, typing, unread counters and rate limits.
 //! Everything here can be rebuilt (unread counters from the store's read
 //! cursors) or may be lost (presence, typing) without losing messages.
-//! It is five narrow seams, as the store is: `Health`, `Quotas`,
-//! `PresenceState`, `TypingState` and `UnreadCounters`, held together by the
+//! It is six narrow seams, as the store is: `Health`, `Quotas`,
+//! `PresenceState`, `TypingState`, `UnreadCounters` and `Unannounced`, held
+//! together by the
 //! `Ephemeral` handle. `MemoryEphemeral` serves a single node;
 //! `RedisEphemeral` (cluster mode) implements the same seams over one Redis
 //! shared by every node.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ConversationId, UserId};
+use crate::domain::{ConversationId, MessageId, UserId};
 use crate::observed::{Observable, Observer, Seam, seam};
 
 mod coalesce;
@@ -265,10 +266,33 @@ seam! {
     }
 }
 
-/// Shared state that implements every seam (in process, Redis).
-pub trait Backend: Health + Quotas + PresenceState + TypingState + UnreadCounters {}
+seam! {
+    /// Messages whose sender was told `UNKNOWN_OUTCOME` (the store may have
+    /// committed them after all). The retry that finds one stored announces
+    /// it: exactly one caller takes each.
+    pub trait Unannounced {
+        /// Remembers `message` for `ttl`.
+        async fn remember_unannounced(
+            &self,
+            message: MessageId,
+            ttl: std::time::Duration,
+        ) -> Result<(), EphemeralError>;
 
-impl<T> Backend for T where T: Health + Quotas + PresenceState + TypingState + UnreadCounters {}
+        /// Forgets `message`; true when it was remembered.
+        async fn take_unannounced(&self, message: MessageId) -> Result<bool, EphemeralError>;
+    }
+}
+
+/// Shared state that implements every seam (in process, Redis).
+pub trait Backend:
+    Health + Quotas + PresenceState + TypingState + UnreadCounters + Unannounced
+{
+}
+
+impl<T> Backend for T where
+    T: Health + Quotas + PresenceState + TypingState + UnreadCounters + Unannounced
+{
+}
 
 /// The shared state as the service sees it: one handle per seam, every
 /// call observed. Cheap to clone.
@@ -279,6 +303,7 @@ pub struct Ephemeral {
     pub presence: Arc<dyn PresenceState>,
     pub typing: Arc<dyn TypingState>,
     pub unread: Arc<dyn UnreadCounters>,
+    pub unannounced: Arc<dyn Unannounced>,
 }
 
 impl Ephemeral {
@@ -291,7 +316,8 @@ impl Ephemeral {
             quotas: Arc::new(observe.wrap(backend.clone())),
             presence: Arc::new(observe.wrap(backend.clone())),
             typing: Arc::new(observe.wrap(backend.clone())),
-            unread: Arc::new(observe.wrap(backend)),
+            unread: Arc::new(observe.wrap(backend.clone())),
+            unannounced: Arc::new(observe.wrap(backend)),
         }
     }
 }

@@ -45,15 +45,18 @@ pub enum StoreFailure {
     Unavailable,
     /// The store answered with an error or data this node cannot read.
     Query,
+    /// A write got no answer in time: it may or may not have committed.
+    OutcomeUnknown,
 }
 
 impl StoreFailure {
-    pub const ALL: [Self; 2] = [Self::Unavailable, Self::Query];
+    pub const ALL: [Self; 3] = [Self::Unavailable, Self::Query, Self::OutcomeUnknown];
 
     pub const fn label(self) -> &'static str {
         match self {
             Self::Unavailable => "unavailable",
             Self::Query => "query",
+            Self::OutcomeUnknown => "outcome_unknown",
         }
     }
 }

@@ -22,6 +22,12 @@ pub enum ServiceError {
     RateLimited,
     #[error("storage is unavailable, nothing was written; retry later")]
     Unavailable(#[source] StoreError),
+    /// A write whose commit may or may not have happened: a retry with the
+    /// same `clientMessageId` settles it (and announces it if it was).
+    #[error(
+        "storage did not confirm the write: it may have been stored; retry with the same clientMessageId"
+    )]
+    OutcomeUnknown(#[source] StoreError),
     /// The node has as many sends in progress as it takes: shedding this one
     /// keeps the accepted ones fast (and their cross-node deliveries within
     /// their deadline) instead of queueing everything.
@@ -42,6 +48,7 @@ impl ServiceError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::Unavailable(_) | Self::Overloaded => ErrorCode::Unavailable,
+            Self::OutcomeUnknown(_) => ErrorCode::UnknownOutcome,
             Self::TokenExpired => ErrorCode::TokenExpired,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -53,7 +60,10 @@ impl ServiceError {
     /// shed send is counted (`parloir_sends_shed_total`) rather than logged
     /// as an error: under overload there would be one per refused send.
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, Self::Unavailable(_) | Self::Internal(_))
+        !matches!(
+            self,
+            Self::Unavailable(_) | Self::OutcomeUnknown(_) | Self::Internal(_)
+        )
     }
 }
 
@@ -64,6 +74,10 @@ impl From<StoreError> for ServiceError {
             StoreError::Unavailable { .. } => {
                 crate::instruments::store_error(crate::instruments::StoreFailure::Unavailable);
                 Self::Unavailable(e)
+            }
+            StoreError::OutcomeUnknown { .. } => {
+                crate::instruments::store_error(crate::instruments::StoreFailure::OutcomeUnknown);
+                Self::OutcomeUnknown(e)
             }
             StoreError::ClientMessageIdReused => Self::Validation(ValidationError::new(
                 "clientMessageId",

@@ -8,13 +8,18 @@ use crate::auth::User;
 use crate::domain::{self, Message, MessageId, NewMessage};
 use crate::fanout::Audience;
 use crate::protocol::{MessageDeleted, ev, rooms};
-use crate::store::Inserted;
+use crate::store::{Inserted, StoreError};
+
+/// How long a message of unknown outcome waits for its retry to announce it.
+const UNANNOUNCED_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Messaging {
     /// `send-message` (socket) and `POST /conversations/{id}/messages` (HTTP).
     ///
     /// Returns only after the message is committed. A repeat of a
-    /// `clientMessageId` returns the stored message and announces nothing.
+    /// `clientMessageId` returns the stored message and announces nothing,
+    /// unless the first attempt was answered `OutcomeUnknown` and committed
+    /// anyway: then the repeat announces it (once).
     /// With `max_sends_in_flight` sends in progress, refuses at once
     /// (`Overloaded`) before anything is written.
     /// Broadcasts happen after the commit; their failure does not fail the send.
@@ -42,14 +47,47 @@ impl Messaging {
             // Failing open: a limiter outage must not stop conversations.
             Err(e) => warn!(error = %e, "rate limiter unavailable; send allowed"),
         }
-        let (message, inserted) = self
+        let id = MessageId::new_v7();
+        let inserted = self
             .store()
             .inserts
-            .insert_message(MessageId::new_v7(), &user.id, &new, domain::now_millis())
-            .await?;
+            .insert_message(id, &user.id, &new, domain::now_millis())
+            .await;
+        let (message, inserted) = match inserted {
+            Ok(stored) => stored,
+            Err(e @ StoreError::OutcomeUnknown { .. }) => {
+                // Stored or not, nobody was told: a retry that finds it announces it.
+                if let Err(e) = self
+                    .ephemeral()
+                    .unannounced
+                    .remember_unannounced(id, UNANNOUNCED_KEPT)
+                    .await
+                {
+                    warn!(error = %e, "a message of unknown outcome could not be remembered; a retry will not announce it");
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         span.record("message.id", tracing::field::display(message.id));
-        if inserted == Inserted::New {
-            crate::instruments::message_stored();
+        let announce = match inserted {
+            Inserted::New => {
+                crate::instruments::message_stored();
+                true
+            }
+            // A retry. The first attempt may have been answered UNKNOWN_OUTCOME
+            // and committed anyway: then this one announces it.
+            Inserted::Duplicate => self
+                .ephemeral()
+                .unannounced
+                .take_unannounced(message.id)
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "whether a repeated message was announced is unknown; not announcing it");
+                    false
+                }),
+        };
+        if announce {
             let (service, user, message) = (self.clone(), user.clone(), message.clone());
             self.after_commit(async move { service.announce_new_message(&user, &message).await })
                 .await;

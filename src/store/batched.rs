@@ -152,11 +152,24 @@ impl InsertBatch for Bounded<'_> {
         &'a self,
         batch: &'a [MessageInsert],
     ) -> BoxFuture<'a, Result<Vec<InsertOutcome>, StoreError>> {
-        Box::pin(crate::observed::within(
-            "insert_messages",
-            self.1,
-            self.0.insert_messages(batch),
-        ))
+        // A batch still running at its deadline may commit after it: its
+        // callers are told the outcome is unknown, never that nothing was written.
+        Box::pin(async move {
+            let insert = self.0.insert_messages(batch);
+            let Some(deadline) = self.1 else {
+                return insert.await;
+            };
+            match tokio::time::timeout(deadline, insert).await {
+                Ok(outcome) => outcome,
+                Err(elapsed) => Err(StoreError::OutcomeUnknown {
+                    op: "insert_messages",
+                    source: Arc::new(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        elapsed,
+                    ))),
+                }),
+            }
+        })
     }
 }
 
@@ -180,7 +193,11 @@ fn insert_isolating<'a, S: InsertBatch>(
                 };
                 vec![Err(e); batch.len()]
             }
-            Err(e @ StoreError::Unavailable { .. }) => vec![Err(e); batch.len()],
+            // Out of reach, or perhaps committed: retrying the halves could
+            // store a message twice (those without a clientMessageId).
+            Err(e @ (StoreError::Unavailable { .. } | StoreError::OutcomeUnknown { .. })) => {
+                vec![Err(e); batch.len()]
+            }
             Err(e) if batch.len() == 1 => vec![Err(e)],
             Err(e) => {
                 tracing::debug!(error = %e, batch.size = batch.len(), "batched insert failed; splitting it");

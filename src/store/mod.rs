@@ -53,6 +53,15 @@ pub enum StoreError {
         #[source]
         source: Arc<sqlx::Error>,
     },
+    /// A write whose answer never came: the database may or may not have
+    /// committed it (the connection broke, or the answer came after the
+    /// caller's deadline, after the commit). Only an idempotent retry settles it.
+    #[error("storage did not answer {op}: it may or may not have been written")]
+    OutcomeUnknown {
+        op: &'static str,
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
     /// The sender already used this `clientMessageId` in another conversation.
     #[error("clientMessageId was already used for another conversation")]
     ClientMessageIdReused,
@@ -104,10 +113,31 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Classifies the failure of a write that commits by itself (one
+    /// statement): a connection that failed while the statement was sent or
+    /// its answer awaited leaves its outcome unknown; a pool that gave no
+    /// connection, or a database that refused or rolled back the
+    /// statement, wrote nothing.
+    pub fn from_sqlx_write(op: &'static str, source: sqlx::Error) -> Self {
+        match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::OutcomeUnknown {
+                op,
+                source: Arc::new(source),
+            },
+            other => Self::from_sqlx(op, other),
+        }
+    }
+}
+
 impl Observable for StoreError {
     fn outcome(&self) -> &'static str {
         match self {
             Self::Unavailable { .. } => "unavailable",
+            Self::OutcomeUnknown { .. } => "unknown",
             Self::ClientMessageIdReused => "conflict",
             Self::Query { .. } | Self::Corrupt { .. } => "error",
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use parloir::config::RateLimits;
-use parloir::domain::{ConversationId, UserId};
+use parloir::domain::{ConversationId, MessageId, UserId};
 use parloir::ephemeral::UnixMillis;
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral, SocketAdmission, Typist};
 use parloir::supervisor::Supervisor;
@@ -581,6 +581,21 @@ mod contract {
         );
     }
 
+    pub async fn an_unannounced_message_is_taken_once(e: Ephemeral) {
+        let (kept, never) = (MessageId::new_v7(), MessageId::new_v7());
+        e.unannounced
+            .remember_unannounced(kept, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let takes = futures_util::future::join_all((0..8).map(|_| {
+            let e = e.clone();
+            async move { e.unannounced.take_unannounced(kept).await.unwrap() }
+        }))
+        .await;
+        assert_eq!(takes.iter().filter(|t| **t).count(), 1, "{takes:?}");
+        assert!(!e.unannounced.take_unannounced(never).await.unwrap());
+    }
+
     pub async fn sends_beyond_the_burst_are_refused(e: Ephemeral) {
         let alice = user("alice");
         for i in 0..3 {
@@ -618,6 +633,7 @@ macro_rules! every_case {
             creations_beyond_their_burst_are_refused,
             live_sockets_are_counted_per_user,
             concurrent_admissions_never_pass_the_cap,
+            an_unannounced_message_is_taken_once,
         );
     };
 }

@@ -19,6 +19,7 @@ mod load_balancer;
 mod metrics_scrape;
 mod notifications;
 mod otlp_export;
+mod outcomes;
 mod presence;
 mod retention;
 mod service_rules;

@@ -75,6 +75,10 @@ impl Keys {
             self.typing_user(user),
         ]
     }
+    /// A message whose sender was told `UNKNOWN_OUTCOME` (with a TTL).
+    pub(super) fn unannounced(&self, message: MessageId) -> Key {
+        self.key(format_args!("unannounced:{message}"))
+    }
     pub(super) fn unread(&self, user: &UserId) -> Key {
         self.key(format_args!("unread:{user}"))
     }

@@ -24,7 +24,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use fred::prelude::{
-    ClientLike, FromValue, HashesInterface, Key, LuaInterface, Pool, SetsInterface, Value,
+    ClientLike, FromValue, HashesInterface, Key, KeysInterface, LuaInterface, Pool, SetsInterface,
+    Value,
 };
 use fred::types::config::Options;
 use fred::types::scripts::Script;
@@ -34,10 +35,10 @@ use super::coalesce::Coalescer;
 use super::fred_client;
 use super::{
     EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, SocketAdmission,
-    TypingState, Typist, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
+    TypingState, Typist, Unannounced, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
 };
 use crate::config::RateLimits;
-use crate::domain::{ConversationId, UserId};
+use crate::domain::{ConversationId, MessageId, UserId};
 use crate::supervisor::Supervisor;
 
 mod keys;
@@ -331,6 +332,38 @@ impl Redis {
             return Err(unexpected(OP));
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl Unannounced for RedisEphemeral {
+    async fn remember_unannounced(
+        &self,
+        message: MessageId,
+        ttl: Duration,
+    ) -> Result<(), EphemeralError> {
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        self.redis
+            .pool
+            .set::<(), _, _>(
+                self.redis.keys.unannounced(message),
+                1,
+                Some(fred::types::Expiration::EX(seconds)),
+                None,
+                false,
+            )
+            .await
+            .map_err(|e| unavailable("remember_unannounced", e))
+    }
+
+    async fn take_unannounced(&self, message: MessageId) -> Result<bool, EphemeralError> {
+        let taken: Option<i64> = self
+            .redis
+            .pool
+            .getdel(self.redis.keys.unannounced(message))
+            .await
+            .map_err(|e| unavailable("take_unannounced", e))?;
+        Ok(taken.is_some())
     }
 }
 

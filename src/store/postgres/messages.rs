@@ -47,6 +47,9 @@ impl MessageInserts for PostgresStore {
             );
             times.push(millis(m.now));
         }
+        // Failing to get a connection writes nothing; once the statement is
+        // on its way, a broken connection leaves its outcome unknown.
+        let mut connection = self.pool.acquire().await.map_err(err)?;
         // One statement, so one round trip and one commit for the whole
         // batch. Rows are inserted in input order (a repeated key later in
         // the batch is skipped like a repeat of an older message); a key
@@ -93,9 +96,10 @@ impl MessageInserts for PostgresStore {
         .bind(&client_ids)
         .bind(&times)
         .bind(self.outbox)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(err)?;
+        .map_err(|e| StoreError::from_sqlx_write(OP, e))?;
+        drop(connection);
         let mut stored: HashMap<Uuid, MessageRow> =
             stored.into_iter().map(|row| (row.id, row)).collect();
 
@@ -110,8 +114,11 @@ impl MessageInserts for PostgresStore {
             })
             .unzip();
         let mut existing: HashMap<(String, String), Message> = HashMap::new();
+        // The batch is committed: a failure to read its repeats back leaves
+        // only those unknown to their callers (a retry settles them).
+        let mut read_back: Result<(), StoreError> = Ok(());
         if !dup_senders.is_empty() {
-            let rows: Vec<MessageRow> = sqlx::query_as(concat!(
+            let rows: Vec<MessageRow> = match sqlx::query_as(concat!(
                 "SELECT ",
                 message_columns!(),
                 " FROM messages WHERE (sender_id, client_message_id) IN \
@@ -121,7 +128,18 @@ impl MessageInserts for PostgresStore {
             .bind(&dup_client_ids)
             .fetch_all(&self.pool)
             .await
-            .map_err(err)?;
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    read_back = Err(match err(e) {
+                        StoreError::Unavailable { source, .. } => {
+                            StoreError::OutcomeUnknown { op: OP, source }
+                        }
+                        other => other,
+                    });
+                    Vec::new()
+                }
+            };
             for row in rows {
                 let key = (
                     row.sender_id.clone(),
@@ -142,6 +160,7 @@ impl MessageInserts for PostgresStore {
                     .client_message_id
                     .as_ref()
                     .map_or("", ClientMessageId::as_str);
+                read_back.clone()?;
                 let found = existing
                     .get(&(m.sender.as_str().to_owned(), client_id.to_owned()))
                     .ok_or_else(|| corrupt(OP, "message neither stored nor found"))?;

@@ -325,3 +325,106 @@ impl Drop for TestNode {
         self.stop.cancel();
     }
 }
+
+/// A TCP proxy on loopback in front of a server (Postgres), whose answers can
+/// be held back: a write reaches the server and commits, and its answer
+/// arrives only after `resume` (a network stall, or a commit that answers
+/// after the client's deadline).
+pub struct StallingProxy {
+    pub addr: SocketAddr,
+    stalled: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Bytes that, once a client sends them, stall every answer.
+    trigger: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    _accepting: tokio_util::sync::DropGuard,
+}
+
+impl StallingProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a proxy port");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let (stalled, watch) = tokio::sync::watch::channel(false);
+        let stalled = std::sync::Arc::new(stalled);
+        let trigger = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+        let stop = CancellationToken::new();
+        let accepting = stop.clone();
+        let (stall, armed) = (stalled.clone(), trigger.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = accepting.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((client, _)) = accepted else { continue };
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let (stall, armed) = (stall.clone(), armed.clone());
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let Ok(n) = from_client.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        let sent = &buffer[..n];
+                        {
+                            let mut armed = armed.lock().expect("not poisoned");
+                            if armed
+                                .as_ref()
+                                .is_some_and(|p| sent.windows(p.len()).any(|w| w == p.as_slice()))
+                            {
+                                *armed = None;
+                                stall.send_replace(true);
+                            }
+                        }
+                        if to_server.write_all(sent).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let Ok(n) = from_server.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        if watch.wait_for(|stalled| !*stalled).await.is_err() {
+                            return;
+                        }
+                        if to_client.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            stalled,
+            trigger,
+            _accepting: stop.drop_guard(),
+        }
+    }
+
+    /// Holds every answer of the server back once a client sends `bytes`
+    /// (a statement's text, say): that statement reaches the server, its
+    /// answer does not.
+    pub fn stall_after(&self, bytes: &[u8]) {
+        *self.trigger.lock().expect("not poisoned") = Some(bytes.to_vec());
+    }
+
+    /// Lets the answers through again, the held ones first.
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+}

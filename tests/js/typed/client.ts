@@ -34,7 +34,7 @@ socket.emit("send-message", { conversationId: "c", content: "hi" }, (ack) => {
     const id: string = ack.data.id;
     void id;
   } else {
-    const code: "VALIDATION" | "NOT_FOUND" | "FORBIDDEN" | "RATE_LIMITED" | "UNAVAILABLE" | "TOKEN_EXPIRED" | "UNAUTHORIZED" | "INTERNAL" =
+    const code: "VALIDATION" | "NOT_FOUND" | "FORBIDDEN" | "RATE_LIMITED" | "UNAVAILABLE" | "UNKNOWN_OUTCOME" | "TOKEN_EXPIRED" | "UNAUTHORIZED" | "INTERNAL" =
       ack.error.code;
     void code;
   }
