@@ -24,10 +24,10 @@ use crate::domain::{
     MessageId, UserId,
 };
 use crate::protocol::{
-    Ack, ConversationAck, ConversationList, ConversationRef, Empty, ErrorBody, ErrorCode,
-    ErrorEvent, GetPresence, History, JoinConversation, MarkAsRead, MemberEvent, MessageDeleted,
-    NAMESPACE, OfflineEvent, OnlineEvent, PresenceReport, ReadReceipt, SendMessage, TypingEvent,
-    UnreadReport, UnreadUpdate, ev,
+    Ack, BlockAck, BlockList, BlockedUser, ConversationAck, ConversationList, ConversationRef,
+    Empty, ErrorBody, ErrorCode, ErrorEvent, GetPresence, History, JoinConversation, MarkAsRead,
+    MemberEvent, MessageDeleted, NAMESPACE, OfflineEvent, OnlineEvent, PresenceReport, ReadReceipt,
+    SendMessage, TypingEvent, UnreadReport, UnreadUpdate, UserRef, ev,
 };
 
 type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -113,6 +113,18 @@ fn client_events() -> Vec<Event> {
             "Presence of up to 100 users (contacts only; others read as offline).",
             shape::<GetPresence>(),
             shape::<PresenceReport>(),
+        ),
+        event(
+            ev::BLOCK_USER,
+            "Block a user: no conversation started by them, no one-to-one messages, no presence, typing or receipts between you.",
+            shape::<UserRef>(),
+            shape::<BlockAck>(),
+        ),
+        event(
+            ev::UNBLOCK_USER,
+            "Lift a block.",
+            shape::<UserRef>(),
+            shape::<BlockAck>(),
         ),
     ]
 }
@@ -240,6 +252,10 @@ pub fn typescript() -> String {
         declare::<UnreadUpdate>(&cfg),
         declare::<UnreadReport>(&cfg),
         declare::<MessageDeleted>(&cfg),
+        declare::<UserRef>(&cfg),
+        declare::<BlockAck>(&cfg),
+        declare::<BlockList>(&cfg),
+        declare::<BlockedUser>(&cfg),
     ];
     let mut out = String::from(
         "// parloir's Socket.IO contract (namespace \"/messaging\"), generated from the\n\

@@ -25,9 +25,11 @@ pub mod ev {
     pub const USER_TYPING: &str = "user-typing";
     pub const USER_STOPPED_TYPING: &str = "user-stopped-typing";
     pub const GET_PRESENCE: &str = "get-presence";
+    pub const BLOCK_USER: &str = "block-user";
+    pub const UNBLOCK_USER: &str = "unblock-user";
 
     /// Every event a client may send.
-    pub const FROM_CLIENT: [&str; 8] = [
+    pub const FROM_CLIENT: [&str; 10] = [
         JOIN_CONVERSATION,
         LEAVE_CONVERSATION,
         SEND_MESSAGE,
@@ -36,6 +38,8 @@ pub mod ev {
         USER_TYPING,
         USER_STOPPED_TYPING,
         GET_PRESENCE,
+        BLOCK_USER,
+        UNBLOCK_USER,
     ];
 
     pub const NEW_MESSAGE: &str = "new-message";
@@ -215,6 +219,13 @@ pub struct GetPresence {
     pub user_ids: Vec<String>,
 }
 
+/// `block-user` / `unblock-user`.
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRef {
+    pub user_id: String,
+}
+
 // ---- server → client payloads that are not domain types.
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
@@ -344,6 +355,33 @@ impl History {
             has_more: page.has_more,
         }
     }
+}
+
+/// Ack of `block-user` / `unblock-user`, and the body of the block routes.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockAck {
+    #[schema(value_type = String)]
+    pub user_id: UserId,
+    /// Whether the caller now blocks the user.
+    pub blocked: bool,
+}
+
+/// `GET /api/v1/me/blocks`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockList {
+    /// Most recent first.
+    pub blocks: Vec<BlockedUser>,
+}
+
+/// One user the caller blocks.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedUser {
+    #[schema(value_type = String)]
+    pub user_id: UserId,
+    pub blocked_at: String,
 }
 
 /// The HTTP conversation list body.

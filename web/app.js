@@ -299,9 +299,9 @@
 
     socket.on('unread-count-updated', onUnread);
     socket.on('conversation-created', onConversationCreated);
-    socket.on('new-message', onNewMessage);
+    socket.on('new-message', (m) => { learnOfPeer(m.senderId); onNewMessage(m); });
     socket.on('conversation-history', onHistory);
-    socket.on('message-read', onMessageRead);
+    socket.on('message-read', (e) => { learnOfPeer(e.userId); onMessageRead(e); });
     socket.on('message-deleted', onMessageDeleted);
     socket.on('user-typing', (e) => onTyping(e, true));
     socket.on('user-stopped-typing', (e) => onTyping(e, false));
@@ -358,6 +358,15 @@
     } catch (e) {
       showBanner(`Could not load conversations: ${e.message}`);
     }
+  }
+
+  // Presence flows only between users who both took part in a conversation
+  // (the server's rule): a peer who sends or reads has just taken part, and
+  // may be visible now where they were not.
+  function learnOfPeer(userId) {
+    if (!userId || userId === session.userId) return;
+    const known = presence.get(userId);
+    if (!known || !known.online) refreshPresence();
   }
 
   function refreshPresence() {
@@ -556,10 +565,13 @@
     const payload = { conversationId: v.id, limit: lastId ? CATCH_UP_PAGE : HISTORY_PAGE };
     if (lastId) payload.after = lastId;
     pendingJoins.set(v.id, mode);
-    request('join-conversation', payload).catch((e) => {
-      pendingJoins.delete(v.id);
-      showBanner(`Could not open the conversation: ${e.message}`);
-    });
+    request('join-conversation', payload)
+      // Opening a conversation is taking part in it: its people may be visible now.
+      .then(() => refreshPresence())
+      .catch((e) => {
+        pendingJoins.delete(v.id);
+        showBanner(`Could not open the conversation: ${e.message}`);
+      });
   }
 
   function onHistory(history) {

@@ -177,6 +177,34 @@ conversations: { [key in ConversationId]: number }, };
 
 export type MessageDeleted = { conversationId: ConversationId, messageId: MessageId, };
 
+/**
+ * `block-user` / `unblock-user`.
+ */
+export type UserRef = { userId: string, };
+
+/**
+ * Ack of `block-user` / `unblock-user`, and the body of the block routes.
+ */
+export type BlockAck = { userId: UserId, 
+/**
+ * Whether the caller now blocks the user.
+ */
+blocked: boolean, };
+
+/**
+ * `GET /api/v1/me/blocks`.
+ */
+export type BlockList = { 
+/**
+ * Most recent first.
+ */
+blocks: Array<BlockedUser>, };
+
+/**
+ * One user the caller blocks.
+ */
+export type BlockedUser = { userId: UserId, blockedAt: string, };
+
 /** Events the server emits. */
 export interface ServerToClientEvents {
   /** A message in a conversation the socket joined. */
@@ -225,4 +253,8 @@ export interface ClientToServerEvents {
   "user-stopped-typing": (payload: ConversationRef, ack: (response: Ack<Empty>) => void) => void;
   /** Presence of up to 100 users (contacts only; others read as offline). */
   "get-presence": (payload: GetPresence, ack: (response: Ack<PresenceReport>) => void) => void;
+  /** Block a user: no conversation started by them, no one-to-one messages, no presence, typing or receipts between you. */
+  "block-user": (payload: UserRef, ack: (response: Ack<BlockAck>) => void) => void;
+  /** Lift a block. */
+  "unblock-user": (payload: UserRef, ack: (response: Ack<BlockAck>) => void) => void;
 }

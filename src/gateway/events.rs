@@ -89,6 +89,14 @@ async fn dispatch<A: Adapter>(
             call.run(ack, ev::GET_PRESENCE, get_presence(&svc, user, payload))
                 .await;
         }
+        ev::BLOCK_USER => {
+            call.run(ack, ev::BLOCK_USER, block_user(&svc, user, payload))
+                .await;
+        }
+        ev::UNBLOCK_USER => {
+            call.run(ack, ev::UNBLOCK_USER, unblock_user(&svc, user, payload))
+                .await;
+        }
         _ => unknown_event(&s, ack, budget, &event),
     }
 }
@@ -213,6 +221,26 @@ async fn get_presence(
 ) -> ServiceResult<protocol::PresenceReport> {
     let p: protocol::GetPresence = parse(payload)?;
     svc.presence(user, UserId::parse_presence_query(&p.user_ids)?)
+        .await
+}
+
+async fn block_user(
+    svc: &Messaging,
+    user: &User,
+    payload: Parsed,
+) -> ServiceResult<protocol::BlockAck> {
+    let p: protocol::UserRef = parse(payload)?;
+    svc.block_user(user, UserId::parse("userId", &p.user_id)?)
+        .await
+}
+
+async fn unblock_user(
+    svc: &Messaging,
+    user: &User,
+    payload: Parsed,
+) -> ServiceResult<protocol::BlockAck> {
+    let p: protocol::UserRef = parse(payload)?;
+    svc.unblock_user(user, UserId::parse("userId", &p.user_id)?)
         .await
 }
 

@@ -60,6 +60,8 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         .route("/messages/{id}", delete(messages::delete))
         .route("/unread", get(conversations::unread))
         .route("/me/notifications", put(me::set_notifications))
+        .route("/me/blocks", get(me::blocks))
+        .route("/me/blocks/{user_id}", post(me::block).delete(me::unblock))
         .route("/openapi.json", get(openapi::document))
         .route("/asyncapi.json", get(openapi::asyncapi));
     let dev_page = if state.dev_signing_secret.is_some() {

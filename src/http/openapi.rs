@@ -35,6 +35,9 @@ impl Modify for BearerAuth {
         super::messages::send,
         super::messages::delete,
         super::me::set_notifications,
+        super::me::block,
+        super::me::unblock,
+        super::me::blocks,
     ),
     components(schemas(UnreadNotification, NotifiedMessage)),
     modifiers(&BearerAuth)

@@ -2,11 +2,11 @@
 //! with the caller. Asking the store means a join per call; a client
 //! polling presence, or probing strangers, would make that one per event.
 //!
-//! A user's contacts only grow (a conversation is never left or deleted),
-//! so a remembered contact stays one. Ids not in the remembered set reload
-//! it, at most once per `RELOAD_AFTER`: a new contact is seen at once on
-//! the node where the conversation was created (which forgets the set) and
-//! within that interval elsewhere; strangers cost memory lookups.
+//! Contacts change: they grow as users take part in shared conversations,
+//! and shrink when one blocks the other. A remembered set is trusted for
+//! `FRESH_FOR` (a block takes effect within it on every node); within that,
+//! ids not in the set reload it at most once per `RELOAD_AFTER`, so a new
+//! contact is seen within a second and strangers cost memory lookups.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use crate::store::{Store, StoreError};
 
 /// How often a user's contacts may be reloaded for ids not known as contacts.
 const RELOAD_AFTER: Duration = Duration::from_secs(1);
+/// How long a remembered set is trusted at all.
+const FRESH_FOR: Duration = Duration::from_secs(4);
 /// Users whose contacts are remembered at once.
 const CAPACITY: usize = 50_000;
 
@@ -47,8 +49,9 @@ impl ContactsCache {
     ) -> Result<HashSet<UserId>, StoreError> {
         let known = match self.known.get(user) {
             Some(known)
-                if ids.iter().all(|id| known.contacts.contains(id))
-                    || known.loaded_at.elapsed() < RELOAD_AFTER =>
+                if known.loaded_at.elapsed() < FRESH_FOR
+                    && (ids.iter().all(|id| known.contacts.contains(id))
+                        || known.loaded_at.elapsed() < RELOAD_AFTER) =>
             {
                 known
             }
@@ -73,7 +76,7 @@ impl ContactsCache {
             .collect())
     }
 
-    /// `users` have a new conversation: their contacts are read again.
+    /// `users`' contacts changed (a new conversation, a block): read them again.
     pub fn forget(&self, users: &[UserId]) {
         for user in users {
             self.known.remove(user);

@@ -6,6 +6,7 @@ use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{
     self, Conversation, ConversationId, ListCursor, ListRequest, NewConversation, PageRequest,
+    UserId,
 };
 use crate::fanout::Audience;
 use crate::protocol::{ConversationAck, ConversationList, History, MemberEvent, ev, rooms};
@@ -29,6 +30,8 @@ impl Messaging {
             // Failing open, as for sends: a limiter outage must not stop conversations.
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; creation allowed"),
         }
+        self.refuse_if_blocked_by(&user.id, &new.participant_ids)
+            .await?;
         let (conversation, created) = self
             .store()
             .conversations
@@ -36,6 +39,8 @@ impl Messaging {
             .await?;
         tracing::Span::current()
             .record("conversation.id", tracing::field::display(conversation.id));
+        // Starting (or reopening) a conversation is taking part in it.
+        self.take_part(conversation.id, &user.id).await?;
         if created == Created::New {
             self.inner.contacts.forget(&conversation.participant_ids);
             let rooms = conversation
@@ -51,6 +56,22 @@ impl Messaging {
             .await;
         }
         Ok((conversation, created))
+    }
+
+    /// Records that `user` takes part in `conversation`; the first time, the
+    /// participants' contacts are read again on this node (the others'
+    /// within a second: `contacts`).
+    async fn take_part(&self, conversation: ConversationId, user: &UserId) -> ServiceResult<()> {
+        let first = self
+            .store()
+            .conversations
+            .mark_engaged(conversation, user, domain::now_millis())
+            .await?;
+        if first {
+            let participants = self.store().participants.participants(conversation).await?;
+            self.inner.contacts.forget(&participants);
+        }
+        Ok(())
     }
 
     /// The caller's conversations, most recent activity first: the archived
@@ -120,6 +141,8 @@ impl Messaging {
         page: PageRequest,
     ) -> ServiceResult<ConversationAck> {
         self.require_participant(conversation, &user.id).await?;
+        // Joining is taking part: presence may now flow with the others who did.
+        self.take_part(conversation, &user.id).await?;
         // Join before reading: a message committed in between then arrives
         // twice (in the page and as `new-message`, same id) rather than never.
         let room = rooms::conversation(conversation);

@@ -36,8 +36,15 @@ impl Messaging {
             crate::instruments::send_shed();
             return Err(ServiceError::Overloaded);
         };
-        self.require_participant(new.conversation_id, &user.id)
+        let participants = self
+            .store()
+            .participants
+            .participants(new.conversation_id)
             .await?;
+        if participants.binary_search(&user.id).is_err() {
+            return Err(ServiceError::NotFound("conversation"));
+        }
+        self.refuse_if_pair_blocked(&user.id, &participants).await?;
         match self.ephemeral().quotas.try_acquire_send(&user.id).await {
             Ok(true) => {}
             Ok(false) => {

@@ -4,6 +4,7 @@
 //! once. No Socket.IO or HTTP types; storage and delivery go through the
 //! `Store`, `Ephemeral` and `Fanout` seams.
 
+mod blocks;
 mod contacts;
 mod conversations;
 mod error;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+pub use blocks::MAX_BLOCKS_PER_USER;
 pub use error::ServiceError;
 pub use notifications::{Notifier, NotifySettings, backoff};
 pub use presence::Admission;
@@ -59,6 +61,8 @@ struct Inner {
     /// One permit per send in progress (see `send_message`).
     send_slots: Semaphore,
     contacts: contacts::ContactsCache,
+    /// What this node read of users' blocks, a few seconds at most.
+    blocks: blocks::BlocksCache,
     /// The token claims this node last remembered per user.
     profiles: profiles::Remembered,
     /// Disconnections shared state could not be told of yet.
@@ -107,6 +111,7 @@ impl Messaging {
                 fanout,
                 send_slots: Semaphore::new(settings.max_sends_in_flight.max(1)),
                 contacts: contacts::ContactsCache::new(),
+                blocks: blocks::BlocksCache::new(),
                 profiles: profiles::Remembered::new(profiles::REMEMBERED_PROFILES),
                 pending_disconnects: PendingDisconnects::default(),
                 detached: TaskTracker::new(),

@@ -94,13 +94,12 @@ impl Messaging {
             };
             let (service, reader) = (self.clone(), user.id.clone());
             self.after_commit(async move {
-                service
-                    .emit(
-                        Audience::room(rooms::conversation(conversation)),
-                        ev::MESSAGE_READ,
-                        &event,
-                    )
-                    .await;
+                // Read receipts do not flow between users in a block, either way.
+                let mut audience = Audience::room(rooms::conversation(conversation));
+                for other in service.in_block_with(&reader).await {
+                    audience = audience.except(rooms::user(&other));
+                }
+                service.emit(audience, ev::MESSAGE_READ, &event).await;
                 service.refresh_unread(&reader, Some(conversation)).await;
             })
             .await;

@@ -86,8 +86,12 @@ impl Messaging {
             user_id: &typist.user_id,
             user_name: &typist.user_name,
         };
-        let audience = Audience::room(rooms::conversation(typist.conversation_id))
+        let mut audience = Audience::room(rooms::conversation(typist.conversation_id))
             .except(rooms::user(&typist.user_id));
+        // Typing does not flow between users in a block, either way.
+        for other in self.in_block_with(&typist.user_id).await {
+            audience = audience.except(rooms::user(&other));
+        }
         self.emit(audience, event, &payload).await;
     }
 
@@ -110,7 +114,11 @@ impl Messaging {
                 return;
             }
         };
-        for t in typists.iter().filter(|t| t.user_id != user.id) {
+        let blocked = self.in_block_with(&user.id).await;
+        for t in typists
+            .iter()
+            .filter(|t| t.user_id != user.id && !blocked.contains(&t.user_id))
+        {
             let payload = TypingEvent {
                 conversation_id: conversation,
                 user_id: &t.user_id,

@@ -29,7 +29,7 @@ pub use batched::{GroupCommit, GroupCommitLimits};
 pub use cached::ParticipantCache;
 pub use postgres::PostgresStore;
 pub use seams::{
-    Backend, Conversations, Health, MessageInserts, Messages, Notifications, Participants,
+    Backend, Blocks, Conversations, Health, MessageInserts, Messages, Notifications, Participants,
     ReadCursors, Retention,
 };
 pub use sqlite::SqliteStore;
@@ -214,6 +214,15 @@ fn duplicate_of(stored: &Message, attempt: &MessageInsert) -> InsertOutcome {
     Ok((stored.clone(), Inserted::Duplicate))
 }
 
+/// The blocks a user is part of (`Blocks::block_relations`), each sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockRelations {
+    /// The users `user` blocks.
+    pub blocks: Vec<UserId>,
+    /// The users who block `user`.
+    pub blocked_by: Vec<UserId>,
+}
+
 /// Notifications not settled for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
@@ -306,6 +315,7 @@ pub struct Store {
     pub cursors: Arc<dyn ReadCursors>,
     pub notifications: Arc<dyn Notifications>,
     pub retention: Arc<dyn Retention>,
+    pub blocks: Arc<dyn Blocks>,
 }
 
 /// How the node decorates its store (see [`Store::decorated`]).
@@ -333,6 +343,7 @@ impl Store {
             messages: backend.clone(),
             cursors: backend.clone(),
             retention: backend.clone(),
+            blocks: backend.clone(),
             notifications: backend,
         }
     }
@@ -363,6 +374,7 @@ impl Store {
             cursors: Arc::new(observer.wrap(store.cursors)),
             notifications: Arc::new(observer.wrap(store.notifications)),
             retention: Arc::new(observer.wrap(store.retention)),
+            blocks: Arc::new(observer.wrap(store.blocks)),
         }
     }
 }

@@ -53,8 +53,46 @@ seam! {
             cursor: Option<ListCursor>,
         ) -> Result<Vec<ConversationSummary>, StoreError>;
 
-        /// Every user who shares at least one conversation with `user` (not `user` itself).
+        /// Every user whose presence `user` may see, and who may see
+        /// `user`'s: both took part (`mark_engaged`) in a conversation they
+        /// share, and neither blocks the other. Not `user` itself.
         async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+
+        /// Records that `user` took part in `conversation` (sent, read,
+        /// joined or created it), if not yet; sends and reads record it in
+        /// their own statements. True when it was not recorded before;
+        /// nothing happens for a non-participant.
+        async fn mark_engaged(
+            &self,
+            conversation: ConversationId,
+            user: &UserId,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError>;
+    }
+}
+
+seam! {
+    /// Who blocks whom (PROTOCOL.md §10).
+    pub trait Blocks {
+        /// `blocker` blocks `blocked`; false when it already did.
+        async fn block_user(
+            &self,
+            blocker: &UserId,
+            blocked: &UserId,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError>;
+
+        /// Lifts a block; false when there was none.
+        async fn unblock_user(&self, blocker: &UserId, blocked: &UserId) -> Result<bool, StoreError>;
+
+        /// The users `blocker` blocks, with when, most recent first.
+        async fn blocked_by(
+            &self,
+            blocker: &UserId,
+        ) -> Result<Vec<(UserId, DateTime<Utc>)>, StoreError>;
+
+        /// Whom `user` blocks and who blocks `user`.
+        async fn block_relations(&self, user: &UserId) -> Result<BlockRelations, StoreError>;
     }
 }
 
@@ -318,6 +356,7 @@ seam! {
 /// database consistent (each write is one statement or one transaction).
 pub trait Backend:
     Health
+    + Blocks
     + Conversations
     + Participants
     + MessageInserts
@@ -330,6 +369,7 @@ pub trait Backend:
 
 impl<T> Backend for T where
     T: Health
+        + Blocks
         + Conversations
         + Participants
         + MessageInserts

@@ -183,10 +183,13 @@ async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once(kind: Red
         common::unique_user("bob"),
         common::unique_user("carol"),
     );
-    create_conversation(&mut d, &a, &alice, &[&bob]).await;
-    create_conversation(&mut d, &b, &carol, &[&bob]).await;
+    let with_alice = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    let with_carol = create_conversation(&mut d, &b, &carol, &[&bob]).await;
 
     d.connect("bob", &b.url, &token(&bob)).await;
+    // Presence flows between users who both took part: the creators did, bob joins.
+    join(&mut d, "bob", &with_alice).await;
+    join(&mut d, "bob", &with_carol).await;
     d.connect("alice-1", &a.url, &token(&alice)).await;
     d.wait("bob", "user-online", json!({"userId": alice}), EVENT)
         .await;
@@ -441,8 +444,9 @@ async fn a_node_restarted_under_its_id_forgets_its_previous_sockets(kind: RedisK
     let b = NodeProcess::start(&env("node-b")).await;
     let mut d = Driver::start().await;
     let (bob, carol) = (common::unique_user("bob"), common::unique_user("carol"));
-    create_conversation(&mut d, &b, &carol, &[&bob]).await;
+    let conversation = create_conversation(&mut d, &b, &carol, &[&bob]).await;
     d.connect("bob", &b.url, &token(&bob)).await;
+    join(&mut d, "bob", &conversation).await; // both took part: presence flows
     d.connect("carol", &a.url, &token(&carol)).await;
     d.wait("bob", "user-online", json!({"userId": carol}), EVENT)
         .await;
@@ -476,8 +480,9 @@ async fn a_disconnection_during_a_redis_stall_is_recorded_afterwards(kind: Redis
     let b = NodeProcess::start(&env("node-b")).await;
     let mut d = Driver::start().await;
     let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
-    create_conversation(&mut d, &b, &alice, &[&bob]).await;
+    let conversation = create_conversation(&mut d, &b, &alice, &[&bob]).await;
     d.connect("bob", &b.url, &token(&bob)).await;
+    join(&mut d, "bob", &conversation).await; // both took part: presence flows
     d.connect("alice", &a.url, &token(&alice)).await;
     d.wait("bob", "user-online", json!({"userId": alice}), EVENT)
         .await;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parloir::auth::User;
 use parloir::config::RateLimits;
-use parloir::domain::{Conversation, Limits, MessageId, NewConversation, NewMessage, UserId};
+use parloir::domain::{
+    Conversation, Limits, MessageId, NewConversation, NewMessage, PageRequest, UserId,
+};
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral};
 use parloir::fanout::{Audience, Fanout};
 use parloir::protocol::ev;
@@ -513,11 +515,17 @@ async fn a_stranger_cannot_tell_a_conversation_exists() {
 async fn presence_sees_new_contacts_at_once_and_strangers_never() {
     let f = fixture().await;
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
-    f.service
+    let (pair, _) = f
+        .service
         .create_conversation(&alice, new_conversation(&alice, &["bob".into()]))
         .await
         .unwrap();
     f.service.socket_connected(&bob, "s-bob").await.unwrap();
+    // Contacts are users who both took part: bob joins.
+    f.service
+        .join_conversation(&bob, "s-bob", pair.id, PageRequest::latest(10))
+        .await
+        .unwrap();
     f.service.socket_connected(&carol, "s-carol").await.unwrap();
     let ask = || vec![bob.id.clone(), carol.id.clone()];
     for _ in 0..20 {
@@ -525,8 +533,15 @@ async fn presence_sees_new_contacts_at_once_and_strangers_never() {
         assert!(report.online[&bob.id]);
         assert!(!report.online[&carol.id], "carol is a stranger to alice");
     }
-    f.service
+    let (theirs, _) = f
+        .service
         .create_conversation(&carol, new_conversation(&carol, &["alice".into()]))
+        .await
+        .unwrap();
+    let report = f.service.presence(&alice, ask()).await.unwrap();
+    assert!(!report.online[&carol.id], "alice has not taken part yet");
+    f.service
+        .join_conversation(&alice, "s-alice", theirs.id, PageRequest::latest(10))
         .await
         .unwrap();
     let report = f.service.presence(&alice, ask()).await.unwrap();

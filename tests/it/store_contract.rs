@@ -1242,33 +1242,159 @@ mod contract {
         );
     }
 
-    pub async fn contacts_are_everyone_sharing_a_conversation(store: Store) {
-        create(&store, &["alice", "bob"]).await;
-        create(&store, &["carol", "alice", "dave"]).await;
-        create(&store, &["alice", "bob", "dave"]).await;
-        create(&store, &["erin", "frank"]).await;
-        assert_eq!(
-            store
-                .conversations
-                .contacts(&user("alice"))
-                .await
-                .expect("contacts"),
-            vec![user("bob"), user("carol"), user("dave")]
+    async fn contacts_of(store: &Store, name: &str) -> Vec<UserId> {
+        store
+            .conversations
+            .contacts(&user(name))
+            .await
+            .expect("contacts")
+    }
+
+    /// Presence by consent: contacts are users who both took part (sent,
+    /// read, or were marked as joining) in a shared conversation, and who
+    /// are in no block with each other.
+    pub async fn contacts_are_users_who_both_took_part_and_block_no_one(store: Store) {
+        let c1 = create(&store, &["alice", "bob"]).await;
+        assert!(
+            contacts_of(&store, "alice").await.is_empty(),
+            "being added reveals nothing"
         );
-        assert_eq!(
-            store
-                .conversations
-                .contacts(&user("frank"))
-                .await
-                .expect("contacts"),
-            vec![user("erin")]
+        send(&store, c1.id, "alice", "hello").await;
+        assert!(
+            contacts_of(&store, "alice").await.is_empty(),
+            "bob has not taken part"
         );
         assert!(
             store
                 .conversations
-                .contacts(&user("nobody"))
+                .mark_engaged(c1.id, &user("bob"), now_millis())
                 .await
-                .expect("contacts")
+                .expect("bob joins"),
+            "first time"
+        );
+        assert!(
+            !store
+                .conversations
+                .mark_engaged(c1.id, &user("bob"), now_millis())
+                .await
+                .expect("bob joins again"),
+            "recorded once"
+        );
+        assert_eq!(contacts_of(&store, "alice").await, vec![user("bob")]);
+        assert_eq!(contacts_of(&store, "bob").await, vec![user("alice")]);
+
+        let c2 = create(&store, &["carol", "alice", "dave"]).await;
+        let m = send(&store, c2.id, "alice", "hi all").await;
+        store
+            .cursors
+            .advance_read_cursor(c2.id, &user("carol"), m.id, now_millis())
+            .await
+            .expect("carol reads");
+        assert_eq!(
+            contacts_of(&store, "alice").await,
+            vec![user("bob"), user("carol")],
+            "dave never took part"
+        );
+        assert!(contacts_of(&store, "dave").await.is_empty());
+
+        store
+            .blocks
+            .block_user(&user("alice"), &user("bob"), now_millis())
+            .await
+            .expect("block");
+        assert_eq!(contacts_of(&store, "alice").await, vec![user("carol")]);
+        assert!(contacts_of(&store, "bob").await.is_empty(), "both ways");
+        store
+            .blocks
+            .unblock_user(&user("alice"), &user("bob"))
+            .await
+            .expect("unblock");
+        store
+            .blocks
+            .block_user(&user("bob"), &user("alice"), now_millis())
+            .await
+            .expect("block");
+        assert_eq!(contacts_of(&store, "alice").await, vec![user("carol")]);
+        // A stranger and someone not engaged anywhere have no contact.
+        assert!(contacts_of(&store, "nobody").await.is_empty());
+        assert!(
+            !store
+                .conversations
+                .mark_engaged(c1.id, &user("nobody"), now_millis())
+                .await
+                .expect("a non-participant changes nothing")
+        );
+        assert!(contacts_of(&store, "nobody").await.is_empty());
+    }
+
+    pub async fn blocks_are_recorded_listed_and_lifted(store: Store) {
+        let base = now_millis();
+        let blocks = &store.blocks;
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        assert!(
+            blocks
+                .block_user(&alice, &bob, at(base, 0))
+                .await
+                .expect("the store answers")
+        );
+        assert!(
+            !blocks
+                .block_user(&alice, &bob, at(base, 5))
+                .await
+                .expect("the store answers"),
+            "a second block of the same user changes nothing"
+        );
+        assert!(
+            blocks
+                .block_user(&alice, &carol, at(base, 1))
+                .await
+                .expect("the store answers")
+        );
+        assert!(
+            blocks
+                .block_user(&carol, &alice, at(base, 2))
+                .await
+                .expect("the store answers")
+        );
+        assert_eq!(
+            blocks.blocked_by(&alice).await.expect("the store answers"),
+            vec![(carol.clone(), at(base, 1)), (bob.clone(), at(base, 0))],
+            "most recent first, with the first block's time"
+        );
+        let relations = blocks
+            .block_relations(&alice)
+            .await
+            .expect("the store answers");
+        assert_eq!(relations.blocks, vec![bob.clone(), carol.clone()]);
+        assert_eq!(relations.blocked_by, vec![carol.clone()]);
+        let relations = blocks
+            .block_relations(&bob)
+            .await
+            .expect("the store answers");
+        assert!(relations.blocks.is_empty());
+        assert_eq!(relations.blocked_by, vec![alice.clone()]);
+        assert!(
+            blocks
+                .unblock_user(&alice, &bob)
+                .await
+                .expect("the store answers")
+        );
+        assert!(
+            !blocks
+                .unblock_user(&alice, &bob)
+                .await
+                .expect("the store answers")
+        );
+        assert_eq!(
+            blocks.blocked_by(&alice).await.expect("the store answers"),
+            vec![(carol.clone(), at(base, 1))]
+        );
+        assert!(
+            blocks
+                .block_relations(&bob)
+                .await
+                .expect("the store answers")
+                .blocked_by
                 .is_empty()
         );
     }
@@ -1348,7 +1474,8 @@ contract_tests!(
     unread_in_conversation_counts_every_participant,
     conversation_list_orders_by_activity_and_pages_each_once,
     conversation_list_carries_unread_count_and_last_message,
-    contacts_are_everyone_sharing_a_conversation,
+    contacts_are_users_who_both_took_part_and_block_no_one,
+    blocks_are_recorded_listed_and_lifted,
     a_stored_message_waits_in_the_outbox_until_gathered,
     gathered_messages_fold_into_one_pending_notification,
     a_due_notification_goes_to_one_claimer,

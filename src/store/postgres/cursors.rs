@@ -16,7 +16,8 @@ impl ReadCursors for PostgresStore {
         // cursor can only ever grow.
         let moved: Option<CursorRow> = sqlx::query_as(
             "UPDATE conversation_participants \
-             SET last_read_message_id = $3, last_read_at = $4 \
+             SET last_read_message_id = $3, last_read_at = $4, \
+                 engaged_at = COALESCE(engaged_at, $4) \
              WHERE conversation_id = $1 AND user_id = $2 \
                AND (last_read_message_id IS NULL OR last_read_message_id < $3) \
              RETURNING last_read_message_id, last_read_at",

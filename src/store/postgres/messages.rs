@@ -80,6 +80,12 @@ impl MessageInserts for PostgresStore {
                 FROM (SELECT conversation_id, max(created_at) AS at FROM inserted \
                       GROUP BY conversation_id ORDER BY conversation_id) b \
                 WHERE c.id = b.conversation_id \
+             ), engaged AS ( \
+                UPDATE conversation_participants p SET engaged_at = e.at \
+                FROM (SELECT conversation_id, sender_id, min(created_at) AS at FROM inserted \
+                      GROUP BY conversation_id, sender_id) e \
+                WHERE p.conversation_id = e.conversation_id AND p.user_id = e.sender_id \
+                  AND p.engaged_at IS NULL \
              ), outboxed AS ( \
                 INSERT INTO notification_outbox (message_id, conversation_id, sender_id) \
                 SELECT id, conversation_id, sender_id FROM inserted WHERE $8 \

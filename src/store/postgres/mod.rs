@@ -27,9 +27,9 @@ use uuid::Uuid;
 
 use super::rows::{self, corrupt, count, participants_by_conversation, sorted_user_ids, user_id};
 use super::{
-    ArchiveBatch, Conversations, Created, CursorMove, Health, InsertOutcome, Inserted,
-    MessageInsert, MessageInserts, Messages, Participants, ReadCursors, Retention, RetentionLease,
-    StoreError, duplicate_of, insert_alone,
+    ArchiveBatch, BlockRelations, Blocks, Conversations, Created, CursorMove, Health,
+    InsertOutcome, Inserted, MessageInsert, MessageInserts, Messages, Participants, ReadCursors,
+    Retention, RetentionLease, StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
     ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,

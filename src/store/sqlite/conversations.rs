@@ -111,13 +111,105 @@ impl Conversations for SqliteStore {
             "SELECT DISTINCT other.user_id \
              FROM conversation_participants me \
              JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
-             WHERE me.user_id = ?1 AND other.user_id <> ?1",
+             WHERE me.user_id = ?1 AND other.user_id <> ?1 \
+               AND me.engaged_at IS NOT NULL AND other.engaged_at IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM blocks b \
+                   WHERE (b.blocker_id = ?1 AND b.blocked_id = other.user_id) \
+                      OR (b.blocker_id = other.user_id AND b.blocked_id = ?1))",
         )
         .bind(user.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx(OP, e))?;
         sorted_user_ids(OP, &rows)
+    }
+
+    async fn mark_engaged(
+        &self,
+        conversation: ConversationId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversation_participants SET engaged_at = ?3 \
+             WHERE conversation_id = ?1 AND user_id = ?2 AND engaged_at IS NULL",
+        )
+        .bind(text(conversation.as_uuid()))
+        .bind(user.as_str())
+        .bind(now.timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("mark_engaged", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl Blocks for SqliteStore {
+    async fn block_user(
+        &self,
+        blocker: &UserId,
+        blocked: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(blocker.as_str())
+        .bind(blocked.as_str())
+        .bind(now.timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("block_user", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unblock_user(&self, blocker: &UserId, blocked: &UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM blocks WHERE blocker_id = ?1 AND blocked_id = ?2")
+            .bind(blocker.as_str())
+            .bind(blocked.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx("unblock_user", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn blocked_by(
+        &self,
+        blocker: &UserId,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, StoreError> {
+        const OP: &str = "blocked_by";
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT blocked_id, created_at FROM blocks WHERE blocker_id = ?1 \
+             ORDER BY created_at DESC, blocked_id",
+        )
+        .bind(blocker.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        rows.into_iter()
+            .map(|(id, at)| Ok((user_id(OP, &id)?, at.decode(OP)?)))
+            .collect()
+    }
+
+    async fn block_relations(&self, user: &UserId) -> Result<BlockRelations, StoreError> {
+        const OP: &str = "block_relations";
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT blocked_id, true FROM blocks WHERE blocker_id = ?1 \
+             UNION ALL SELECT blocker_id, false FROM blocks WHERE blocked_id = ?1",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let (blocks, blocked_by): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, mine)| *mine);
+        let ids =
+            |rows: Vec<(String, bool)>| rows.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        Ok(BlockRelations {
+            blocks: sorted_user_ids(OP, &ids(blocks))?,
+            blocked_by: sorted_user_ids(OP, &ids(blocked_by))?,
+        })
     }
 }
 

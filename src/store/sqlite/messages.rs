@@ -66,6 +66,17 @@ impl MessageInserts for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+                // Sending is taking part (presence by consent).
+                sqlx::query(
+                    "UPDATE conversation_participants SET engaged_at = ?3 \
+                     WHERE conversation_id = ?1 AND user_id = ?2 AND engaged_at IS NULL",
+                )
+                .bind(&conversation_id)
+                .bind(m.sender.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
                 if self.outbox {
                     sqlx::query(
                         "INSERT INTO notification_outbox (message_id, conversation_id, sender_id) \

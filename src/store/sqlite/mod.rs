@@ -35,9 +35,9 @@ use super::rows::{
     self, Column as _, corrupt, count, participants_by_conversation, sorted_user_ids, user_id,
 };
 use super::{
-    ArchiveBatch, Conversations, Created, CursorMove, Health, InsertOutcome, Inserted,
-    MessageInsert, MessageInserts, Messages, Participants, ReadCursors, Retention, RetentionLease,
-    StoreError, duplicate_of, insert_alone,
+    ArchiveBatch, BlockRelations, Blocks, Conversations, Created, CursorMove, Health,
+    InsertOutcome, Inserted, MessageInsert, MessageInserts, Messages, Participants, ReadCursors,
+    Retention, RetentionLease, StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
     ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,

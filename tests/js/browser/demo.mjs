@@ -133,9 +133,6 @@ async function main() {
     await listEntry(bob, ALICE).waitFor({ timeout: STEP_TIMEOUT });
     step('alice started a conversation with bob; both lists show it');
 
-    await expectText(alice.locator('#peer-status-text'), 'online', 'bob is online for alice');
-    step('alice sees bob online');
-
     // alice writes first, with an image, while bob has not opened the conversation.
     const hello = `Hello Bob! Is Saturday 10:00 free? [${tag}]`;
     await alice.getByLabel(/Attachment URLs/).fill(imageUrl);
@@ -166,6 +163,10 @@ async function main() {
     await expectText(aliceHello.locator('.receipt'), '✓✓', "alice's receipt");
     await bobEntry.locator('.badge').waitFor({ state: 'detached', timeout: STEP_TIMEOUT });
     step("bob read it: alice's receipt turned to ✓✓ and bob's badge is gone");
+
+    // Presence flows between users who both took part: bob has, by opening it.
+    await expectText(alice.locator('#peer-status-text'), 'online', 'bob is online for alice');
+    step('alice sees bob online now that he took part');
 
     await expectText(bob.locator('#peer-status-text'), 'online', 'alice is online for bob');
 

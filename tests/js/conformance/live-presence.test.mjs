@@ -1,5 +1,7 @@
-// Issue 4. PROTOCOL.md §3 get-presence and §4 user-online / user-offline: told only to users
-// who share a conversation, once per user (first device in, last device out).
+// Issue 4. PROTOCOL.md §3 get-presence and §4 user-online / user-offline: told only to
+// contacts, once per user (first device in, last device out). Contacts are users who both took
+// part in a conversation they share (sent, read, joined or created it; issue #25): being added
+// to one reveals nothing.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -26,7 +28,8 @@ describe('presence', () => {
     const alice = await actor('alice', { devices: 0 });
     const bob = await actor('bob');
     const stranger = await actor('stranger');
-    await conversationOf(alice, [bob]);
+    const conversation = await conversationOf(alice, [bob]);
+    await join(bob.socket, conversation.id); // bob takes part; alice created it
     const since = mark(stranger.socket);
     await alice.connect();
     const online = await waitFor(bob.socket, 'user-online', { predicate: about(alice) });
@@ -85,13 +88,39 @@ describe('presence', () => {
     const bob = await actor('bob');
     const stranger = await actor('stranger'); // online, but shares no conversation with bob
     const carol = user('carol'); // shares a conversation, never connected
-    await conversationOf(bob, [alice]);
+    const shared = await conversationOf(bob, [alice]);
+    await join(alice.socket, shared.id);
     await conversationOf(bob, [{ id: carol }]);
     const seen = await presence(bob.socket, [alice.id, stranger.id, carol]);
     assert.deepEqual(seen, {
       online: { [alice.id]: true, [stranger.id]: false, [carol]: false },
       lastSeen: { [alice.id]: null, [stranger.id]: null, [carol]: null },
     });
+  });
+
+  test('a user added to a conversation is neither seen nor told of until they take part', async () => {
+    const alice = await actor('alice');
+    const bob = await actor('bob');
+    const conversation = await conversationOf(alice, [bob]); // alice took part by creating it
+    const since = mark(alice.socket);
+    const hidden = await presence(alice.socket, [bob.id]);
+    assert.deepEqual(hidden, { online: { [bob.id]: false }, lastSeen: { [bob.id]: null } });
+    const second = await bob.connect();
+    await waitFor(second, 'unread-count-updated');
+    second.disconnect();
+    await expectNoEvent(alice.socket, 'user-online', async () => {
+      const blind = await presence(bob.socket, [alice.id]);
+      assert.deepEqual(blind, { online: { [alice.id]: false }, lastSeen: { [alice.id]: null } });
+    }, { since, predicate: about(bob) });
+    await join(bob.socket, conversation.id);
+    // A node reads a user's contacts again within a second of a new one.
+    let seen;
+    for (let i = 0; i < 40; i += 1) {
+      seen = await presence(alice.socket, [bob.id]);
+      if (seen.online[bob.id]) break;
+      await new Promise((resolve) => setTimeout(resolve, 100)); // asking again, as a client polls
+    }
+    assert.deepEqual(seen, { online: { [bob.id]: true }, lastSeen: { [bob.id]: null } });
   });
 
   test('get-presence accepts 100 ids and refuses 101 with VALIDATION', async () => {
