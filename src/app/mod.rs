@@ -119,6 +119,9 @@ impl AppBuilder {
                 generated: true,
             };
         }
+        for warning in config.warnings() {
+            warn!("{warning}");
+        }
         let authenticator = Authenticator::new(&config.jwt)?;
         let supervisor = Supervisor::new(self.restart_policy);
         let store = match self.pool {

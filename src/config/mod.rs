@@ -179,6 +179,24 @@ pub(crate) fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigErr
 }
 
 impl Config {
+    /// What an operator should know about settings that are valid but
+    /// risky, each said once at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.bind.ip().is_loopback() && self.budgets.trusted_proxies.is_empty() {
+            warnings.push(format!(
+                "PARLOIR_BIND={} takes connections from other hosts, and PARLOIR_TRUSTED_PROXIES is \
+                 empty: behind a load balancer or ingress, every client then shares the proxy's \
+                 address and its handshake budget (PARLOIR_HANDSHAKES_PER_SEC), so one client can \
+                 stop everybody's handshakes. Set PARLOIR_TRUSTED_PROXIES to the proxies' addresses \
+                 (their X-Forwarded-For then names the client), or ignore this if clients connect \
+                 directly.",
+                self.bind
+            ));
+        }
+        warnings
+    }
+
     /// A node for tests: port 0 on loopback, the given store and HS256
     /// secret, production defaults otherwise except a 1.5 s typing TTL so
     /// expiry tests finish quickly.

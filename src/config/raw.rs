@@ -64,6 +64,17 @@ pub struct RawConfig {
     /// Seconds of clock skew tolerated on `exp`.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 0)]
     pub jwt_leeway_secs: u64,
+    /// With a public key (JWT_PUBLIC_KEY_FILE), accept tokens without
+    /// checking `iss` and `aud`: any token the identity provider signs, for
+    /// any of its services. Refused unless set; set JWT_ISSUER and
+    /// JWT_AUDIENCE instead.
+    #[arg(
+        long,
+        env = "PARLOIR_JWT_ACCEPT_ANY_AUDIENCE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub jwt_accept_any_audience: bool,
     /// Comma-separated browser origins allowed by CORS (`*` for any).
     /// Unset: any origin in dev mode, none otherwise.
     #[arg(long, env = "PARLOIR_CORS_ORIGINS", value_delimiter = ',')]

@@ -259,3 +259,50 @@ fn out_of_range_limit_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_public_key_needs_an_issuer_and_an_audience_unless_waived() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not read by validation").expect("a key file");
+    let key = key.to_str().expect("a UTF-8 path");
+    let error = parse(&["--jwt-public-key-file", key]).unwrap_err();
+    assert!(error.to_string().starts_with("JWT_ISSUER:"), "{error}");
+    let error = parse(&["--jwt-public-key-file", key, "--jwt-issuer", "https://id"]).unwrap_err();
+    assert!(error.to_string().starts_with("JWT_AUDIENCE:"), "{error}");
+    let scoped = parse(&[
+        "--jwt-public-key-file",
+        key,
+        "--jwt-issuer",
+        "https://id",
+        "--jwt-audience",
+        "parloir",
+    ])
+    .expect("both set");
+    assert_eq!(scoped.jwt.audience.as_deref(), Some("parloir"));
+    parse(&[
+        "--jwt-public-key-file",
+        key,
+        "--jwt-accept-any-audience",
+        "true",
+    ])
+    .expect("waived explicitly");
+    // A shared secret is this service's own: nothing else can mint with it.
+    parse(&["--jwt-secret", "0123456789abcdef0123456789abcdef"]).expect("HS256 alone");
+}
+
+#[test]
+fn listening_beyond_loopback_without_trusted_proxies_is_warned_of() {
+    let secret = ["--jwt-secret", "0123456789abcdef0123456789abcdef"];
+    let on = |bind: &str, extra: &[&str]| {
+        let mut args = vec!["--bind", bind];
+        args.extend_from_slice(&secret);
+        args.extend_from_slice(extra);
+        parse(&args).expect("valid settings").warnings()
+    };
+    assert!(on("127.0.0.1:3000", &[]).is_empty());
+    let warned = on("0.0.0.0:3000", &[]);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("PARLOIR_TRUSTED_PROXIES"), "{warned:?}");
+    assert!(on("0.0.0.0:3000", &["--trusted-proxies", "10.0.0.0/8"]).is_empty());
+}

@@ -38,6 +38,26 @@ impl RawConfig {
                 ),
             ));
         }
+        let issuer = self.jwt_issuer.clone().filter(|s| !s.is_empty());
+        let audience = self.jwt_audience.clone().filter(|s| !s.is_empty());
+        // A public key is usually an identity provider's, which signs tokens
+        // for many services: without `iss` and `aud` checks, a token minted
+        // for any of them would open this one.
+        if matches!(key, JwtKey::PublicKey { .. })
+            && (issuer.is_none() || audience.is_none())
+            && !self.jwt_accept_any_audience
+        {
+            return Err(invalid(
+                if issuer.is_none() {
+                    "JWT_ISSUER"
+                } else {
+                    "JWT_AUDIENCE"
+                },
+                "required with JWT_PUBLIC_KEY_FILE (with both unset, tokens the key's issuer minted \
+                 for any other service are accepted); set JWT_ISSUER and JWT_AUDIENCE, or \
+                 PARLOIR_JWT_ACCEPT_ANY_AUDIENCE=true to accept them anyway",
+            ));
+        }
         Ok(Config {
             bind,
             store,
@@ -45,8 +65,8 @@ impl RawConfig {
             node_id: self.node_id()?,
             jwt: JwtConfig {
                 key,
-                issuer: self.jwt_issuer.clone().filter(|s| !s.is_empty()),
-                audience: self.jwt_audience.clone().filter(|s| !s.is_empty()),
+                issuer,
+                audience,
                 leeway_secs: self.jwt_leeway_secs,
             },
             dev_mode,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::TestNode;
 use parloir::Config;
 use parloir::config::{JwtKey, StoreConfig};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Command;
@@ -358,5 +358,60 @@ async fn two_users_talk_through_the_demo_page() {
         "the browser script failed ({status}); screenshots in {}",
         artifacts.display()
     );
+    node.shutdown().await.expect("the node drains cleanly");
+}
+
+/// A web app on another origin (allowed by `PARLOIR_CORS_ORIGINS`) calls
+/// every method of the API from a real browser: each passes the preflight.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_on_an_allowed_origin_may_call_every_method_of_the_api() {
+    common::init_logs();
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "Chromium is not installed at {chromium}"
+    );
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut config = production_config(data.path());
+    // Any origin (mirrored): the page's port is only known once it serves.
+    config.cors = parloir::config::CorsOrigins::Any;
+    let secret = match &config.jwt.key {
+        JwtKey::Hs256 { secret, .. } => secret.expose_secret().to_owned(),
+        _ => unreachable!("production_config signs with HS256"),
+    };
+    let node = TestNode::spawn(config).await;
+    let (me, other) = (common::unique_user("app"), common::unique_user("friend"));
+    let output = tokio::time::timeout(
+        BROWSER_DEADLINE,
+        Command::new("node")
+            .current_dir(js_dir())
+            .arg("browser/cors.mjs")
+            .env("PARLOIR_API", node.url())
+            .env("PARLOIR_TOKEN", common::mint_token(&secret, &me))
+            .env("PARLOIR_OTHER_USER", &other)
+            .env("CHROMIUM_PATH", &chromium)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser run finishes")
+    .expect("node runs the script");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "one JSON line ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    for (call, status) in report["results"].as_object().expect("results") {
+        let status = status
+            .as_u64()
+            .unwrap_or_else(|| panic!("{call}: {status}"));
+        assert!((200..300).contains(&status), "{call}: {status}: {report}");
+    }
     node.shutdown().await.expect("the node drains cleanly");
 }

@@ -126,6 +126,9 @@ Numbers go through int: Helm reads values as float64 (1000000 would print 1e+06)
 {{- with $c.jwtAudience }}
 {{- $_ := set $env "JWT_AUDIENCE" . }}
 {{- end }}
+{{- if $c.allowAnyIssuerAndAudience }}
+{{- $_ := set $env "PARLOIR_JWT_ACCEPT_ANY_AUDIENCE" "true" }}
+{{- end }}
 {{- if gt (int $c.jwtLeewaySecs) 0 }}
 {{- $_ := set $env "JWT_LEEWAY_SECS" (int $c.jwtLeewaySecs | toString) }}
 {{- end }}
