@@ -24,10 +24,11 @@ use crate::domain::{
     MessageId, UserId,
 };
 use crate::protocol::{
-    Ack, BlockAck, BlockList, BlockedUser, ConversationAck, ConversationList, ConversationRef,
-    Empty, ErrorBody, ErrorCode, ErrorEvent, GetPresence, History, JoinConversation, MarkAsRead,
-    MemberEvent, MessageDeleted, NAMESPACE, OfflineEvent, OnlineEvent, PresenceReport, ReadReceipt,
-    SendMessage, TypingEvent, UnreadReport, UnreadUpdate, UserRef, ev,
+    Ack, BlockAck, BlockList, BlockedUser, ConversationAck, ConversationCreated, ConversationList,
+    ConversationRef, ConversationReplay, Empty, ErrorBody, ErrorCode, ErrorEvent, GetPresence,
+    History, JoinConversation, MarkAsRead, MemberEvent, MessageDeleted, NAMESPACE, OfflineEvent,
+    OnlineEvent, PresenceReport, ReadReceipt, ReplayedEvent, SendMessage, SeqMark, SyncAck,
+    SyncRequest, TypingEvent, UnreadReport, UnreadUpdate, UserRef, ev,
 };
 
 type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -115,6 +116,12 @@ fn client_events() -> Vec<Event> {
             shape::<PresenceReport>(),
         ),
         event(
+            ev::SYNC,
+            "After a reconnect: what happened in each named conversation after the last number seen, the conversations added, the unread totals.",
+            shape::<SyncRequest>(),
+            shape::<SyncAck>(),
+        ),
+        event(
             ev::BLOCK_USER,
             "Block a user: no conversation started by them, no one-to-one messages, no presence, typing or receipts between you.",
             shape::<UserRef>(),
@@ -189,13 +196,23 @@ fn server_events() -> Vec<Event> {
         ),
         event(
             ev::CONVERSATION_CREATED,
-            "A conversation the user takes part in was created.",
-            shape::<Conversation>(),
+            "A conversation the user takes part in was created (its log's first entry, `seq` 1).",
+            shape::<ConversationCreated>(),
         ),
         event(
             ev::MESSAGE_DELETED,
             "A message of a joined conversation was deleted.",
             shape::<MessageDeleted>(),
+        ),
+        event(
+            ev::SEQ_SKIPPED,
+            "A log number with nothing to apply (in replays): move past it.",
+            shape::<SeqMark>(),
+        ),
+        event(
+            ev::CONVERSATION_LATEST,
+            "A conversation's latest log number, when a change may not have reached everyone live: a client behind it syncs.",
+            shape::<SeqMark>(),
         ),
         event(
             ev::ERROR,
@@ -253,6 +270,12 @@ pub fn typescript() -> String {
         declare::<UnreadReport>(&cfg),
         declare::<MessageDeleted>(&cfg),
         declare::<UserRef>(&cfg),
+        declare::<ConversationCreated>(&cfg),
+        declare::<SeqMark>(&cfg),
+        declare::<ReplayedEvent>(&cfg),
+        declare::<ConversationReplay>(&cfg),
+        declare::<SyncRequest>(&cfg),
+        declare::<SyncAck>(&cfg),
         declare::<BlockAck>(&cfg),
         declare::<BlockList>(&cfg),
         declare::<BlockedUser>(&cfg),

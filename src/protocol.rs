@@ -27,9 +27,10 @@ pub mod ev {
     pub const GET_PRESENCE: &str = "get-presence";
     pub const BLOCK_USER: &str = "block-user";
     pub const UNBLOCK_USER: &str = "unblock-user";
+    pub const SYNC: &str = "sync";
 
     /// Every event a client may send.
-    pub const FROM_CLIENT: [&str; 10] = [
+    pub const FROM_CLIENT: [&str; 11] = [
         JOIN_CONVERSATION,
         LEAVE_CONVERSATION,
         SEND_MESSAGE,
@@ -40,6 +41,7 @@ pub mod ev {
         GET_PRESENCE,
         BLOCK_USER,
         UNBLOCK_USER,
+        SYNC,
     ];
 
     pub const NEW_MESSAGE: &str = "new-message";
@@ -52,6 +54,12 @@ pub mod ev {
     pub const UNREAD_COUNT_UPDATED: &str = "unread-count-updated";
     pub const CONVERSATION_CREATED: &str = "conversation-created";
     pub const MESSAGE_DELETED: &str = "message-deleted";
+    /// A log number whose change did not happen, or that the receiver may
+    /// not see: nothing to apply, only the number to move past.
+    pub const SEQ_SKIPPED: &str = "seq-skipped";
+    /// A conversation's latest log number, sent when a change may not have
+    /// reached everyone live (another node died): a client behind it syncs.
+    pub const CONVERSATION_LATEST: &str = "conversation-latest";
     pub const ERROR: &str = "error";
 }
 
@@ -183,6 +191,24 @@ pub struct JoinConversation {
     /// A message id: the page just newer than it.
     #[ts(optional)]
     pub after: Option<String>,
+    /// The last log number the client saw (PROTOCOL.md §8): the socket gets
+    /// every numbered event after it, in order, instead of a history page.
+    #[ts(optional, as = "Option<u32>")]
+    pub after_seq: Option<i64>,
+}
+
+/// `sync`: what a reconnecting client last saw of each conversation.
+#[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    /// Conversation id → the last log number seen (at most 100 entries).
+    #[schema(value_type = Object)]
+    #[ts(as = "HashMap<String, u32>")]
+    pub conversations: HashMap<String, i64>,
+    /// `syncedAt` of the previous sync: conversations the user was added to
+    /// since are listed in `conversationsAdded` (default: the last 30 days).
+    #[ts(optional)]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema, TS)]
@@ -233,6 +259,102 @@ pub struct UserRef {
 pub struct ConversationAck {
     #[schema(value_type = String, format = Uuid)]
     pub conversation_id: ConversationId,
+    /// The conversation's latest log number when the join was answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
+    pub latest_seq: Option<u64>,
+    /// With `afterSeq`: more events followed than one join replays; continue
+    /// with `sync` from the last number received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub has_more: Option<bool>,
+    /// With `afterSeq`: false when the gap is older than the log still held
+    /// (nothing was replayed): refetch the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub recovered: Option<bool>,
+}
+
+impl ConversationAck {
+    pub fn plain(conversation_id: ConversationId) -> Self {
+        Self {
+            conversation_id,
+            latest_seq: None,
+            has_more: None,
+            recovered: None,
+        }
+    }
+}
+
+/// `conversation-created`: the conversation, and its creation's number (1).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationCreated {
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub conversation: crate::domain::Conversation,
+    #[ts(type = "number")]
+    pub seq: u64,
+}
+
+/// `seq-skipped` and `conversation-latest`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SeqMark {
+    #[schema(value_type = String, format = Uuid)]
+    pub conversation_id: ConversationId,
+    #[ts(type = "number")]
+    pub seq: u64,
+}
+
+/// One event of a replay: `type` is the event's name, `data` its payload as
+/// it would have been sent live.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayedEvent {
+    #[ts(type = "number")]
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[schema(value_type = Object)]
+    #[ts(type = "unknown")]
+    pub data: serde_json::Value,
+}
+
+/// What `sync` answers for one conversation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(untagged)]
+pub enum ConversationReplay {
+    Replayed {
+        /// In order, numbers without holes from `afterSeq + 1` on.
+        events: Vec<ReplayedEvent>,
+        #[serde(rename = "hasMore")]
+        has_more: bool,
+        #[serde(rename = "latestSeq")]
+        #[ts(type = "number")]
+        latest_seq: u64,
+    },
+    /// The gap is older than the log still held, or the conversation is not
+    /// the caller's: refetch its history.
+    NotRecovered {
+        #[ts(type = "false")]
+        recovered: bool,
+    },
+}
+
+/// The `sync` ack data.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncAck {
+    /// Conversation id → its replay.
+    #[schema(value_type = Object)]
+    pub conversations: HashMap<ConversationId, ConversationReplay>,
+    /// Conversations the user was added to since `since` that the call did
+    /// not name (at most 100, oldest first).
+    pub conversations_added: Vec<crate::domain::Conversation>,
+    pub unread: UnreadReport,
+    /// Give it as `since` to the next `sync`.
+    pub synced_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
@@ -251,6 +373,8 @@ pub struct MessageDeleted {
     pub conversation_id: ConversationId,
     #[schema(value_type = String, format = Uuid)]
     pub message_id: MessageId,
+    #[ts(type = "number")]
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, TS)]
@@ -270,6 +394,10 @@ pub struct ReadReceipt {
     #[ts(optional)]
     pub user_id: Option<UserId>,
     pub read_at: Option<String>,
+    /// The read's number in the conversation's log, when the cursor moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
+    pub seq: Option<u64>,
 }
 
 /// `unread-count-updated`.

@@ -37,7 +37,17 @@ type: string, name?: string, size?: number, };
 /**
  * A stored message, as sent on the wire (PROTOCOL.md §4 `Message`).
  */
-export type Message = { id: MessageId, conversationId: ConversationId, senderId: UserId, content: string, attachments: Array<Attachment>, clientMessageId?: ClientMessageId, createdAt: string, };
+export type Message = { id: MessageId, conversationId: ConversationId, senderId: UserId, content: string, attachments: Array<Attachment>, clientMessageId?: ClientMessageId, createdAt: string, 
+/**
+ * The message's number in its conversation's log (PROTOCOL.md §8).
+ */
+seq: number, 
+/**
+ * Only in a replay (`sync`, `join-conversation` with `afterSeq`): the
+ * message was deleted since, and its content and attachments are gone;
+ * the deletion follows later in the same replay.
+ */
+deletedAt?: string, };
 
 /**
  * A conversation, as sent on the wire (PROTOCOL.md §4 `Conversation`).
@@ -105,7 +115,12 @@ before?: string,
 /**
  * A message id: the page just newer than it.
  */
-after?: string, };
+after?: string, 
+/**
+ * The last log number the client saw (PROTOCOL.md §8): the socket gets
+ * every numbered event after it, in order, instead of a history page.
+ */
+afterSeq?: number, };
 
 export type ConversationRef = { conversationId: string, };
 
@@ -123,13 +138,31 @@ export type MarkAsRead = { messageId: string, };
 
 export type GetPresence = { userIds: Array<string>, };
 
-export type ConversationAck = { conversationId: ConversationId, };
+export type ConversationAck = { conversationId: ConversationId, 
+/**
+ * The conversation's latest log number when the join was answered.
+ */
+latestSeq?: number, 
+/**
+ * With `afterSeq`: more events followed than one join replays; continue
+ * with `sync` from the last number received.
+ */
+hasMore?: boolean, 
+/**
+ * With `afterSeq`: false when the gap is older than the log still held
+ * (nothing was replayed): refetch the history.
+ */
+recovered?: boolean, };
 
 /**
  * Ack of `mark-as-read` / `mark-conversation-as-read`; also the
  * `message-read` payload (with `user_id`).
  */
-export type ReadReceipt = { conversationId: ConversationId, messageId: MessageId | null, userId?: UserId, readAt: string | null, };
+export type ReadReceipt = { conversationId: ConversationId, messageId: MessageId | null, userId?: UserId, readAt: string | null, 
+/**
+ * The read's number in the conversation's log, when the cursor moved.
+ */
+seq?: number, };
 
 /**
  * `get-presence` ack data.
@@ -175,12 +208,73 @@ export type UnreadReport = { totalUnread: number,
  */
 conversations: { [key in ConversationId]: number }, };
 
-export type MessageDeleted = { conversationId: ConversationId, messageId: MessageId, };
+export type MessageDeleted = { conversationId: ConversationId, messageId: MessageId, seq: number, };
 
 /**
  * `block-user` / `unblock-user`.
  */
 export type UserRef = { userId: string, };
+
+/**
+ * `conversation-created`: the conversation, and its creation's number (1).
+ */
+export type ConversationCreated = { seq: number, id: ConversationId, 
+/**
+ * Sorted, without duplicates.
+ */
+participantIds: Array<UserId>, title?: string, createdAt: string, lastMessageAt?: string, };
+
+/**
+ * `seq-skipped` and `conversation-latest`.
+ */
+export type SeqMark = { conversationId: ConversationId, seq: number, };
+
+/**
+ * One event of a replay: `type` is the event's name, `data` its payload as
+ * it would have been sent live.
+ */
+export type ReplayedEvent = { seq: number, type: string, data: unknown, };
+
+/**
+ * What `sync` answers for one conversation.
+ */
+export type ConversationReplay = { 
+/**
+ * In order, numbers without holes from `afterSeq + 1` on.
+ */
+events: Array<ReplayedEvent>, hasMore: boolean, latestSeq: number, } | { recovered: false, };
+
+/**
+ * `sync`: what a reconnecting client last saw of each conversation.
+ */
+export type SyncRequest = { 
+/**
+ * Conversation id → the last log number seen (at most 100 entries).
+ */
+conversations: { [key in string]: number }, 
+/**
+ * `syncedAt` of the previous sync: conversations the user was added to
+ * since are listed in `conversationsAdded` (default: the last 30 days).
+ */
+since?: string, };
+
+/**
+ * The `sync` ack data.
+ */
+export type SyncAck = { 
+/**
+ * Conversation id → its replay.
+ */
+conversations: { [key in ConversationId]: ConversationReplay }, 
+/**
+ * Conversations the user was added to since `since` that the call did
+ * not name (at most 100, oldest first).
+ */
+conversationsAdded: Array<Conversation>, unread: UnreadReport, 
+/**
+ * Give it as `since` to the next `sync`.
+ */
+syncedAt: string, };
 
 /**
  * Ack of `block-user` / `unblock-user`, and the body of the block routes.
@@ -227,10 +321,14 @@ export interface ServerToClientEvents {
   "user-stopped-typing": (payload: TypingEvent) => void;
   /** The user's unread counts changed. */
   "unread-count-updated": (payload: UnreadUpdate) => void;
-  /** A conversation the user takes part in was created. */
-  "conversation-created": (payload: Conversation) => void;
+  /** A conversation the user takes part in was created (its log's first entry, `seq` 1). */
+  "conversation-created": (payload: ConversationCreated) => void;
   /** A message of a joined conversation was deleted. */
   "message-deleted": (payload: MessageDeleted) => void;
+  /** A log number with nothing to apply (in replays): move past it. */
+  "seq-skipped": (payload: SeqMark) => void;
+  /** A conversation's latest log number, when a change may not have reached everyone live: a client behind it syncs. */
+  "conversation-latest": (payload: SeqMark) => void;
   /** A client event failed (its ack carries the same error). */
   "error": (payload: ErrorEvent) => void;
 }
@@ -253,6 +351,8 @@ export interface ClientToServerEvents {
   "user-stopped-typing": (payload: ConversationRef, ack: (response: Ack<Empty>) => void) => void;
   /** Presence of up to 100 users (contacts only; others read as offline). */
   "get-presence": (payload: GetPresence, ack: (response: Ack<PresenceReport>) => void) => void;
+  /** After a reconnect: what happened in each named conversation after the last number seen, the conversations added, the unread totals. */
+  "sync": (payload: SyncRequest, ack: (response: Ack<SyncAck>) => void) => void;
   /** Block a user: no conversation started by them, no one-to-one messages, no presence, typing or receipts between you. */
   "block-user": (payload: UserRef, ack: (response: Ack<BlockAck>) => void) => void;
   /** Lift a block. */

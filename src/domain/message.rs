@@ -28,6 +28,18 @@ pub struct Message {
     #[serde(serialize_with = "rfc3339_millis")]
     #[ts(type = "string")]
     pub created_at: DateTime<Utc>,
+    /// The message's number in its conversation's log (PROTOCOL.md §8).
+    #[ts(type = "number")]
+    pub seq: u64,
+    /// Only in a replay (`sync`, `join-conversation` with `afterSeq`): the
+    /// message was deleted since, and its content and attachments are gone;
+    /// the deletion follows later in the same replay.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_rfc3339_millis"
+    )]
+    #[ts(optional, type = "string")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// A conversation, as sent on the wire (PROTOCOL.md §4 `Conversation`).

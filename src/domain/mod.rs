@@ -4,6 +4,7 @@
 
 mod content;
 mod ids;
+mod log;
 mod message;
 mod notification;
 pub mod page;
@@ -11,6 +12,9 @@ mod retention;
 
 pub use content::{Attachment, Content, Limits};
 pub use ids::{ClientMessageId, ConversationId, MessageId, NotificationId, UserId};
+pub use log::{
+    Change, JoinRequest, LogEntry, LogPage, MAX_SYNC_CONVERSATIONS, SyncCommand, parse_seq,
+};
 pub use message::{
     Conversation, ConversationSummary, Message, NewConversation, NewMessage, ReadCursor,
     format_time,

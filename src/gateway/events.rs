@@ -13,7 +13,9 @@ use super::respond::{parse, respond};
 use super::socket_state::SocketState;
 use crate::auth::User;
 use crate::budget::SocketBudget;
-use crate::domain::{ConversationId, MessageId, NewMessage, PageRequest, UserId, ValidationError};
+use crate::domain::{
+    ConversationId, JoinRequest, MessageId, NewMessage, SyncCommand, UserId, ValidationError,
+};
 use crate::instruments;
 use crate::protocol::{self, Empty, ev};
 use crate::service::{Messaging, ServiceError, ServiceResult};
@@ -89,6 +91,9 @@ async fn dispatch<A: Adapter>(
             call.run(ack, ev::GET_PRESENCE, get_presence(&svc, user, payload))
                 .await;
         }
+        ev::SYNC => {
+            call.run(ack, ev::SYNC, sync(&svc, user, payload)).await;
+        }
         ev::BLOCK_USER => {
             call.run(ack, ev::BLOCK_USER, block_user(&svc, user, payload))
                 .await;
@@ -149,8 +154,14 @@ async fn join_conversation(
 ) -> ServiceResult<protocol::ConversationAck> {
     let p: protocol::JoinConversation = parse(payload)?;
     let conversation = ConversationId::parse("conversationId", &p.conversation_id)?;
-    let page = PageRequest::parse(p.limit, p.before.as_deref(), p.after.as_deref())?;
-    svc.join_conversation(user, sid, conversation, page).await
+    let request = JoinRequest::parse(
+        p.limit,
+        p.before.as_deref(),
+        p.after.as_deref(),
+        p.after_seq,
+    )?;
+    svc.join_conversation(user, sid, conversation, request)
+        .await
 }
 
 async fn leave_conversation(
@@ -222,6 +233,15 @@ async fn get_presence(
     let p: protocol::GetPresence = parse(payload)?;
     svc.presence(user, UserId::parse_presence_query(&p.user_ids)?)
         .await
+}
+
+async fn sync(svc: &Messaging, user: &User, payload: Parsed) -> ServiceResult<protocol::SyncAck> {
+    let p: protocol::SyncRequest = parse(payload)?;
+    svc.sync(
+        user,
+        SyncCommand::parse(&p.conversations, p.since.as_deref())?,
+    )
+    .await
 }
 
 async fn block_user(

@@ -5,11 +5,13 @@ use tracing::instrument;
 use super::{Messaging, ServiceError, ServiceResult};
 use crate::auth::User;
 use crate::domain::{
-    self, Conversation, ConversationId, ListCursor, ListRequest, NewConversation, PageRequest,
-    UserId,
+    self, Conversation, ConversationId, JoinRequest, ListCursor, ListRequest, NewConversation,
+    PageRequest, UserId,
 };
 use crate::fanout::Audience;
-use crate::protocol::{ConversationAck, ConversationList, History, MemberEvent, ev, rooms};
+use crate::protocol::{
+    ConversationAck, ConversationCreated, ConversationList, History, MemberEvent, ev, rooms,
+};
 use crate::store::Created;
 
 impl Messaging {
@@ -48,12 +50,13 @@ impl Messaging {
                 .iter()
                 .map(rooms::user)
                 .collect();
-            self.emit(
-                Audience::rooms(rooms),
-                ev::CONVERSATION_CREATED,
-                &conversation,
-            )
-            .await;
+            // A conversation's creation is the first entry of its log.
+            let created = ConversationCreated {
+                conversation: conversation.clone(),
+                seq: 1,
+            };
+            self.emit(Audience::rooms(rooms), ev::CONVERSATION_CREATED, &created)
+                .await;
         }
         Ok((conversation, created))
     }
@@ -130,31 +133,48 @@ impl Messaging {
         Ok(History::new(conversation, page))
     }
 
-    /// `join-conversation`: the socket joins the room, gets the history and
-    /// who is typing; the others in the room get `user-joined`.
+    /// `join-conversation`: the socket joins the room, gets the history (or,
+    /// resuming, every log entry after the number it gives) and who is
+    /// typing; the others in the room get `user-joined`.
     #[instrument(skip_all, fields(user.id = %user.id, socket.id = socket_id, conversation.id = %conversation))]
     pub async fn join_conversation(
         &self,
         user: &User,
         socket_id: &str,
         conversation: ConversationId,
-        page: PageRequest,
+        request: JoinRequest,
     ) -> ServiceResult<ConversationAck> {
         self.require_participant(conversation, &user.id).await?;
         // Joining is taking part: presence may now flow with the others who did.
         self.take_part(conversation, &user.id).await?;
-        // Join before reading: a message committed in between then arrives
-        // twice (in the page and as `new-message`, same id) rather than never.
+        // Join before reading: a change committed in between then arrives
+        // twice (read and live, with one id and number) rather than never.
         let room = rooms::conversation(conversation);
         self.fanout().join(socket_id, room.clone()).await;
-        let history = match self.store().messages.history(conversation, &page).await {
-            Ok(page) => History::new(conversation, page),
-            Err(e) => {
-                self.fanout().leave(socket_id, room).await;
-                return Err(e.into());
+        let read = match request {
+            JoinRequest::History(page) => self
+                .store()
+                .messages
+                .history(conversation, &page)
+                .await
+                .map_err(Into::into)
+                .map(|page| {
+                    let history = History::new(conversation, page);
+                    self.emit_to_socket(socket_id, ev::CONVERSATION_HISTORY, &history);
+                    ConversationAck::plain(conversation)
+                }),
+            JoinRequest::After(after) => {
+                self.replay_to_socket(user, socket_id, conversation, after)
+                    .await
             }
         };
-        self.emit_to_socket(socket_id, ev::CONVERSATION_HISTORY, &history);
+        let ack = match read {
+            Ok(ack) => ack,
+            Err(e) => {
+                self.fanout().leave(socket_id, room).await;
+                return Err(e);
+            }
+        };
         let joined = MemberEvent {
             conversation_id: conversation,
             user_id: user.id.clone(),
@@ -167,9 +187,7 @@ impl Messaging {
         .await;
         self.announce_typists_to(socket_id, user, conversation)
             .await;
-        Ok(ConversationAck {
-            conversation_id: conversation,
-        })
+        Ok(ack)
     }
 
     /// `leave-conversation`: the socket leaves the room; the others get `user-left`.
@@ -194,8 +212,6 @@ impl Messaging {
         )
         .await;
         self.end_typing(conversation, user).await;
-        Ok(ConversationAck {
-            conversation_id: conversation,
-        })
+        Ok(ConversationAck::plain(conversation))
     }
 }

@@ -155,20 +155,21 @@ impl Messaging {
                 "only the sender may delete a message",
             ));
         }
-        if !self
+        let Some(seq) = self
             .store()
             .messages
             .soft_delete_message(id, domain::now_millis())
             .await?
-        {
+        else {
             return Err(ServiceError::NotFound("message"));
-        }
+        };
         let (service, sender) = (self.clone(), user.id.clone());
         self.after_commit(async move {
             let room = rooms::conversation(message.conversation_id);
             let deleted = MessageDeleted {
                 conversation_id: message.conversation_id,
                 message_id: id,
+                seq,
             };
             service
                 .emit(Audience::room(room), ev::MESSAGE_DELETED, &deleted)

@@ -8,6 +8,7 @@ mod blocks;
 mod contacts;
 mod conversations;
 mod error;
+mod log;
 mod messages;
 mod notifications;
 mod presence;

@@ -65,6 +65,7 @@ impl Messaging {
                     message_id: cursor.message_id,
                     user_id: None,
                     read_at: cursor.read_at.as_ref().map(format_time),
+                    seq: None,
                 })
             }
         }
@@ -86,6 +87,7 @@ impl Messaging {
             message_id: moved.cursor.message_id,
             user_id: None,
             read_at: moved.cursor.read_at.as_ref().map(format_time),
+            seq: moved.seq,
         };
         if moved.moved {
             let event = ReadReceipt {

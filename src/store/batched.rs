@@ -332,6 +332,8 @@ mod tests {
                             attachments: m.message.attachments.clone(),
                             client_message_id: m.message.client_message_id.clone(),
                             created_at: m.now,
+                            seq: 1,
+                            deleted_at: None,
                         };
                         Ok((stored, Inserted::New))
                     })

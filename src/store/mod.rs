@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     Contact, Conversation, ConversationId, ConversationSummary, DueNotification, Gathered,
-    ListCursor, Message, MessageId, NewConversation, NewMessage, NotificationId, OutboxEntry, Page,
-    PageRequest, ReadCursor, RetentionCounts, RetentionCutoffs, Settlement, UserId,
+    ListCursor, LogPage, Message, MessageId, NewConversation, NewMessage, NotificationId,
+    OutboxEntry, Page, PageRequest, ReadCursor, RetentionCounts, RetentionCutoffs, Settlement,
+    UserId,
 };
 use crate::observed::{Observable, Observer, Seam};
 
@@ -29,8 +30,8 @@ pub use batched::{GroupCommit, GroupCommitLimits};
 pub use cached::ParticipantCache;
 pub use postgres::PostgresStore;
 pub use seams::{
-    Backend, Blocks, Conversations, Health, MessageInserts, Messages, Notifications, Participants,
-    ReadCursors, Retention,
+    Backend, Blocks, ConversationLog, Conversations, Health, MessageInserts, Messages,
+    Notifications, Participants, ReadCursors, Retention,
 };
 pub use sqlite::SqliteStore;
 
@@ -239,6 +240,8 @@ pub struct CursorMove {
     pub cursor: ReadCursor,
     /// False when the target was at or before the existing cursor.
     pub moved: bool,
+    /// The move's number in the conversation's log, when it moved.
+    pub seq: Option<u64>,
 }
 
 /// One batch of `archive_idle_conversations`.
@@ -316,6 +319,7 @@ pub struct Store {
     pub notifications: Arc<dyn Notifications>,
     pub retention: Arc<dyn Retention>,
     pub blocks: Arc<dyn Blocks>,
+    pub log: Arc<dyn ConversationLog>,
 }
 
 /// How the node decorates its store (see [`Store::decorated`]).
@@ -344,6 +348,7 @@ impl Store {
             cursors: backend.clone(),
             retention: backend.clone(),
             blocks: backend.clone(),
+            log: backend.clone(),
             notifications: backend,
         }
     }
@@ -375,6 +380,7 @@ impl Store {
             notifications: Arc::new(observer.wrap(store.notifications)),
             retention: Arc::new(observer.wrap(store.retention)),
             blocks: Arc::new(observer.wrap(store.blocks)),
+            log: Arc::new(observer.wrap(store.log)),
         }
     }
 }

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::{
-    Attachment, Channel, ClientMessageId, Contact, Conversation, ConversationId,
-    ConversationSummary, DueNotification, Message, MessageId, NotificationId, OutboxEntry,
-    ReadCursor, UserId,
+    Attachment, Change, Channel, ClientMessageId, Contact, Conversation, ConversationId,
+    ConversationSummary, DueNotification, LogEntry, Message, MessageId, NotificationId,
+    OutboxEntry, ReadCursor, UserId,
 };
 
 /// A column value as one database encodes a `T`.
@@ -71,6 +71,7 @@ pub(super) struct MessageRow<Id, Time, Json> {
     pub(super) attachments: Json,
     pub(super) client_message_id: Option<String>,
     pub(super) created_at: Time,
+    pub(super) seq: i64,
 }
 
 impl<Id, Time, Json> TryFrom<MessageRow<Id, Time, Json>> for Message
@@ -97,7 +98,105 @@ where
             attachments: row.attachments.decode(OP)?,
             client_message_id,
             created_at: row.created_at.decode(OP)?,
+            seq: seq(OP, row.seq)?,
+            deleted_at: None,
         })
+    }
+}
+
+/// A log number as stored (`bigint`, `INTEGER`), which is never negative.
+pub(super) fn seq(op: &'static str, raw: i64) -> Result<u64, StoreError> {
+    u64::try_from(raw).map_err(|_| corrupt(op, format!("negative seq {raw}")))
+}
+
+/// A log number as stored.
+pub(super) fn stored_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// One entry of a conversation's log as the replay query reads it: a
+/// message (`kind = 'message'`, with its columns) or a conversation_events row.
+#[derive(FromRow)]
+pub(super) struct LogRow<Id, Time, Json> {
+    pub(super) seq: i64,
+    pub(super) kind: String,
+    pub(super) actor_id: Option<String>,
+    pub(super) message_id: Option<Id>,
+    pub(super) at: Time,
+    pub(super) content: Option<String>,
+    pub(super) attachments: Option<Json>,
+    pub(super) client_message_id: Option<String>,
+    pub(super) deleted_at: Option<Time>,
+}
+
+impl<Id, Time, Json> LogRow<Id, Time, Json>
+where
+    Id: Column<Uuid>,
+    Time: Column<DateTime<Utc>>,
+    Json: Column<Vec<Attachment>>,
+{
+    /// The entry; `created` is the conversation, for its creation entry.
+    pub(super) fn into_entry(
+        self,
+        conversation: ConversationId,
+        created: &Option<Conversation>,
+    ) -> Result<LogEntry, StoreError> {
+        const OP: &str = "conversation log row";
+        let seq = seq(OP, self.seq)?;
+        let message_id = self
+            .message_id
+            .map(|id| id.decode(OP))
+            .transpose()?
+            .map(MessageId::from_uuid);
+        let message = || message_id.ok_or_else(|| corrupt(OP, "no message_id"));
+        let change = match self.kind.as_str() {
+            "message" => {
+                let deleted_at = self.deleted_at.map(|t| t.decode(OP)).transpose()?;
+                let (content, attachments) = match deleted_at {
+                    // Gone for the reader: the replay says only that it was.
+                    Some(_) => (String::new(), Vec::new()),
+                    None => (
+                        self.content.unwrap_or_default(),
+                        self.attachments
+                            .map(|a| a.decode(OP))
+                            .transpose()?
+                            .unwrap_or_default(),
+                    ),
+                };
+                Change::Message(Message {
+                    id: message()?,
+                    conversation_id: conversation,
+                    sender_id: user_id(OP, self.actor_id.as_deref().unwrap_or_default())?,
+                    content,
+                    attachments,
+                    client_message_id: self
+                        .client_message_id
+                        .as_deref()
+                        .map(ClientMessageId::parse)
+                        .transpose()
+                        .map_err(|e| corrupt(OP, e.to_string()))?,
+                    created_at: self.at.decode(OP)?,
+                    seq,
+                    deleted_at,
+                })
+            }
+            "read" => Change::Read {
+                user: user_id(OP, self.actor_id.as_deref().unwrap_or_default())?,
+                message: message()?,
+                at: self.at.decode(OP)?,
+            },
+            "deleted" => Change::Deleted {
+                message: message()?,
+            },
+            "created" => Change::Created(
+                created
+                    .clone()
+                    .ok_or_else(|| corrupt(OP, "creation of a conversation not found"))?,
+            ),
+            "skipped" => Change::Skipped,
+            other => return Err(corrupt(OP, format!("unknown kind {other}"))),
+        };
+        Ok(LogEntry { seq, change })
     }
 }
 
@@ -141,6 +240,7 @@ pub(super) struct SummaryRow<Id, Time, Json> {
     pub(super) lm_attachments: Option<Json>,
     pub(super) lm_client_message_id: Option<String>,
     pub(super) lm_created_at: Option<Time>,
+    pub(super) lm_seq: Option<i64>,
 }
 
 impl<Id, Time, Json> SummaryRow<Id, Time, Json>
@@ -160,18 +260,25 @@ where
             self.lm_content,
             self.lm_attachments,
             self.lm_created_at,
+            self.lm_seq,
         ) {
-            (Some(id), Some(sender_id), Some(content), Some(attachments), Some(created_at)) => {
-                Some(Message::try_from(MessageRow {
-                    id,
-                    conversation_id: self.id.clone(),
-                    sender_id,
-                    content,
-                    attachments,
-                    client_message_id: self.lm_client_message_id,
-                    created_at,
-                })?)
-            }
+            (
+                Some(id),
+                Some(sender_id),
+                Some(content),
+                Some(attachments),
+                Some(created_at),
+                Some(seq),
+            ) => Some(Message::try_from(MessageRow {
+                id,
+                conversation_id: self.id.clone(),
+                sender_id,
+                content,
+                attachments,
+                client_message_id: self.lm_client_message_id,
+                created_at,
+                seq,
+            })?),
             _ => None,
         };
         let conversation = ConversationRow {

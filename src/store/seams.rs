@@ -72,6 +72,38 @@ seam! {
 }
 
 seam! {
+    /// The conversation log (PROTOCOL.md §8), as a replay reads it. Entries
+    /// are written by the changes themselves, in their own transactions
+    /// (`insert_messages`, `soft_delete_message`, `advance_read_cursor`,
+    /// `create_conversation`).
+    pub trait ConversationLog {
+        /// Up to `limit` entries after number `after`, oldest first; `None`
+        /// when the conversation does not exist.
+        async fn log_after(
+            &self,
+            conversation: ConversationId,
+            after: u64,
+            limit: u32,
+        ) -> Result<Option<LogPage>, StoreError>;
+
+        /// The latest number of each conversation that exists.
+        async fn latest_seqs(
+            &self,
+            conversations: &[ConversationId],
+        ) -> Result<HashMap<ConversationId, u64>, StoreError>;
+
+        /// The conversations of `user` created after `since`, oldest first,
+        /// at most `limit`.
+        async fn conversations_since(
+            &self,
+            user: &UserId,
+            since: DateTime<Utc>,
+            limit: u32,
+        ) -> Result<Vec<Conversation>, StoreError>;
+    }
+}
+
+seam! {
     /// Who blocks whom (PROTOCOL.md §10).
     pub trait Blocks {
         /// `blocker` blocks `blocked`; false when it already did.
@@ -154,12 +186,14 @@ seam! {
         /// A non-deleted message by id.
         async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
 
-        /// Soft-deletes a message. Returns false if it did not exist or was already deleted.
+        /// Soft-deletes a message and logs the deletion: its number in the
+        /// conversation's log, or `None` if the message did not exist or was
+        /// already deleted (nothing changes).
         async fn soft_delete_message(
             &self,
             id: MessageId,
             now: DateTime<Utc>,
-        ) -> Result<bool, StoreError>;
+        ) -> Result<Option<u64>, StoreError>;
 
         /// The newest non-deleted message of a conversation.
         async fn latest_message_id(
@@ -173,7 +207,8 @@ seam! {
     /// Read cursors and the unread counts they define.
     pub trait ReadCursors {
         /// Moves `user`'s read cursor in `conversation` to `to`, never backwards,
-        /// atomically (two devices marking concurrently end at the newer one).
+        /// atomically (two devices marking concurrently end at the newer one),
+        /// and logs the move (its number in `CursorMove::seq`).
         /// The caller guarantees `user` is a participant and `to` belongs to the
         /// conversation.
         async fn advance_read_cursor(
@@ -357,6 +392,7 @@ seam! {
 pub trait Backend:
     Health
     + Blocks
+    + ConversationLog
     + Conversations
     + Participants
     + MessageInserts
@@ -370,6 +406,7 @@ pub trait Backend:
 impl<T> Backend for T where
     T: Health
         + Blocks
+        + ConversationLog
         + Conversations
         + Participants
         + MessageInserts

@@ -127,6 +127,7 @@ async fn check(store: Store, s: Scenario) -> Result<(), TestCaseError> {
                 .soft_delete_message(*id, now_millis())
                 .await
                 .map_err(fail)?
+                .is_some()
         );
     }
     let kept: Vec<MessageId> = all

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use parloir::auth::User;
 use parloir::config::RateLimits;
 use parloir::domain::{
-    Conversation, Limits, MessageId, NewConversation, NewMessage, PageRequest, UserId,
+    Conversation, JoinRequest, Limits, MessageId, NewConversation, NewMessage, PageRequest, UserId,
 };
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral};
 use parloir::fanout::{Audience, Fanout};
@@ -523,7 +523,12 @@ async fn presence_sees_new_contacts_at_once_and_strangers_never() {
     f.service.socket_connected(&bob, "s-bob").await.unwrap();
     // Contacts are users who both took part: bob joins.
     f.service
-        .join_conversation(&bob, "s-bob", pair.id, PageRequest::latest(10))
+        .join_conversation(
+            &bob,
+            "s-bob",
+            pair.id,
+            JoinRequest::History(PageRequest::latest(10)),
+        )
         .await
         .unwrap();
     f.service.socket_connected(&carol, "s-carol").await.unwrap();
@@ -541,7 +546,12 @@ async fn presence_sees_new_contacts_at_once_and_strangers_never() {
     let report = f.service.presence(&alice, ask()).await.unwrap();
     assert!(!report.online[&carol.id], "alice has not taken part yet");
     f.service
-        .join_conversation(&alice, "s-alice", theirs.id, PageRequest::latest(10))
+        .join_conversation(
+            &alice,
+            "s-alice",
+            theirs.id,
+            JoinRequest::History(PageRequest::latest(10)),
+        )
         .await
         .unwrap();
     let report = f.service.presence(&alice, ask()).await.unwrap();

@@ -62,8 +62,8 @@ mod contract {
     use chrono::{DateTime, TimeDelta, Utc};
     use futures_util::future::join_all;
     use parloir::domain::{
-        Attachment, Conversation, ConversationId, Limits, ListCursor, Message, MessageId,
-        NewConversation, NewMessage, PageRequest, UserId, now_millis,
+        Attachment, Change, Conversation, ConversationId, Limits, ListCursor, LogEntry, Message,
+        MessageId, NewConversation, NewMessage, PageRequest, UserId, now_millis,
     };
     use parloir::store::{Created, Inserted, MessageInsert, Store, StoreError};
 
@@ -502,6 +502,151 @@ mod contract {
         );
     }
 
+    /// The whole log of a conversation, checked to number 1.. without holes.
+    async fn whole_log(store: &Store, conversation: ConversationId) -> Vec<LogEntry> {
+        let page = store
+            .log
+            .log_after(conversation, 0, 10_000)
+            .await
+            .expect("log")
+            .expect("the conversation exists");
+        let numbers: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+        let expected: Vec<u64> = (1..=page.latest_seq).collect();
+        assert_eq!(numbers, expected, "numbers 1..=latest without holes");
+        assert!(!page.has_more);
+        page.entries
+    }
+
+    pub async fn every_change_is_logged_with_the_next_number(store: Store) {
+        let base = now_millis();
+        let c = create(&store, &["alice", "bob"]).await;
+        let m1 = send(&store, c.id, "alice", "one").await;
+        let m2 = send(&store, c.id, "bob", "two").await;
+        assert_eq!((m1.seq, m2.seq), (2, 3));
+        let moved = store
+            .cursors
+            .advance_read_cursor(c.id, &user("bob"), m1.id, at(base, 1))
+            .await
+            .expect("read");
+        assert_eq!(moved.seq, Some(4));
+        let again = store
+            .cursors
+            .advance_read_cursor(c.id, &user("bob"), m1.id, at(base, 2))
+            .await
+            .expect("read again");
+        assert_eq!(again.seq, None, "a cursor that does not move logs nothing");
+        let deleted = store
+            .messages
+            .soft_delete_message(m1.id, at(base, 3))
+            .await
+            .expect("delete");
+        assert_eq!(deleted, Some(5));
+        let log = whole_log(&store, c.id).await;
+        assert!(matches!(&log[0].change, Change::Created(created) if created.id == c.id));
+        match &log[1].change {
+            Change::Message(m) => {
+                assert_eq!(m.id, m1.id);
+                assert!(m.deleted_at.is_some(), "replayed as deleted since");
+                assert!(m.content.is_empty(), "without its content");
+            }
+            other => panic!("a message: {other:?}"),
+        }
+        assert!(
+            matches!(&log[2].change, Change::Message(m) if m.id == m2.id && m.content == "two")
+        );
+        assert_eq!(
+            log[3].change,
+            Change::Read {
+                user: user("bob"),
+                message: m1.id,
+                at: at(base, 1)
+            }
+        );
+        assert_eq!(log[4].change, Change::Deleted { message: m1.id });
+        let tail = store
+            .log
+            .log_after(c.id, 2, 2)
+            .await
+            .expect("log")
+            .expect("exists");
+        assert_eq!(
+            tail.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert!(tail.has_more);
+        assert_eq!(tail.latest_seq, 5);
+        assert_eq!(tail.floor, 0);
+        assert!(
+            store
+                .log
+                .log_after(ConversationId::new_random(), 0, 10)
+                .await
+                .expect("log")
+                .is_none()
+        );
+        let latest = store
+            .log
+            .latest_seqs(&[c.id, ConversationId::new_random()])
+            .await
+            .expect("latest");
+        assert_eq!(latest, HashMap::from([(c.id, 5)]));
+    }
+
+    /// Batches with several sends to one conversation, concurrent batches
+    /// and concurrent repeats of a clientMessageId: the numbers stay
+    /// consecutive and without holes, and each message has its own.
+    pub async fn concurrent_sends_number_the_log_without_holes(store: Store) {
+        let c = create(&store, &["alice", "bob", "carol"]).await;
+        let tasks = (0..60).map(|i| {
+            let store = store.clone();
+            let sender = ["alice", "bob", "carol"][i % 3];
+            // Every fifth is a repeat of one key: one message, the rest duplicates.
+            let key = (i % 5 == 0).then_some("shared-key");
+            let new = text(c.id, &format!("message {i}"), key);
+            tokio::spawn(async move {
+                let user = if key.is_some() {
+                    user("alice")
+                } else {
+                    user(sender)
+                };
+                store
+                    .inserts
+                    .insert_message(MessageId::new_v7(), &user, &new, now_millis())
+                    .await
+            })
+        });
+        let results: Vec<(Message, Inserted)> = join_all(tasks)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("task").expect("insert"))
+            .collect();
+        let new: Vec<&Message> = results
+            .iter()
+            .filter(|(_, how)| *how == Inserted::New)
+            .map(|(m, _)| m)
+            .collect();
+        assert_eq!(
+            new.len(),
+            49,
+            "48 distinct messages and one of the shared key"
+        );
+        let numbers: HashSet<u64> = new.iter().map(|m| m.seq).collect();
+        assert_eq!(numbers.len(), 49, "each message its own number");
+        let log = whole_log(&store, c.id).await;
+        let messages = log
+            .iter()
+            .filter(|e| matches!(e.change, Change::Message(_)))
+            .count();
+        assert_eq!(messages, 49);
+        assert!(
+            log.iter().all(|e| matches!(
+                e.change,
+                Change::Created(_) | Change::Message(_) | Change::Skipped
+            )),
+            "the rest are numbers skipped by a lost race"
+        );
+    }
+
     pub async fn client_message_id_reused_in_another_conversation_is_refused(store: Store) {
         let first = create(&store, &["alice", "bob"]).await;
         let second = create(&store, &["alice", "carol"]).await;
@@ -762,6 +907,7 @@ mod contract {
                 .soft_delete_message(m[3].id, now_millis())
                 .await
                 .expect("delete")
+                .is_some()
         );
         assert!(
             store
@@ -769,6 +915,7 @@ mod contract {
                 .soft_delete_message(m[1].id, now_millis())
                 .await
                 .expect("delete")
+                .is_some()
         );
         let kept = vec![m[0].id, m[2].id, m[4].id];
         assert_eq!(
@@ -803,21 +950,24 @@ mod contract {
                 .soft_delete_message(m.id, now_millis())
                 .await
                 .expect("first delete")
+                .is_some()
         );
         assert!(
-            !store
+            store
                 .messages
                 .soft_delete_message(m.id, now_millis())
                 .await
                 .expect("second delete")
+                .is_none()
         );
         assert_eq!(store.messages.message(m.id).await.expect("read"), None);
         assert!(
-            !store
+            store
                 .messages
                 .soft_delete_message(MessageId::new_v7(), now_millis())
                 .await
                 .expect("unknown")
+                .is_none()
         );
     }
 
@@ -1474,6 +1624,8 @@ contract_tests!(
     unread_in_conversation_counts_every_participant,
     conversation_list_orders_by_activity_and_pages_each_once,
     conversation_list_carries_unread_count_and_last_message,
+    every_change_is_logged_with_the_next_number,
+    concurrent_sends_number_the_log_without_holes,
     contacts_are_users_who_both_took_part_and_block_no_one,
     blocks_are_recorded_listed_and_lifted,
     a_stored_message_waits_in_the_outbox_until_gathered,

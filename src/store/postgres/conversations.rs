@@ -18,8 +18,8 @@ impl Conversations for PostgresStore {
         // A concurrent insert of the same key makes this statement wait for
         // that transaction; once it commits, ours does nothing.
         let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO conversations (id, participant_key, title, created_at) \
-             VALUES ($1, $2, $3, $4) \
+            "INSERT INTO conversations (id, participant_key, title, created_at, last_seq) \
+             VALUES ($1, $2, $3, $4, 1) \
              ON CONFLICT (participant_key) DO NOTHING RETURNING id",
         )
         .bind(id.as_uuid())
@@ -32,12 +32,19 @@ impl Conversations for PostgresStore {
 
         if inserted.is_some() {
             let users: Vec<&str> = new.participant_ids.iter().map(UserId::as_str).collect();
+            // The participants, and the conversation's creation as the first
+            // entry of its log, in one statement.
             sqlx::query(
-                "INSERT INTO conversation_participants (conversation_id, user_id) \
-                 SELECT $1, u FROM UNNEST($2::text[]) AS u",
+                "WITH participants AS ( \
+                    INSERT INTO conversation_participants (conversation_id, user_id) \
+                    SELECT $1, u FROM UNNEST($2::text[]) AS u \
+                 ) \
+                 INSERT INTO conversation_events (conversation_id, seq, kind, at) \
+                 VALUES ($1, 1, 'created', $3)",
             )
             .bind(id.as_uuid())
             .bind(&users)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(err)?;

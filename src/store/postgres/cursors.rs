@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A moved cursor and the move's number.
+#[derive(sqlx::FromRow)]
+struct MovedRow {
+    last_read_message_id: Option<Uuid>,
+    last_read_at: Option<DateTime<Utc>>,
+    last_seq: i64,
+}
+
 #[async_trait]
 impl ReadCursors for PostgresStore {
     async fn advance_read_cursor(
@@ -14,13 +22,23 @@ impl ReadCursors for PostgresStore {
         // When two of these race on one row, the second waits for the first
         // and re-evaluates the WHERE against the committed cursor, so the
         // cursor can only ever grow.
-        let moved: Option<CursorRow> = sqlx::query_as(
-            "UPDATE conversation_participants \
-             SET last_read_message_id = $3, last_read_at = $4, \
-                 engaged_at = COALESCE(engaged_at, $4) \
-             WHERE conversation_id = $1 AND user_id = $2 \
-               AND (last_read_message_id IS NULL OR last_read_message_id < $3) \
-             RETURNING last_read_message_id, last_read_at",
+        // The move, its number and its log entry in one statement.
+        let moved: Option<MovedRow> = sqlx::query_as(
+            "WITH moved AS ( \
+                UPDATE conversation_participants \
+                SET last_read_message_id = $3, last_read_at = $4, \
+                    engaged_at = COALESCE(engaged_at, $4) \
+                WHERE conversation_id = $1 AND user_id = $2 \
+                  AND (last_read_message_id IS NULL OR last_read_message_id < $3) \
+                RETURNING last_read_message_id, last_read_at \
+             ), bumped AS ( \
+                UPDATE conversations SET last_seq = last_seq + 1 \
+                WHERE id = $1 AND EXISTS (SELECT 1 FROM moved) RETURNING last_seq \
+             ), logged AS ( \
+                INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, message_id, at) \
+                SELECT $1, last_seq, 'read', $2, $3, $4 FROM bumped \
+             ) \
+             SELECT m.last_read_message_id, m.last_read_at, b.last_seq FROM moved m, bumped b",
         )
         .bind(conversation.as_uuid())
         .bind(user.as_str())
@@ -31,12 +49,18 @@ impl ReadCursors for PostgresStore {
         .map_err(|e| StoreError::from_sqlx("advance_read_cursor", e))?;
         match moved {
             Some(row) => Ok(CursorMove {
-                cursor: row.try_into()?,
+                seq: Some(rows::seq("advance_read_cursor", row.last_seq)?),
+                cursor: CursorRow {
+                    last_read_message_id: row.last_read_message_id,
+                    last_read_at: row.last_read_at,
+                }
+                .try_into()?,
                 moved: true,
             }),
             None => Ok(CursorMove {
                 cursor: self.read_cursor(conversation, user).await?,
                 moved: false,
+                seq: None,
             }),
         }
     }

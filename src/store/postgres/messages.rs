@@ -51,35 +51,60 @@ impl MessageInserts for PostgresStore {
         // on its way, a broken connection leaves its outcome unknown.
         let mut connection = self.pool.acquire().await.map_err(err)?;
         // One statement, so one round trip and one commit for the whole
-        // batch. Rows are inserted in input order (a repeated key later in
-        // the batch is skipped like a repeat of an older message); a key
-        // inserted by a concurrent, uncommitted statement makes this one
-        // wait for it and then skip the row. GREATEST ignores NULL and keeps
-        // `last_message_at` monotonic even if node clocks disagree a little; a
-        // new message un-archives its conversation (retention, issue #14);
-        // conversations are updated in id order so that two batches touching
-        // the same conversations take their row locks in the same order.
+        // batch. Rows are inserted in input order; a repeat of a
+        // `(sender, clientMessageId)` already stored, or earlier in the
+        // batch, is left out before numbers are given (PROTOCOL.md §8: each
+        // stored message takes the next number of its conversation's log).
+        // A key inserted by a concurrent, uncommitted statement makes this
+        // one wait for it and then skip the row: its number is then taken,
+        // and logged as `skipped`, so the numbers stay without holes.
+        // Conversations are updated (numbers, activity) in id order, so that
+        // two batches touching the same conversations lock them in the same
+        // order; the conversation's row lock also orders the numbers of
+        // concurrent batches. GREATEST ignores NULL and keeps
+        // `last_message_at` monotonic even if node clocks disagree a little;
+        // a new message un-archives its conversation (retention, issue #14);
+        // sending is taking part (presence by consent, issue #25).
         let stored: Vec<MessageRow> = sqlx::query_as(concat!(
             "WITH input AS ( \
                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
                                      $5::text[], $6::text[], $7::timestamptz[]) WITH ORDINALITY \
                     AS t(id, conversation_id, sender_id, content, attachments, \
                          client_message_id, created_at, position) \
+             ), firsts AS ( \
+                SELECT DISTINCT ON (sender_id, COALESCE(client_message_id, id::text)) * \
+                FROM input ORDER BY sender_id, COALESCE(client_message_id, id::text), position \
+             ), fresh AS ( \
+                SELECT f.* FROM firsts f \
+                WHERE f.client_message_id IS NULL OR NOT EXISTS ( \
+                    SELECT 1 FROM messages m \
+                    WHERE m.sender_id = f.sender_id AND m.client_message_id = f.client_message_id) \
+             ), counted AS ( \
+                SELECT conversation_id, count(*) AS n, max(created_at) AS at \
+                FROM fresh GROUP BY conversation_id ORDER BY conversation_id \
+             ), bumped AS ( \
+                UPDATE conversations c SET last_seq = c.last_seq + k.n, \
+                    last_message_at = GREATEST(c.last_message_at, k.at), archived_at = NULL \
+                FROM counted k WHERE c.id = k.conversation_id \
+                RETURNING c.id, c.last_seq - k.n AS first_seq \
+             ), numbered AS ( \
+                SELECT f.*, b.first_seq \
+                    + row_number() OVER (PARTITION BY f.conversation_id ORDER BY f.position) AS seq \
+                FROM fresh f JOIN bumped b ON b.id = f.conversation_id \
              ), inserted AS ( \
                 INSERT INTO messages \
-                    (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
+                    (id, conversation_id, sender_id, content, attachments, client_message_id, \
+                     created_at, seq) \
                 SELECT id, conversation_id, sender_id, content, attachments::jsonb, \
-                       client_message_id, created_at \
-                FROM input ORDER BY position \
+                       client_message_id, created_at, seq \
+                FROM numbered ORDER BY position \
                 ON CONFLICT (sender_id, client_message_id) DO NOTHING \
                 RETURNING ",
             message_columns!(),
-            " ), bumped AS ( \
-                UPDATE conversations c SET last_message_at = GREATEST(c.last_message_at, b.at), \
-                    archived_at = NULL \
-                FROM (SELECT conversation_id, max(created_at) AS at FROM inserted \
-                      GROUP BY conversation_id ORDER BY conversation_id) b \
-                WHERE c.id = b.conversation_id \
+            " ), skipped AS ( \
+                INSERT INTO conversation_events (conversation_id, seq, kind, at) \
+                SELECT n.conversation_id, n.seq, 'skipped', n.created_at FROM numbered n \
+                WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.id = n.id) \
              ), engaged AS ( \
                 UPDATE conversation_participants p SET engaged_at = e.at \
                 FROM (SELECT conversation_id, sender_id, min(created_at) AS at FROM inserted \
@@ -235,15 +260,28 @@ impl Messages for PostgresStore {
         &self,
         id: MessageId,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE messages SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
-                .bind(id.as_uuid())
-                .bind(millis(now))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::from_sqlx("soft_delete_message", e))?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Option<u64>, StoreError> {
+        const OP: &str = "soft_delete_message";
+        // The deletion, its number and its log entry in one statement.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "WITH deleted AS ( \
+                UPDATE messages SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL \
+                RETURNING conversation_id, sender_id \
+             ), bumped AS ( \
+                UPDATE conversations c SET last_seq = c.last_seq + 1 \
+                FROM deleted d WHERE c.id = d.conversation_id RETURNING c.id, c.last_seq \
+             ), logged AS ( \
+                INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, message_id, at) \
+                SELECT b.id, b.last_seq, 'deleted', d.sender_id, $1, $2 FROM bumped b, deleted d \
+             ) \
+             SELECT last_seq FROM bumped",
+        )
+        .bind(id.as_uuid())
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        seq.map(|s| rows::seq(OP, s)).transpose()
     }
 
     async fn latest_message_id(

@@ -27,14 +27,14 @@ use uuid::Uuid;
 
 use super::rows::{self, corrupt, count, participants_by_conversation, sorted_user_ids, user_id};
 use super::{
-    ArchiveBatch, BlockRelations, Blocks, Conversations, Created, CursorMove, Health,
-    InsertOutcome, Inserted, MessageInsert, MessageInserts, Messages, Participants, ReadCursors,
-    Retention, RetentionLease, StoreError, duplicate_of, insert_alone,
+    ArchiveBatch, BlockRelations, Blocks, ConversationLog, Conversations, Created, CursorMove,
+    Health, InsertOutcome, Inserted, MessageInsert, MessageInserts, Messages, Participants,
+    ReadCursors, Retention, RetentionLease, StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
-    ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,
-    MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, RetentionCounts,
-    RetentionCutoffs, UserId,
+    ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, LogPage,
+    Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor,
+    RetentionCounts, RetentionCutoffs, UserId,
 };
 use crate::observed::Observable as _;
 
@@ -43,7 +43,7 @@ mod notifications;
 /// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, sender_id, content, attachments, client_message_id, created_at"
+        "id, conversation_id, sender_id, content, attachments, client_message_id, created_at, seq"
     };
 }
 
@@ -152,7 +152,7 @@ impl PostgresStore {
                 ) AS unread_count, \
                 lm.id AS lm_id, lm.sender_id AS lm_sender_id, lm.content AS lm_content, \
                 lm.attachments AS lm_attachments, lm.client_message_id AS lm_client_message_id, \
-                lm.created_at AS lm_created_at \
+                lm.created_at AS lm_created_at, lm.seq AS lm_seq \
              FROM conversation_participants p \
              JOIN conversations c ON c.id = p.conversation_id \
              LEFT JOIN LATERAL ( \
@@ -195,6 +195,7 @@ type CursorRow = rows::CursorRow<Uuid, DateTime<Utc>>;
 
 mod conversations;
 mod cursors;
+mod log;
 mod messages;
 mod retention;
 

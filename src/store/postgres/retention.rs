@@ -218,19 +218,35 @@ impl Retention for PostgresStore {
         // message with an id below `first`, so every message left in the
         // conversation is newer than the cursor's message was, and a NULL
         // cursor counts all of them, as the old cursor did.
+        // The conversation log goes with them (issue #23): each
+        // conversation's floor rises to the highest number deleted, and its
+        // other entries up to there go too; a replay from below the floor
+        // answers `recovered: false`.
         let first = MessageId::first_sent_at(before);
-        let done = sqlx::query(concat!(
-            "DELETE FROM messages WHERE id = ANY (ARRAY(SELECT id FROM messages WHERE ",
+        let deleted: i64 = sqlx::query_scalar(concat!(
+            "WITH gone AS ( \
+                DELETE FROM messages WHERE id = ANY (ARRAY(SELECT id FROM messages WHERE ",
             old_message!(),
             " ORDER BY id LIMIT $2)) AND ",
-            old_message!()
+            old_message!(),
+            " RETURNING conversation_id, seq \
+             ), floors AS ( \
+                SELECT conversation_id, max(seq) AS upto FROM gone GROUP BY conversation_id \
+             ), raised AS ( \
+                UPDATE conversations c SET log_floor = GREATEST(c.log_floor, f.upto) \
+                FROM floors f WHERE c.id = f.conversation_id \
+             ), forgotten AS ( \
+                DELETE FROM conversation_events e USING floors f \
+                WHERE e.conversation_id = f.conversation_id AND e.seq <= f.upto \
+             ) \
+             SELECT count(*) FROM gone"
         ))
         .bind(first.as_uuid())
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx("delete_old_messages", e))?;
-        Ok(done.rows_affected())
+        rows::count("delete_old_messages", deleted)
     }
 
     async fn count_retention(

@@ -16,8 +16,8 @@ impl Conversations for SqliteStore {
         let id_text = text(id.as_uuid());
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
         let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO conversations (id, participant_key, title, created_at) \
-             VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO conversations (id, participant_key, title, created_at, last_seq) \
+             VALUES (?1, ?2, ?3, ?4, 1) \
              ON CONFLICT (participant_key) DO NOTHING RETURNING id",
         )
         .bind(&id_text)
@@ -36,6 +36,16 @@ impl Conversations for SqliteStore {
             )
             .bind(&id_text)
             .bind(Json(&users))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            // The conversation's creation is the first entry of its log.
+            sqlx::query(
+                "INSERT INTO conversation_events (conversation_id, seq, kind, at) \
+                 VALUES (?1, 1, 'created', ?2)",
+            )
+            .bind(&id_text)
+            .bind(now.timestamp_millis())
             .execute(&mut *tx)
             .await
             .map_err(err)?;

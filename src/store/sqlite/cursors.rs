@@ -11,8 +11,11 @@ impl ReadCursors for SqliteStore {
         to: MessageId,
         now: DateTime<Utc>,
     ) -> Result<CursorMove, StoreError> {
-        // One statement, so it runs under the write lock from its start: a
-        // concurrent advance is either fully before or fully after it.
+        const OP: &str = "advance_read_cursor";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        // Under the write lock from its start: a concurrent advance is
+        // either fully before or fully after it.
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
         let moved: Option<CursorRow> = sqlx::query_as(
             "UPDATE conversation_participants \
              SET last_read_message_id = ?3, last_read_at = ?4, \
@@ -25,19 +28,37 @@ impl ReadCursors for SqliteStore {
         .bind(user.as_str())
         .bind(text(to.as_uuid()))
         .bind(now.timestamp_millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(|e| StoreError::from_sqlx("advance_read_cursor", e))?;
-        match moved {
-            Some(row) => Ok(CursorMove {
-                cursor: row.try_into()?,
-                moved: true,
-            }),
-            None => Ok(CursorMove {
+        .map_err(err)?;
+        let Some(row) = moved else {
+            drop(tx);
+            return Ok(CursorMove {
                 cursor: self.read_cursor(conversation, user).await?,
                 moved: false,
-            }),
-        }
+                seq: None,
+            });
+        };
+        let conversation_text = text(conversation.as_uuid());
+        let seq = log_next(&mut tx, OP, &conversation_text).await?;
+        sqlx::query(
+            "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, message_id, at) \
+             VALUES (?1, ?2, 'read', ?3, ?4, ?5)",
+        )
+        .bind(&conversation_text)
+        .bind(rows::stored_seq(seq))
+        .bind(user.as_str())
+        .bind(text(to.as_uuid()))
+        .bind(now.timestamp_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(CursorMove {
+            cursor: row.try_into()?,
+            moved: true,
+            seq: Some(seq),
+        })
     }
 
     async fn read_cursor(

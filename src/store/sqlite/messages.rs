@@ -33,10 +33,16 @@ impl MessageInserts for SqliteStore {
                 .client_message_id
                 .as_ref()
                 .map(ClientMessageId::as_str);
+            // Writers are serialized, so the next number is read and taken
+            // in one transaction nobody else writes in: a message takes the
+            // next number of its conversation's log (PROTOCOL.md §8), and a
+            // repeat takes none.
             let row: Option<MessageRow> = sqlx::query_as(concat!(
                 "INSERT INTO messages \
-                    (id, conversation_id, sender_id, content, attachments, client_message_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    (id, conversation_id, sender_id, content, attachments, client_message_id, \
+                     created_at, seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                         (SELECT last_seq + 1 FROM conversations WHERE id = ?2)) \
                  ON CONFLICT (sender_id, client_message_id) DO NOTHING \
                  RETURNING ",
                 message_columns!()
@@ -59,7 +65,7 @@ impl MessageInserts for SqliteStore {
                 sqlx::query(
                     "UPDATE conversations \
                      SET last_message_at = MAX(COALESCE(last_message_at, ?2), ?2), \
-                         archived_at = NULL WHERE id = ?1",
+                         archived_at = NULL, last_seq = last_seq + 1 WHERE id = ?1",
                 )
                 .bind(&conversation_id)
                 .bind(now)
@@ -175,15 +181,37 @@ impl Messages for SqliteStore {
         &self,
         id: MessageId,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE messages SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")
-                .bind(text(id.as_uuid()))
-                .bind(now.timestamp_millis())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::from_sqlx("soft_delete_message", e))?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Option<u64>, StoreError> {
+        const OP: &str = "soft_delete_message";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
+        let deleted: Option<(String, String)> = sqlx::query_as(
+            "UPDATE messages SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL \
+             RETURNING conversation_id, sender_id",
+        )
+        .bind(text(id.as_uuid()))
+        .bind(now.timestamp_millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some((conversation, sender)) = deleted else {
+            return Ok(None);
+        };
+        let seq = log_next(&mut tx, OP, &conversation).await?;
+        sqlx::query(
+            "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, message_id, at) \
+             VALUES (?1, ?2, 'deleted', ?3, ?4, ?5)",
+        )
+        .bind(&conversation)
+        .bind(rows::stored_seq(seq))
+        .bind(&sender)
+        .bind(text(id.as_uuid()))
+        .bind(now.timestamp_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(seq))
     }
 
     async fn latest_message_id(

@@ -35,14 +35,14 @@ use super::rows::{
     self, Column as _, corrupt, count, participants_by_conversation, sorted_user_ids, user_id,
 };
 use super::{
-    ArchiveBatch, BlockRelations, Blocks, Conversations, Created, CursorMove, Health,
-    InsertOutcome, Inserted, MessageInsert, MessageInserts, Messages, Participants, ReadCursors,
-    Retention, RetentionLease, StoreError, duplicate_of, insert_alone,
+    ArchiveBatch, BlockRelations, Blocks, ConversationLog, Conversations, Created, CursorMove,
+    Health, InsertOutcome, Inserted, MessageInsert, MessageInserts, Messages, Participants,
+    ReadCursors, Retention, RetentionLease, StoreError, duplicate_of, insert_alone,
 };
 use crate::domain::{
-    ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, Message,
-    MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor, RetentionCounts,
-    RetentionCutoffs, UserId,
+    ClientMessageId, Conversation, ConversationId, ConversationSummary, ListCursor, LogPage,
+    Message, MessageId, NewConversation, NewMessage, Page, PageRequest, ReadCursor,
+    RetentionCounts, RetentionCutoffs, UserId,
 };
 
 mod notifications;
@@ -50,7 +50,7 @@ mod notifications;
 /// The columns of a [`MessageRow`], in one place for every `SELECT`/`RETURNING`.
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, sender_id, content, attachments, client_message_id, created_at"
+        "id, conversation_id, sender_id, content, attachments, client_message_id, created_at, seq"
     };
 }
 
@@ -168,7 +168,7 @@ impl SqliteStore {
                 ) AS unread_count, \
                 lm.id AS lm_id, lm.sender_id AS lm_sender_id, lm.content AS lm_content, \
                 lm.attachments AS lm_attachments, lm.client_message_id AS lm_client_message_id, \
-                lm.created_at AS lm_created_at \
+                lm.created_at AS lm_created_at, lm.seq AS lm_seq \
              FROM conversation_participants p \
              JOIN conversations c ON c.id = p.conversation_id \
              LEFT JOIN messages lm ON lm.id = ( \
@@ -208,8 +208,25 @@ type CursorRow = rows::CursorRow<String, i64>;
 
 mod conversations;
 mod cursors;
+mod log;
 mod messages;
 mod retention;
+
+/// Takes the next number of a conversation's log, inside a write transaction.
+async fn log_next(
+    tx: &mut sqlx::SqliteConnection,
+    op: &'static str,
+    conversation: &str,
+) -> Result<u64, StoreError> {
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+    )
+    .bind(conversation)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx(op, e))?;
+    rows::seq(op, seq)
+}
 
 /// The stored form of an id: lowercase hyphenated (what `Display` writes).
 fn text(id: Uuid) -> String {

@@ -159,18 +159,45 @@ impl Retention for SqliteStore {
         // (`ON DELETE SET NULL`: the store opens every connection with
         // `foreign_keys` on, as sqlx does by default), and unread counts stay
         // exact because only the oldest ids of each conversation go.
-        let done = sqlx::query(concat!(
+        // The conversation log goes with them, as on Postgres: each
+        // conversation's floor rises to the highest number deleted, and its
+        // other entries up to there go too.
+        const OP: &str = "delete_old_messages";
+        let err = |e| StoreError::from_sqlx(OP, e);
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
+        let gone: Vec<(String, i64)> = sqlx::query_as(concat!(
             "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE ",
             old_message!(),
             " ORDER BY id LIMIT ?2) AND ",
-            old_message!()
+            old_message!(),
+            " RETURNING conversation_id, seq"
         ))
         .bind(text(MessageId::first_sent_at(before).as_uuid()))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(|e| StoreError::from_sqlx("delete_old_messages", e))?;
-        Ok(done.rows_affected())
+        .map_err(err)?;
+        let mut floors: HashMap<&str, i64> = HashMap::new();
+        for (conversation, seq) in &gone {
+            let upto = floors.entry(conversation).or_default();
+            *upto = (*upto).max(*seq);
+        }
+        for (conversation, upto) in floors {
+            sqlx::query("UPDATE conversations SET log_floor = MAX(log_floor, ?2) WHERE id = ?1")
+                .bind(conversation)
+                .bind(upto)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query("DELETE FROM conversation_events WHERE conversation_id = ?1 AND seq <= ?2")
+                .bind(conversation)
+                .bind(upto)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(gone.len() as u64)
     }
 
     async fn count_retention(

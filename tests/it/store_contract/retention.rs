@@ -99,7 +99,8 @@ mod contract {
                 .messages
                 .soft_delete_message(message.id, at)
                 .await
-                .expect("soft delete"),
+                .expect("soft delete")
+                .is_some(),
             "deleted once"
         );
     }
@@ -556,6 +557,23 @@ mod contract {
             .expect("read")
             .expect("still there");
         assert_eq!(read.last_message_at, Some(days_before(now, 1)));
+        // The log goes with the messages: its floor is the deleted messages'
+        // highest number, and what is left is numbered as before.
+        let log = store
+            .log
+            .log_after(c.id, 0, 100)
+            .await
+            .expect("log")
+            .expect("exists");
+        assert_eq!(
+            log.floor, o4.seq,
+            "numbers up to the last deleted one are gone"
+        );
+        let left: Vec<u64> = log.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            left,
+            vec![r1.seq, r2.seq, r2.seq + 1, r2.seq + 2, r2.seq + 3]
+        );
         // Without a retention age nothing is deleted.
         let keep = RetentionPolicy::default().cutoffs(now + TimeDelta::days(1000));
         assert_eq!(counts(&store, &keep).await.deleted, 0);

@@ -271,7 +271,8 @@ describe('DELETE /api/v1/messages/{id}', () => {
     assert.ok([200, 204].includes(res.status), `delete: ${res.status} ${JSON.stringify(res.body)}`);
     for (const socket of [alice.socket, bob.socket]) {
       const deleted = await waitFor(socket, 'message-deleted', { predicate: (e) => e.messageId === doomed.id });
-      assert.deepEqual(deleted, { conversationId: conversation.id, messageId: doomed.id });
+      // The deletion is numbered after both messages (§8).
+      assert.deepEqual(deleted, { conversationId: conversation.id, messageId: doomed.id, seq: kept.seq + 1 });
     }
     assert.deepEqual(httpOk(await getHistory(bob.token, conversation.id), [200]).messages, [kept]);
     assert.deepEqual((await join(bob.socket, conversation.id)).messages, [kept]);

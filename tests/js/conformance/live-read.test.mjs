@@ -41,8 +41,9 @@ describe('mark-as-read', () => {
     assert.equal(data.conversationId, conversation.id);
     assert.equal(data.messageId, second.id);
     assert.match(data.readAt, TIME_MS);
+    assert.equal(data.seq, second.seq + 1, 'the read is numbered after the messages (§8)');
     const read = await waitFor(alice.socket, 'message-read', { predicate: (e) => e.userId === bob.id });
-    assert.deepEqual(read, { conversationId: conversation.id, messageId: second.id, userId: bob.id, readAt: data.readAt });
+    assert.deepEqual(read, { conversationId: conversation.id, messageId: second.id, userId: bob.id, readAt: data.readAt, seq: data.seq });
     for (const [i, socket] of bob.sockets.entries()) {
       const counts = await waitFor(socket, 'unread-count-updated', {
         since: sinceBob[i],
@@ -59,7 +60,10 @@ describe('mark-as-read', () => {
     await waitFor(alice.socket, 'message-read', { predicate: (e) => e.messageId === second.id });
     const since = mark(alice.socket);
     const older = okData(await ack(bob.socket, 'mark-as-read', { messageId: first.id }));
-    assert.deepEqual(older, newest, 'the cursor moved backwards');
+    // The same cursor; no number, since nothing moved (nothing was logged).
+    const { seq, ...cursor } = newest;
+    assert.equal(typeof seq, 'number');
+    assert.deepEqual(older, cursor, 'the cursor moved backwards');
     await expectNoEvent(alice.socket, 'message-read', async () => {
       const m = await send(bob.socket, conversation.id, 'barrier');
       await waitFor(alice.socket, 'new-message', { since, predicate: (x) => x.id === m.id });
@@ -110,7 +114,7 @@ describe('mark-conversation-as-read', () => {
     assert.equal(data.messageId, sent[2].id);
     assert.match(data.readAt, TIME_MS);
     const read = await waitFor(alice.socket, 'message-read', { predicate: (e) => e.userId === bob.id });
-    assert.deepEqual(read, { conversationId: conversation.id, messageId: sent[2].id, userId: bob.id, readAt: data.readAt });
+    assert.deepEqual(read, { conversationId: conversation.id, messageId: sent[2].id, userId: bob.id, readAt: data.readAt, seq: data.seq });
   });
 
   test('an empty conversation acks messageId null and broadcasts nothing', async () => {

@@ -520,6 +520,7 @@ export function assertMessage(message, expected = {}) {
   assert.equal(typeof message.content, 'string');
   assert.ok(Array.isArray(message.attachments), `attachments is not an array: ${JSON.stringify(message)}`);
   assert.match(message.createdAt, TIME_MS, `createdAt is not RFC 3339 UTC with ms: ${message.createdAt}`);
+  assert.ok(Number.isInteger(message.seq) && message.seq > 1, `seq is not a log number: ${message.seq}`);
   for (const [key, value] of Object.entries(expected)) {
     assert.deepEqual(message[key], value, `message.${key}`);
   }

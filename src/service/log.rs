@@ -1,0 +1,220 @@
+//! Resume (PROTOCOL.md §8): replays of the conversation log, for a socket
+//! that joins with `afterSeq` and for `sync` after a reconnect. A replayed
+//! event is exactly what was (or would have been) sent live, with its
+//! number; what the reader may not see (a read receipt of someone in a block
+//! with them) is replayed as `seq-skipped`, so the numbers stay without holes.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Duration as TimeDelta;
+use tracing::instrument;
+
+use super::{Messaging, ServiceResult};
+use crate::auth::User;
+use crate::domain::{
+    Change, ConversationId, LogEntry, LogPage, SyncCommand, UserId, format_time, now_millis,
+};
+use crate::protocol::{
+    ConversationAck, ConversationCreated, ConversationReplay, MessageDeleted, ReadReceipt,
+    ReplayedEvent, SeqMark, SyncAck, UnreadReport, ev,
+};
+
+/// Most events a `join-conversation` replays: each is a packet of its own in
+/// the socket's outgoing queue (128 packets), so a longer gap continues with
+/// `sync`, whose answer is one packet.
+pub(super) const JOIN_REPLAY_MAX: u32 = 64;
+/// Most events one conversation contributes to a `sync` answer.
+const SYNC_PER_CONVERSATION: u32 = 200;
+/// Most events in one `sync` answer, all conversations together.
+const SYNC_TOTAL: u32 = 1000;
+/// How far back `conversationsAdded` looks when the client gives no `since`.
+const ADDED_DEFAULT_WINDOW_DAYS: i64 = 30;
+/// Most conversations in `conversationsAdded`.
+const ADDED_MAX: u32 = 100;
+
+impl Messaging {
+    /// `join-conversation` with `afterSeq`, once the socket is in the room:
+    /// every event after `after`, in order, to this socket (at most
+    /// `JOIN_REPLAY_MAX`; the ack says whether more follow), or nothing and
+    /// `recovered: false` when the gap is older than the log still held.
+    pub(super) async fn replay_to_socket(
+        &self,
+        user: &User,
+        socket_id: &str,
+        conversation: ConversationId,
+        after: u64,
+    ) -> ServiceResult<ConversationAck> {
+        let page = self
+            .store()
+            .log
+            .log_after(conversation, after, JOIN_REPLAY_MAX)
+            .await?
+            .ok_or(super::ServiceError::NotFound("conversation"))?;
+        let mut ack = ConversationAck::plain(conversation);
+        ack.latest_seq = Some(page.latest_seq);
+        if after < page.floor {
+            ack.recovered = Some(false);
+            ack.has_more = Some(false);
+            return Ok(ack);
+        }
+        let hidden = self.in_block_with(&user.id).await;
+        ack.recovered = Some(true);
+        ack.has_more = Some(page.has_more);
+        for entry in page.entries {
+            let event = replayed(conversation, entry, &hidden);
+            self.fanout()
+                .emit_to_socket(socket_id, event.kind, &event.data);
+        }
+        Ok(ack)
+    }
+
+    /// `sync`: for each named conversation, what happened after the number
+    /// the client gives (or `recovered: false`), the conversations the user
+    /// was added to meanwhile, and the unread totals, recounted.
+    #[instrument(skip_all, fields(user.id = %user.id, conversations = command.conversations.len()))]
+    pub async fn sync(&self, user: &User, command: SyncCommand) -> ServiceResult<SyncAck> {
+        let synced_at = now_millis();
+        let hidden = self.in_block_with(&user.id).await;
+        let named: HashSet<ConversationId> =
+            command.conversations.iter().map(|(id, _)| *id).collect();
+        let mut budget = SYNC_TOTAL;
+        let mut conversations = HashMap::new();
+        for (conversation, after) in command.conversations {
+            let page = if budget == 0 {
+                None
+            } else if self
+                .store()
+                .participants
+                .is_participant(conversation, &user.id)
+                .await?
+            {
+                let limit = budget.min(SYNC_PER_CONVERSATION);
+                self.store()
+                    .log
+                    .log_after(conversation, after, limit)
+                    .await?
+            } else {
+                // Not the caller's, or no such conversation: the same answer.
+                None
+            };
+            let replay = match page {
+                Some(page) if after >= page.floor => {
+                    budget = budget
+                        .saturating_sub(u32::try_from(page.entries.len()).unwrap_or(u32::MAX));
+                    replay_of(conversation, page, &hidden)
+                }
+                // The call's budget is spent: nothing replayed, more to come.
+                None if budget == 0 => ConversationReplay::Replayed {
+                    events: Vec::new(),
+                    has_more: true,
+                    latest_seq: after,
+                },
+                _ => ConversationReplay::NotRecovered { recovered: false },
+            };
+            conversations.insert(conversation, replay);
+        }
+        let since = command
+            .since
+            .unwrap_or_else(|| synced_at - TimeDelta::days(ADDED_DEFAULT_WINDOW_DAYS));
+        let conversations_added = self
+            .store()
+            .log
+            .conversations_since(&user.id, since, ADDED_MAX)
+            .await?
+            .into_iter()
+            .filter(|c| !named.contains(&c.id))
+            .collect();
+        let counts = self.store().cursors.unread_counts(&user.id).await?;
+        if let Err(e) = self
+            .ephemeral()
+            .unread
+            .replace_unread(&user.id, &counts)
+            .await
+        {
+            tracing::warn!(error = %e, "unread counters not refreshed");
+        }
+        let unread: HashMap<_, _> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+        Ok(SyncAck {
+            conversations,
+            conversations_added,
+            unread: UnreadReport {
+                total_unread: unread.values().sum(),
+                conversations: unread,
+            },
+            synced_at: format_time(&synced_at),
+        })
+    }
+}
+
+fn replay_of(
+    conversation: ConversationId,
+    page: LogPage,
+    hidden: &HashSet<UserId>,
+) -> ConversationReplay {
+    ConversationReplay::Replayed {
+        events: page
+            .entries
+            .into_iter()
+            .map(|entry| replayed(conversation, entry, hidden))
+            .collect(),
+        has_more: page.has_more,
+        latest_seq: page.latest_seq,
+    }
+}
+
+/// One log entry as the event it was sent as live, for a reader who may not
+/// see what `hidden` users do.
+fn replayed(
+    conversation: ConversationId,
+    entry: LogEntry,
+    hidden: &HashSet<UserId>,
+) -> ReplayedEvent {
+    let seq = entry.seq;
+    let skipped = || ReplayedEvent {
+        seq,
+        kind: ev::SEQ_SKIPPED,
+        data: json(&SeqMark {
+            conversation_id: conversation,
+            seq,
+        }),
+    };
+    match entry.change {
+        Change::Created(conversation) => ReplayedEvent {
+            seq,
+            kind: ev::CONVERSATION_CREATED,
+            data: json(&ConversationCreated { conversation, seq }),
+        },
+        Change::Message(message) => ReplayedEvent {
+            seq,
+            kind: ev::NEW_MESSAGE,
+            data: json(&message),
+        },
+        Change::Read { user, .. } if hidden.contains(&user) => skipped(),
+        Change::Read { user, message, at } => ReplayedEvent {
+            seq,
+            kind: ev::MESSAGE_READ,
+            data: json(&ReadReceipt {
+                conversation_id: conversation,
+                message_id: Some(message),
+                user_id: Some(user),
+                read_at: Some(format_time(&at)),
+                seq: Some(seq),
+            }),
+        },
+        Change::Deleted { message } => ReplayedEvent {
+            seq,
+            kind: ev::MESSAGE_DELETED,
+            data: json(&MessageDeleted {
+                conversation_id: conversation,
+                message_id: message,
+                seq,
+            }),
+        },
+        Change::Skipped => skipped(),
+    }
+}
+
+/// Every payload here is a plain struct of strings and numbers.
+fn json<T: serde::Serialize>(payload: &T) -> serde_json::Value {
+    serde_json::to_value(payload).unwrap_or(serde_json::Value::Null)
+}
