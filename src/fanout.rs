@@ -45,11 +45,28 @@ impl Audience {
     }
 }
 
+/// How far a broadcast went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// To every node holding sockets of the audience.
+    Everywhere,
+    /// To this node's sockets only: other nodes were not reached (Redis
+    /// unreachable or too slow). The caller may tell them again later.
+    ThisNodeOnly,
+}
+
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
     /// Broadcasts to an audience. Failures are logged here (the caller has
-    /// already committed what the event announces, so there is nothing to undo).
-    async fn emit(&self, audience: Audience, event: &'static str, payload: Value);
+    /// already committed what the event announces, so there is nothing to
+    /// undo); the answer says whether other nodes were reached.
+    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) -> Delivered;
+
+    /// Sends to the sockets of this node in `room` only.
+    fn emit_local(&self, room: String, event: &'static str, payload: &Value);
+
+    /// The rooms this node has sockets in.
+    async fn local_rooms(&self) -> Vec<String>;
 
     /// Sends to one socket of this node; a socket that has gone is ignored.
     fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value);
@@ -106,13 +123,13 @@ impl<A: Adapter> SioFanout<A> {
 
 #[async_trait]
 impl<A: Adapter> Fanout for SioFanout<A> {
-    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) {
+    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) -> Delivered {
         if audience.to.is_empty() {
-            return;
+            return Delivered::Everywhere;
         }
         let Some(ns) = self.io.of(NAMESPACE) else {
             warn!(event, "namespace not registered; event dropped");
-            return;
+            return Delivered::ThisNodeOnly;
         };
         match ns
             .to(audience.to)
@@ -120,7 +137,7 @@ impl<A: Adapter> Fanout for SioFanout<A> {
             .emit(event, &payload)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => Delivered::Everywhere,
             // Some sockets were closing or full; the others got the event.
             Err(BroadcastError::Socket(failed)) => {
                 tracing::debug!(
@@ -128,9 +145,11 @@ impl<A: Adapter> Fanout for SioFanout<A> {
                     sockets = failed.len(),
                     "event not delivered to closing sockets"
                 );
+                Delivered::Everywhere
             }
             Err(BroadcastError::Serialize(e)) => {
                 tracing::error!(event, error = %e, "event payload failed to serialise");
+                Delivered::ThisNodeOnly
             }
             // The adapter delivers to this node's sockets before it
             // publishes, so only other nodes may have missed the event.
@@ -142,6 +161,34 @@ impl<A: Adapter> Fanout for SioFanout<A> {
                 } else {
                     tracing::debug!(event, error = %e, "broadcast to other nodes failed");
                 }
+                Delivered::ThisNodeOnly
+            }
+        }
+    }
+
+    fn emit_local(&self, room: String, event: &'static str, payload: &Value) {
+        let Some(ns) = self.io.of(NAMESPACE) else {
+            return;
+        };
+        // A local broadcast never touches the adapter; its future only
+        // fills this node's socket queues.
+        let (local, payload) = (ns.local().to(room), payload.clone());
+        tokio::spawn(async move {
+            if let Err(e) = local.emit(event, &payload).await {
+                tracing::debug!(event, error = %e, "local event not delivered to closing sockets");
+            }
+        });
+    }
+
+    async fn local_rooms(&self) -> Vec<String> {
+        let Some(ns) = self.io.of(NAMESPACE) else {
+            return Vec::new();
+        };
+        match ns.local().rooms().await {
+            Ok(rooms) => rooms.into_iter().map(|r| r.to_string()).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "this node's rooms unavailable");
+                Vec::new()
             }
         }
     }

@@ -82,6 +82,12 @@ pub mod rooms {
     pub fn conversation(id: ConversationId) -> String {
         format!("conversation-{id}")
     }
+
+    /// The conversation whose room `room` is, if it is one.
+    pub fn conversation_of(room: &str) -> Option<ConversationId> {
+        let id = room.strip_prefix("conversation-")?;
+        ConversationId::parse("room", id).ok()
+    }
 }
 
 /// Error codes of PROTOCOL.md §2 and §5.

@@ -58,6 +58,26 @@ pub(super) async fn sweep_typing(service: Messaging, stop: CancellationToken) {
     }
 }
 
+/// How often owed `conversation-latest` events are told (see `service::relay`).
+const RELAY_EVERY: Duration = Duration::from_secs(1);
+
+/// Tells conversations whose changes reached only this node their latest
+/// number, once other nodes can be reached.
+pub(super) async fn relay_owed(service: Messaging, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(RELAY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(e) = service.relay_once().await {
+                    tracing::debug!(error = %e, "owed latest numbers not told yet");
+                }
+            }
+        }
+    }
+}
+
 /// The notification worker's parts.
 #[derive(Clone)]
 pub(super) struct Notifying {

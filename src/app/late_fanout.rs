@@ -6,7 +6,7 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use tracing::warn;
 
-use crate::fanout::{Audience, Fanout, SioFanout};
+use crate::fanout::{Audience, Delivered, Fanout, SioFanout};
 
 /// The service is built before the Socket.IO instance whose state holds it,
 /// so its fanout is bound to that instance right after.
@@ -32,9 +32,28 @@ impl<A: Adapter> LateFanout<A> {
 
 #[async_trait::async_trait]
 impl<A: Adapter> Fanout for LateFanout<A> {
-    async fn emit(&self, audience: Audience, event: &'static str, payload: serde_json::Value) {
+    async fn emit(
+        &self,
+        audience: Audience,
+        event: &'static str,
+        payload: serde_json::Value,
+    ) -> Delivered {
+        match self.inner.get() {
+            Some(f) => f.emit(audience, event, payload).await,
+            None => Delivered::ThisNodeOnly,
+        }
+    }
+
+    fn emit_local(&self, room: String, event: &'static str, payload: &serde_json::Value) {
         if let Some(f) = self.inner.get() {
-            f.emit(audience, event, payload).await;
+            f.emit_local(room, event, payload);
+        }
+    }
+
+    async fn local_rooms(&self) -> Vec<String> {
+        match self.inner.get() {
+            Some(f) => f.local_rooms().await,
+            None => Vec::new(),
         }
     }
 

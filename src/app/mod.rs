@@ -42,7 +42,8 @@ use crate::notify::{Courier, EmailCourier, WebhookCourier};
 use crate::protocol::NAMESPACE;
 use crate::service::{Messaging, Notifier, RetentionJob, ServiceSettings};
 use background::{
-    Cluster, Notifying, RetentionSchedule, apply_retention, keep_membership, notify, sweep_typing,
+    Cluster, Notifying, RetentionSchedule, apply_retention, keep_membership, notify, relay_owed,
+    sweep_typing,
 };
 use late_fanout::LateFanout;
 
@@ -450,6 +451,10 @@ impl App {
             let member = service.clone();
             supervisor.spawn("cluster_membership", Lifetime::UntilStopped, move |stop| {
                 keep_membership(member.clone(), cluster, stop)
+            });
+            let relay = service.clone();
+            supervisor.spawn("log_relay", Lifetime::UntilStopped, move |stop| {
+                relay_owed(relay.clone(), stop)
             });
         }
         if let Some(notifying) = notifier {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::{
     EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, SocketAdmission,
-    TypingState, Typist, Unannounced, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
+    Swept, TypingState, Typist, Unannounced, UnixMillis, UnreadChanges, UnreadCounters,
+    UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, MessageId, UserId};
@@ -225,11 +226,9 @@ impl PresenceState for MemoryEphemeral {
     }
 
     /// A single node has no peers whose sockets could be orphaned.
-    async fn sweep_dead_nodes(
-        &self,
-        _now: UnixMillis,
-    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
-        Ok(Vec::new())
+    /// One node: no other node to die.
+    async fn sweep_dead_nodes(&self, _now: UnixMillis) -> Result<Swept, EphemeralError> {
+        Ok(Swept::default())
     }
 }
 

@@ -56,6 +56,15 @@ pub struct Presence {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+/// What `sweep_dead_nodes` claimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// The dead nodes this caller claimed.
+    pub nodes: Vec<String>,
+    /// The users they left with no socket anywhere, and their last-seen time.
+    pub users: Vec<(UserId, DateTime<Utc>)>,
+}
+
 /// What `admit_socket` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SocketAdmission {
@@ -177,13 +186,11 @@ seam! {
         ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
 
         /// Removes the sockets of every node whose heartbeat lapsed before `now`
-        /// and returns the users left with no socket anywhere, with their
-        /// last-seen time. Each such user is returned to exactly one caller,
-        /// cluster-wide, so exactly one node announces each `user-offline`.
-        async fn sweep_dead_nodes(
-            &self,
-            now: UnixMillis,
-        ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
+        /// and returns those nodes and the users left with no socket anywhere,
+        /// with their last-seen time. Each node and each such user is returned
+        /// to exactly one caller, cluster-wide, so exactly one node announces
+        /// each `user-offline`.
+        async fn sweep_dead_nodes(&self, now: UnixMillis) -> Result<Swept, EphemeralError>;
     }
 }
 

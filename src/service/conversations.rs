@@ -55,8 +55,13 @@ impl Messaging {
                 conversation: conversation.clone(),
                 seq: 1,
             };
-            self.emit(Audience::rooms(rooms), ev::CONVERSATION_CREATED, &created)
-                .await;
+            self.emit_logged(
+                conversation.id,
+                Audience::rooms(rooms),
+                ev::CONVERSATION_CREATED,
+                &created,
+            )
+            .await;
         }
         Ok((conversation, created))
     }

@@ -72,6 +72,7 @@ impl Messaging {
                 {
                     warn!(error = %e, "a message of unknown outcome could not be remembered; a retry will not announce it");
                 }
+                self.settle_unknown_outcome(user, id);
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
@@ -107,9 +108,14 @@ impl Messaging {
     /// The two are independent, so they run together: in cluster mode their
     /// Redis commands go out in one write instead of one round trip after
     /// the other, and the send holds its slot for one round trip less.
-    async fn announce_new_message(&self, sender: &User, message: &Message) {
+    pub(super) async fn announce_new_message(&self, sender: &User, message: &Message) {
         let room = rooms::conversation(message.conversation_id);
-        let announce = self.emit(Audience::room(room), ev::NEW_MESSAGE, message);
+        let announce = self.emit_logged(
+            message.conversation_id,
+            Audience::room(room),
+            ev::NEW_MESSAGE,
+            message,
+        );
         let count = async {
             let recipients: Vec<_> = match self
                 .store()
@@ -172,7 +178,12 @@ impl Messaging {
                 seq,
             };
             service
-                .emit(Audience::room(room), ev::MESSAGE_DELETED, &deleted)
+                .emit_logged(
+                    message.conversation_id,
+                    Audience::room(room),
+                    ev::MESSAGE_DELETED,
+                    &deleted,
+                )
                 .await;
             service
                 .recount_conversation_unread(message.conversation_id, &sender)

@@ -14,6 +14,7 @@ mod notifications;
 mod presence;
 mod profiles;
 mod reads;
+mod relay;
 mod retention;
 mod typing;
 
@@ -34,7 +35,7 @@ pub use typing::now_unix_millis;
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, Limits, UserId};
 use crate::ephemeral::Ephemeral;
-use crate::fanout::{Audience, Fanout};
+use crate::fanout::{Audience, Delivered, Fanout};
 use crate::store::Store;
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -66,6 +67,8 @@ struct Inner {
     blocks: blocks::BlocksCache,
     /// The token claims this node last remembered per user.
     profiles: profiles::Remembered,
+    /// Conversations whose latest change may not have reached other nodes.
+    relay: relay::Owed,
     /// Disconnections shared state could not be told of yet.
     pending_disconnects: PendingDisconnects,
     /// Work that outlives its caller (the announcement of a committed
@@ -115,6 +118,7 @@ impl Messaging {
                 blocks: blocks::BlocksCache::new(),
                 profiles: profiles::Remembered::new(profiles::REMEMBERED_PROFILES),
                 pending_disconnects: PendingDisconnects::default(),
+                relay: relay::Owed::default(),
                 detached: TaskTracker::new(),
                 settings,
             }),
@@ -190,10 +194,28 @@ impl Messaging {
         audience: Audience,
         event: &'static str,
         payload: &T,
-    ) {
+    ) -> Delivered {
         match serde_json::to_value(payload) {
             Ok(value) => self.fanout().emit(audience, event, value).await,
-            Err(e) => tracing::error!(event, error = %e, "event payload failed to serialise"),
+            Err(e) => {
+                tracing::error!(event, error = %e, "event payload failed to serialise");
+                Delivered::ThisNodeOnly
+            }
+        }
+    }
+
+    /// Broadcasts a numbered change of `conversation`'s log. When other
+    /// nodes were not reached, the relay tells the conversation's room its
+    /// latest number once they can be, and the clients behind it sync.
+    async fn emit_logged<T: Serialize + ?Sized>(
+        &self,
+        conversation: ConversationId,
+        audience: Audience,
+        event: &'static str,
+        payload: &T,
+    ) {
+        if self.emit(audience, event, payload).await == Delivered::ThisNodeOnly {
+            self.inner.relay.owe(conversation);
         }
     }
 

@@ -222,12 +222,21 @@ impl Messaging {
                 tracing::debug!(error = %e, "disconnection still not recorded; kept for later");
             }
         }
-        let gone = self.ephemeral().presence.sweep_dead_nodes(now).await?;
-        self.announce_offline(&gone).await;
-        if !gone.is_empty() {
-            tracing::info!(users = gone.len(), "users of dead nodes went offline");
+        let swept = self.ephemeral().presence.sweep_dead_nodes(now).await?;
+        self.announce_offline(&swept.users).await;
+        if !swept.nodes.is_empty() {
+            tracing::info!(
+                nodes = ?swept.nodes,
+                users = swept.users.len(),
+                "dead nodes swept; their users without another device went offline"
+            );
+            // A dead node may have committed changes it never announced:
+            // the clients here learn each conversation's latest number.
+            if let Err(e) = self.tell_local_rooms().await {
+                warn!(error = %e, "latest numbers not told after a node died");
+            }
         }
-        Ok(gone.len())
+        Ok(swept.users.len())
     }
 
     /// Before serving: forgets the sockets an earlier process with this node

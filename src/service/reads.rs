@@ -101,7 +101,9 @@ impl Messaging {
                 for other in service.in_block_with(&reader).await {
                     audience = audience.except(rooms::user(&other));
                 }
-                service.emit(audience, ev::MESSAGE_READ, &event).await;
+                service
+                    .emit_logged(conversation, audience, ev::MESSAGE_READ, &event)
+                    .await;
                 service.refresh_unread(&reader, Some(conversation)).await;
             })
             .await;

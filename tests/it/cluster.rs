@@ -710,3 +710,116 @@ async fn a_postgres_outage_answers_unavailable_broadcasts_nothing_and_heals() {
         "{seen:?}"
     );
 }
+
+/// `bob` asks `sync` from `after` and returns the ack data's replay of
+/// `conversation`.
+async fn sync_from(d: &mut Driver, who: &str, conversation: &str, after: u64) -> Value {
+    let ack = d
+        .emit(who, "sync", json!({"conversations": {conversation: after}}))
+        .await;
+    ok_data(&ack)["conversations"][conversation].clone()
+}
+
+// A change committed while Redis stalled reached only its own node. Once
+// Redis answers, that node tells the conversation's room its latest number
+// (`conversation-latest`): a client on the other node sees it is behind,
+// syncs, and gets the message it missed, without reconnecting.
+on_both_redis_kinds!(a_change_whose_broadcast_was_lost_reaches_the_other_node_after_the_stall);
+async fn a_change_whose_broadcast_was_lost_reaches_the_other_node_after_the_stall(kind: RedisKind) {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(kind).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |id| {
+        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
+        env.push(("PARLOIR_REDIS_TIMEOUT_MS", "1000".to_owned()));
+        env
+    };
+    let a = NodeProcess::start(&env("node-a")).await;
+    let b = NodeProcess::start(&env("node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    for who in ["alice", "bob"] {
+        join(&mut d, who, &conversation).await;
+    }
+
+    redis.pause().await;
+    let lost = d
+        .emit(
+            "alice",
+            "send-message",
+            json!({"conversationId": conversation, "content": "lost live"}),
+        )
+        .await;
+    let lost = ok_data(&lost).clone();
+    redis.resume().await;
+
+    let latest = d
+        .wait(
+            "bob",
+            "conversation-latest",
+            json!({"conversationId": conversation}),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(latest["seq"], lost["seq"], "{latest}");
+    // Bob last saw the creation (1): the sync returns the message.
+    let replay = sync_from(&mut d, "bob", &conversation, 1).await;
+    assert_eq!(replay["events"][0]["data"]["id"], lost["id"], "{replay}");
+    drop((a, b));
+    db.drop_database().await;
+}
+
+// A node dies after committing a change it could not announce (Redis
+// stalled, then SIGKILL). The survivor, sweeping it, tells its sockets the
+// latest number of every conversation they joined; the client behind it
+// syncs and gets the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_left_unannounced_by_a_dead_node_reaches_the_survivors_clients() {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(RedisKind::Single).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let env = |id| {
+        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
+        env.push(("PARLOIR_REDIS_TIMEOUT_MS", "1000".to_owned()));
+        env
+    };
+    let a = NodeProcess::start(&env("node-a")).await;
+    let b = NodeProcess::start(&env("node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    for who in ["alice", "bob"] {
+        join(&mut d, who, &conversation).await;
+    }
+
+    redis.pause().await;
+    let lost = d
+        .emit(
+            "alice",
+            "send-message",
+            json!({"conversationId": conversation, "content": "its node died"}),
+        )
+        .await;
+    let lost = ok_data(&lost).clone();
+    a.kill().await;
+    redis.resume().await;
+
+    let latest = d
+        .wait(
+            "bob",
+            "conversation-latest",
+            json!({"conversationId": conversation}),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(latest["seq"], lost["seq"], "{latest}");
+    let replay = sync_from(&mut d, "bob", &conversation, 1).await;
+    assert_eq!(replay["events"][0]["data"]["id"], lost["id"], "{replay}");
+    drop(b);
+    db.drop_database().await;
+}

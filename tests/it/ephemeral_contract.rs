@@ -751,7 +751,7 @@ macro_rules! redis_suite {
                 let later = t0 + 5000;
                 b.heartbeat(later, Duration::from_secs(30)).await.unwrap();
                 assert_eq!(
-                    b.sweep_dead_nodes(later).await.unwrap(),
+                    b.sweep_dead_nodes(later).await.unwrap().users,
                     vec![],
                     "liveness is the heartbeat's TTL in Redis, not the caller's clock"
                 );
@@ -759,14 +759,19 @@ macro_rules! redis_suite {
                 lapse_heartbeat(&a, "node-a").await;
                 let swept = b.sweep_dead_nodes(later).await.unwrap();
                 let last_seen = DateTime::from_timestamp_millis(later).unwrap();
-                assert_eq!(swept, vec![(alice.clone(), last_seen)]);
+                assert_eq!(swept.users, vec![(alice.clone(), last_seen)]);
+                assert_eq!(
+                    swept.nodes,
+                    vec!["node-a".to_owned()],
+                    "the dead node is named"
+                );
                 let p = b.presence(&[alice.clone(), bob.clone()]).await.unwrap();
                 assert!(!p[&alice].online);
                 assert_eq!(p[&alice].last_seen, Some(last_seen));
                 assert!(p[&bob].online, "bob still has a socket on node B");
                 assert_eq!(
                     b.sweep_dead_nodes(later).await.unwrap(),
-                    vec![],
+                    Default::default(),
                     "a dead node is swept once"
                 );
                 let gone = Utc::now();
@@ -801,7 +806,7 @@ macro_rules! redis_suite {
                     .collect();
                 let mut claimed = Vec::new();
                 for s in sweeps {
-                    claimed.extend(s.await.unwrap().into_iter().map(|(u, _)| u));
+                    claimed.extend(s.await.unwrap().users.into_iter().map(|(u, _)| u));
                 }
                 claimed.sort();
                 let mut expected = users.clone();

@@ -13,7 +13,7 @@ use parloir::domain::{
     Conversation, JoinRequest, Limits, MessageId, NewConversation, NewMessage, PageRequest, UserId,
 };
 use parloir::ephemeral::{Ephemeral, MemoryEphemeral};
-use parloir::fanout::{Audience, Fanout};
+use parloir::fanout::{Audience, Delivered, Fanout};
 use parloir::protocol::ev;
 use parloir::service::{Messaging, ServiceSettings};
 use parloir::store::{SqliteStore, Store};
@@ -55,7 +55,7 @@ impl RecordingFanout {
 
 #[async_trait]
 impl Fanout for RecordingFanout {
-    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) {
+    async fn emit(&self, audience: Audience, event: &'static str, payload: Value) -> Delivered {
         let gated = *self
             .gated
             .lock()
@@ -71,6 +71,16 @@ impl Fanout for RecordingFanout {
             .lock()
             .expect("no test thread panicked holding the lock")
             .push((event, audience.to, payload));
+        Delivered::Everywhere
+    }
+    fn emit_local(&self, room: String, event: &'static str, payload: &Value) {
+        self.events
+            .lock()
+            .expect("no test thread panicked holding the lock")
+            .push((event, vec![room], payload.clone()));
+    }
+    async fn local_rooms(&self) -> Vec<String> {
+        Vec::new()
     }
     fn emit_to_socket(&self, socket_id: &str, event: &'static str, payload: &Value) {
         self.events

@@ -35,7 +35,8 @@ use super::coalesce::Coalescer;
 use super::fred_client;
 use super::{
     EphemeralError, Health, MessageCommitted, Presence, PresenceState, Quotas, SocketAdmission,
-    TypingState, Typist, Unannounced, UnixMillis, UnreadChanges, UnreadCounters, UnreadCounts,
+    Swept, TypingState, Typist, Unannounced, UnixMillis, UnreadChanges, UnreadCounters,
+    UnreadCounts,
 };
 use crate::config::RateLimits;
 use crate::domain::{ConversationId, MessageId, UserId};

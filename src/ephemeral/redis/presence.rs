@@ -162,10 +162,7 @@ impl PresenceState for RedisEphemeral {
 
     /// Liveness is the node key's TTL, counted by the Redis clock; `now` is
     /// only the last-seen time given to the users who go offline.
-    async fn sweep_dead_nodes(
-        &self,
-        now: UnixMillis,
-    ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> {
+    async fn sweep_dead_nodes(&self, now: UnixMillis) -> Result<Swept, EphemeralError> {
         const OP: &str = "sweep_dead_nodes";
         let last_seen = DateTime::from_timestamp_millis(now).ok_or_else(|| unexpected(OP))?;
         let dead: Vec<String> = self
@@ -177,11 +174,16 @@ impl PresenceState for RedisEphemeral {
                 vec![self.redis.keys.prefix.as_str().into()],
             )
             .await?;
-        let mut gone = Vec::new();
+        let mut swept = Swept::default();
         for node in dead {
             match self.claim_node(OP, &node, now, Claim::Dead).await {
-                Ok(users) => gone.extend(users.into_iter().map(|u| (u, last_seen))),
-                Err(e) if gone.is_empty() => return Err(e),
+                Ok(users) => {
+                    swept
+                        .users
+                        .extend(users.into_iter().map(|u| (u, last_seen)));
+                    swept.nodes.push(node);
+                }
+                Err(e) if swept.nodes.is_empty() => return Err(e),
                 // Users already claimed must still be announced; the node
                 // that failed stays registered and is retried next sweep.
                 Err(e) => {
@@ -190,6 +192,6 @@ impl PresenceState for RedisEphemeral {
                 }
             }
         }
-        Ok(gone)
+        Ok(swept)
     }
 }
