@@ -434,6 +434,11 @@ impl App {
         supervisor.spawn("typing_sweep", Lifetime::UntilStopped, move |stop| {
             sweep_typing(typing.clone(), stop)
         });
+        let welcoming = service.clone();
+        supervisor.spawn("welcomes", Lifetime::UntilStopped, move |stop| {
+            let service = welcoming.clone();
+            async move { service.welcome_queued(stop).await }
+        });
         supervisor.spawn("retention", Lifetime::UntilStopped, move |stop| {
             apply_retention(retention.clone(), stop)
         });

@@ -20,7 +20,7 @@ pub use message::{
     format_time,
 };
 pub use notification::{
-    Channel, Contact, DueNotification, Gathered, OutboxEntry, Settlement, excerpt,
+    Channel, Contact, ContactClaims, DueNotification, Gathered, OutboxEntry, Settlement, excerpt,
 };
 pub use page::{ListCursor, ListRequest, Page, PageRequest};
 pub use retention::{RetentionCounts, RetentionCutoffs, RetentionPolicy};

@@ -46,6 +46,14 @@ pub struct Contact {
     pub email_enabled: bool,
 }
 
+/// What a user's token says about them (`email`, `name`), to remember.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactClaims {
+    pub user: UserId,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
 /// A committed message not yet turned into notifications.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {

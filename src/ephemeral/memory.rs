@@ -398,6 +398,17 @@ impl UnreadCounters for MemoryEphemeral {
     async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError> {
         Ok(self.state().unread.get(user).cloned())
     }
+
+    async fn unread_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, UnreadCounts>, EphemeralError> {
+        let state = self.state();
+        Ok(users
+            .iter()
+            .filter_map(|u| Some((u.clone(), state.unread.get(u)?.clone())))
+            .collect())
+    }
 }
 
 /// Ends a typing state; true when there was one.

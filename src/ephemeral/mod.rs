@@ -270,6 +270,13 @@ seam! {
 
         /// A user's counters, or `None` when missing.
         async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;
+
+        /// `unread` for many users at once (a batch of handshakes): the
+        /// users whose counters are present, with them.
+        async fn unread_of(
+            &self,
+            users: &[UserId],
+        ) -> Result<HashMap<UserId, UnreadCounts>, EphemeralError>;
     }
 }
 

@@ -154,10 +154,10 @@ async fn prepare_socket<A: Adapter>(s: &SocketRef<A>, state: &Arc<SocketState>) 
     s.on_disconnect(on_disconnect::<A>);
 }
 
-/// A socket is connected (its presence already recorded): announce the user
-/// online on their first device, send the unread totals, schedule the
-/// disconnect at token expiry, and remember the token's e-mail and name for
-/// offline notifications.
+/// A socket is connected (its presence already recorded): schedule the
+/// disconnect at token expiry, and queue its welcome (the user online on
+/// their first device, the unread totals, the token's e-mail and name
+/// remembered for offline notifications).
 #[instrument(skip_all, fields(socket.id = %s.id, user.id = %state.user.id))]
 pub async fn on_connect<A: Adapter>(
     s: SocketRef<A>,
@@ -172,11 +172,9 @@ pub async fn on_connect<A: Adapter>(
         .to_std()
         .unwrap_or_default();
     expiries.watch_token(s.id, remaining);
-    let first = state.is_first_device();
-    if let Err(e) = svc.welcome_connection(user, &socket_id, first).await {
-        tracing::warn!(error = %e, "presence or unread state unavailable at connect");
-    }
-    svc.remember_profile(user).await;
+    // The rest (contacts told, unread totals, the token's e-mail and name
+    // remembered) is done in batches, off the handshake's path.
+    svc.welcome(user, &socket_id, state.is_first_device()).await;
 }
 
 async fn on_disconnect<A: Adapter>(

@@ -17,6 +17,7 @@ mod reads;
 mod relay;
 mod retention;
 mod typing;
+mod welcome;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,8 @@ struct Inner {
     blocks: blocks::BlocksCache,
     /// The token claims this node last remembered per user.
     profiles: profiles::Remembered,
+    /// Connected sockets waiting for their welcome (see `welcome`).
+    welcomes: welcome::Welcomes,
     /// Conversations whose latest change may not have reached other nodes.
     relay: relay::Owed,
     /// Disconnections shared state could not be told of yet.
@@ -119,6 +122,7 @@ impl Messaging {
                 profiles: profiles::Remembered::new(profiles::REMEMBERED_PROFILES),
                 pending_disconnects: PendingDisconnects::default(),
                 relay: relay::Owed::default(),
+                welcomes: welcome::Welcomes::new(),
                 detached: TaskTracker::new(),
                 settings,
             }),

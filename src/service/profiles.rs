@@ -3,7 +3,7 @@
 
 use super::{Messaging, ServiceResult};
 use crate::auth::User;
-use crate::domain::now_millis;
+use crate::domain::{ContactClaims, now_millis};
 
 /// Users whose last remembered claims this node knows, so that a user who
 /// connects again with the same token claims costs no write.
@@ -51,6 +51,37 @@ impl Messaging {
                 tracing::warn!(user.id = %user.id, error = %e, "could not remember the user's e-mail and name")
             }
         }
+    }
+
+    /// The claims of `user`'s token to write, unless this node wrote the
+    /// same ones last (or there are none).
+    pub(super) fn claims_to_remember(&self, user: &User) -> Option<ContactClaims> {
+        let claims = Claims {
+            email: user.email.clone(),
+            name: user.name.clone(),
+        };
+        if claims.email.is_none() && claims.name.is_none() {
+            return None;
+        }
+        if self.inner.profiles.get(&user.id).as_ref() == Some(&claims) {
+            return None;
+        }
+        Some(ContactClaims {
+            user: user.id.clone(),
+            email: claims.email,
+            name: claims.name,
+        })
+    }
+
+    /// `claims` are written: this node need not write them again.
+    pub(super) fn claims_remembered(&self, claims: &ContactClaims) {
+        self.inner.profiles.insert(
+            claims.user.clone(),
+            Claims {
+                email: claims.email.clone(),
+                name: claims.name.clone(),
+            },
+        );
     }
 
     /// `PUT /api/v1/me/notifications`: the caller turns notification

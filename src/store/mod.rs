@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Contact, Conversation, ConversationId, ConversationSummary, DueNotification, Gathered,
-    ListCursor, LogPage, Message, MessageId, NewConversation, NewMessage, NotificationId,
+    Contact, ContactClaims, Conversation, ConversationId, ConversationSummary, DueNotification,
+    Gathered, ListCursor, LogPage, Message, MessageId, NewConversation, NewMessage, NotificationId,
     OutboxEntry, Page, PageRequest, ReadCursor, RetentionCounts, RetentionCutoffs, Settlement,
     UserId,
 };

@@ -435,3 +435,23 @@ impl From<ContactRow> for Contact {
         }
     }
 }
+
+/// (user, contact) pairs grouped by user, each user's contacts sorted.
+pub(super) fn contacts_by_user(
+    op: &'static str,
+    pairs: Vec<(String, String)>,
+) -> Result<std::collections::HashMap<UserId, Vec<UserId>>, StoreError> {
+    let mut by_user: std::collections::HashMap<UserId, Vec<UserId>> =
+        std::collections::HashMap::new();
+    for (user, contact) in pairs {
+        by_user
+            .entry(user_id(op, &user)?)
+            .or_default()
+            .push(user_id(op, &contact)?);
+    }
+    for contacts in by_user.values_mut() {
+        contacts.sort();
+        contacts.dedup();
+    }
+    Ok(by_user)
+}

@@ -58,6 +58,13 @@ seam! {
         /// share, and neither blocks the other. Not `user` itself.
         async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
 
+        /// `contacts` for many users at once (a batch of handshakes): each
+        /// user with at least one contact, and those contacts, sorted.
+        async fn contacts_of(
+            &self,
+            users: &[UserId],
+        ) -> Result<HashMap<UserId, Vec<UserId>>, StoreError>;
+
         /// Records that `user` took part in `conversation` (sent, read,
         /// joined or created it), if not yet; sends and reads record it in
         /// their own statements. True when it was not recorded before;
@@ -234,6 +241,13 @@ seam! {
             user: &UserId,
         ) -> Result<HashMap<ConversationId, u64>, StoreError>;
 
+        /// `unread_counts` for many users at once (a batch of handshakes):
+        /// each user with something unread, and their non-zero counts.
+        async fn unread_counts_of(
+            &self,
+            users: &[UserId],
+        ) -> Result<HashMap<UserId, HashMap<ConversationId, u64>>, StoreError>;
+
         /// Every participant's unread count in one conversation, counted as
         /// `unread_counts` counts (zeros included): what a delete changes, in
         /// one query however many participants there are.
@@ -258,6 +272,14 @@ seam! {
             user: &UserId,
             email: Option<&str>,
             name: Option<&str>,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError>;
+
+        /// `remember_contact` for many users at once (a batch of handshakes),
+        /// in one statement; a user named twice keeps the last claims.
+        async fn remember_contacts(
+            &self,
+            contacts: &[ContactClaims],
             now: DateTime<Utc>,
         ) -> Result<(), StoreError>;
 

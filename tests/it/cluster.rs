@@ -823,3 +823,38 @@ async fn a_change_left_unannounced_by_a_dead_node_reaches_the_survivors_clients(
     drop(b);
     db.drop_database().await;
 }
+
+// A handshake never waits on the store: with Postgres down, a socket is
+// still accepted and its presence recorded, and it gets its unread totals
+// once the store answers again (its welcome is tried again until then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_connects_while_postgres_is_down_and_gets_its_totals_later() {
+    let pg = PostgresServer::start().await;
+    let node = NodeProcess::start(&node_env(&pg.url("postgres"), None, "", "solo")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    let conversation = create_conversation(&mut d, &node, &alice, &[&bob]).await;
+    d.connect("alice", &node.url, &token(&alice)).await;
+    ok_data(
+        &d.emit(
+            "alice",
+            "send-message",
+            json!({"conversationId": conversation, "content": "unread"}),
+        )
+        .await,
+    );
+
+    pg.stop().await;
+    d.connect("bob", &node.url, &token(&bob)).await;
+    pg.start_again().await;
+    let totals = d
+        .wait(
+            "bob",
+            "unread-count-updated",
+            json!({"totalUnread": 1}),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(totals["totalUnread"], 1, "{totals}");
+    drop(node);
+}

@@ -581,6 +581,28 @@ mod contract {
         );
     }
 
+    pub async fn present_counters_are_read_for_many_users_at_once(e: Ephemeral) {
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let c = ConversationId::new_random();
+        e.unread
+            .replace_unread(&alice, &HashMap::from([(c, 3)]))
+            .await
+            .unwrap();
+        e.unread
+            .replace_unread(&bob, &HashMap::new())
+            .await
+            .unwrap();
+        let present = e
+            .unread
+            .unread_of(&[alice.clone(), bob.clone(), carol.clone()])
+            .await
+            .unwrap();
+        assert_eq!(present.get(&alice), Some(&HashMap::from([(c, 3)])));
+        assert_eq!(present.get(&bob), Some(&HashMap::new()), "present and zero");
+        assert!(!present.contains_key(&carol), "missing");
+        assert!(e.unread.unread_of(&[]).await.unwrap().is_empty());
+    }
+
     pub async fn an_unannounced_message_is_taken_once(e: Ephemeral) {
         let (kept, never) = (MessageId::new_v7(), MessageId::new_v7());
         e.unannounced
@@ -634,6 +656,7 @@ macro_rules! every_case {
             live_sockets_are_counted_per_user,
             concurrent_admissions_never_pass_the_cap,
             an_unannounced_message_is_taken_once,
+            present_counters_are_read_for_many_users_at_once,
         );
     };
 }

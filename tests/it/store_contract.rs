@@ -62,8 +62,8 @@ mod contract {
     use chrono::{DateTime, TimeDelta, Utc};
     use futures_util::future::join_all;
     use parloir::domain::{
-        Attachment, Change, Conversation, ConversationId, Limits, ListCursor, LogEntry, Message,
-        MessageId, NewConversation, NewMessage, PageRequest, UserId, now_millis,
+        Attachment, Change, ContactClaims, Conversation, ConversationId, Limits, ListCursor,
+        LogEntry, Message, MessageId, NewConversation, NewMessage, PageRequest, UserId, now_millis,
     };
     use parloir::store::{Created, Inserted, MessageInsert, Store, StoreError};
 
@@ -1477,6 +1477,92 @@ mod contract {
         assert!(contacts_of(&store, "nobody").await.is_empty());
     }
 
+    /// The batch reads of a storm of handshakes answer what the one-user
+    /// reads answer, user by user; the batch write keeps their rules.
+    pub async fn batch_reads_and_writes_agree_with_the_single_ones(store: Store) {
+        let c1 = create(&store, &["alice", "bob"]).await;
+        let c2 = create(&store, &["alice", "carol", "dave"]).await;
+        send(&store, c1.id, "alice", "one").await;
+        send(&store, c1.id, "bob", "two").await;
+        send(&store, c2.id, "carol", "three").await;
+        send(&store, c2.id, "alice", "four").await;
+        let users: Vec<UserId> = ["alice", "bob", "carol", "dave", "nobody"]
+            .iter()
+            .map(|u| user(u))
+            .collect();
+        let contacts = store
+            .conversations
+            .contacts_of(&users)
+            .await
+            .expect("contacts of");
+        let unread = store
+            .cursors
+            .unread_counts_of(&users)
+            .await
+            .expect("unread counts of");
+        for u in &users {
+            let one = store.conversations.contacts(u).await.expect("contacts");
+            assert_eq!(contacts.get(u).cloned().unwrap_or_default(), one, "{u}");
+            let one = store.cursors.unread_counts(u).await.expect("unread");
+            assert_eq!(unread.get(u).cloned().unwrap_or_default(), one, "{u}");
+        }
+        assert!(
+            !contacts.contains_key(&user("dave")),
+            "dave never took part"
+        );
+        assert_eq!(unread[&user("dave")].values().sum::<u64>(), 2);
+
+        let n = store.notifications.as_ref();
+        n.remember_contact(
+            &user("alice"),
+            Some("alice@old.example"),
+            Some("Alice"),
+            now_millis(),
+        )
+        .await
+        .expect("remember");
+        let claims = |who: &str, email: Option<&str>, name: Option<&str>| ContactClaims {
+            user: user(who),
+            email: email.map(str::to_owned),
+            name: name.map(str::to_owned),
+        };
+        n.remember_contacts(
+            &[
+                claims("alice", None, Some("Alice A.")),
+                claims("bob", Some("bob@example.com"), None),
+                claims("bob", Some("bob@later.example"), Some("Bob")),
+            ],
+            now_millis(),
+        )
+        .await
+        .expect("remember many");
+        let alice = n
+            .contact(&user("alice"))
+            .await
+            .expect("contact")
+            .expect("known");
+        assert_eq!(
+            alice.email.as_deref(),
+            Some("alice@old.example"),
+            "a missing claim keeps the known one"
+        );
+        assert_eq!(alice.name.as_deref(), Some("Alice A."));
+        let bob = n
+            .contact(&user("bob"))
+            .await
+            .expect("contact")
+            .expect("known");
+        assert_eq!(
+            bob.email.as_deref(),
+            Some("bob@later.example"),
+            "the last claims named win"
+        );
+        assert_eq!(bob.name.as_deref(), Some("Bob"));
+        n.remember_contacts(&[], now_millis())
+            .await
+            .expect("nothing to write");
+    }
+
     pub async fn blocks_are_recorded_listed_and_lifted(store: Store) {
         let base = now_millis();
         let blocks = &store.blocks;
@@ -1628,6 +1714,7 @@ contract_tests!(
     concurrent_sends_number_the_log_without_holes,
     contacts_are_users_who_both_took_part_and_block_no_one,
     blocks_are_recorded_listed_and_lifted,
+    batch_reads_and_writes_agree_with_the_single_ones,
     a_stored_message_waits_in_the_outbox_until_gathered,
     gathered_messages_fold_into_one_pending_notification,
     a_due_notification_goes_to_one_claimer,

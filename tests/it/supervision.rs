@@ -128,8 +128,10 @@ async fn every_task_killed_is_restarted_and_works_again() {
     for expected in [
         "socket_timers",
         "typing_sweep",
+        "welcomes",
         "retention",
         "cluster_membership",
+        "log_relay",
         "notifier",
         "group_commit",
         "send_quota_batching",

@@ -76,20 +76,47 @@ impl UnreadCounters for RedisEphemeral {
             .hgetall(self.redis.keys.unread(user))
             .await
             .map_err(|e| unavailable("unread", e))?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            fields
-                .iter()
-                .filter(|(field, _)| field.as_str() != UNREAD_SENTINEL)
-                .filter_map(|(field, n)| {
-                    let n: u64 = n.parse().ok()?;
-                    Some((stored_conversation(field)?, n)).filter(|_| n > 0)
-                })
-                .collect(),
-        ))
+        Ok(counters(&fields))
     }
+
+    /// One HGETALL per user, all sent at once: the pool's connections
+    /// pipeline them, so a batch costs about one round trip.
+    async fn unread_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, UnreadCounts>, EphemeralError> {
+        let reads = users.iter().map(|user| {
+            self.redis
+                .pool
+                .hgetall::<HashMap<String, String>, _>(self.redis.keys.unread(user))
+        });
+        let replies = futures_util::future::join_all(reads).await;
+        let mut present = HashMap::new();
+        for (user, reply) in users.iter().zip(replies) {
+            let fields = reply.map_err(|e| unavailable("unread_of", e))?;
+            if let Some(counts) = counters(&fields) {
+                present.insert(user.clone(), counts);
+            }
+        }
+        Ok(present)
+    }
+}
+
+/// A user's counters as stored (`None`: missing), without the sentinel and zeros.
+fn counters(fields: &HashMap<String, String>) -> Option<UnreadCounts> {
+    if fields.is_empty() {
+        return None;
+    }
+    Some(
+        fields
+            .iter()
+            .filter(|(field, _)| field.as_str() != UNREAD_SENTINEL)
+            .filter_map(|(field, n)| {
+                let n: u64 = n.parse().ok()?;
+                Some((stored_conversation(field)?, n)).filter(|_| n > 0)
+            })
+            .collect(),
+    )
 }
 
 /// Pairs each user with its `count, total` from a script's reply (`-1, -1`

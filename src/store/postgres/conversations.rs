@@ -133,6 +133,33 @@ impl Conversations for PostgresStore {
         sorted_user_ids(OP, &rows)
     }
 
+    async fn contacts_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Vec<UserId>>, StoreError> {
+        const OP: &str = "contacts_of";
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        // `contacts`, for each of the users (see there).
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT me.user_id, other.user_id \
+             FROM conversation_participants me \
+             JOIN conversation_participants other ON other.conversation_id = me.conversation_id \
+             WHERE me.user_id = ANY($1) AND other.user_id <> me.user_id \
+               AND me.engaged_at IS NOT NULL AND other.engaged_at IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM blocks b \
+                   WHERE (b.blocker_id = me.user_id AND b.blocked_id = other.user_id) \
+                      OR (b.blocker_id = other.user_id AND b.blocked_id = me.user_id))",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        rows::contacts_by_user(OP, rows)
+    }
+
     async fn mark_engaged(
         &self,
         conversation: ConversationId,

@@ -112,6 +112,38 @@ impl ReadCursors for PostgresStore {
             .collect()
     }
 
+    async fn unread_counts_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, HashMap<ConversationId, u64>>, StoreError> {
+        const OP: &str = "unread_counts_of";
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let rows: Vec<(String, Uuid, i64)> = sqlx::query_as(
+            "SELECT p.user_id, p.conversation_id, count(*) \
+             FROM conversation_participants p \
+             JOIN messages m ON m.conversation_id = p.conversation_id \
+               AND m.deleted_at IS NULL AND m.sender_id <> p.user_id \
+               AND (p.last_read_message_id IS NULL OR m.id > p.last_read_message_id) \
+             WHERE p.user_id = ANY($1) \
+             GROUP BY p.user_id, p.conversation_id",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut counts: HashMap<UserId, HashMap<ConversationId, u64>> = HashMap::new();
+        for (user, conversation, n) in rows {
+            counts
+                .entry(user_id(OP, &user)?)
+                .or_default()
+                .insert(ConversationId::from_uuid(conversation), count(OP, n)?);
+        }
+        Ok(counts)
+    }
+
     async fn unread_in_conversation(
         &self,
         conversation: ConversationId,

@@ -11,8 +11,10 @@ use super::super::rows::{ContactRow, DueRow, OutboxRow, count};
 use super::super::{Backlog, Notifications, StoreError};
 use super::PostgresStore;
 use crate::domain::{
-    Contact, DueNotification, Gathered, MessageId, NotificationId, OutboxEntry, Settlement, UserId,
+    Contact, ContactClaims, DueNotification, Gathered, MessageId, NotificationId, OutboxEntry,
+    Settlement, UserId,
 };
+use std::collections::HashMap;
 
 #[async_trait]
 impl Notifications for PostgresStore {
@@ -41,6 +43,44 @@ impl Notifications for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx("remember_contact", e))?;
+        Ok(())
+    }
+
+    async fn remember_contacts(
+        &self,
+        contacts: &[ContactClaims],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // One row per user (ON CONFLICT may not touch a row twice): the last
+        // claims named win.
+        let mut last: HashMap<&str, &ContactClaims> = HashMap::new();
+        for c in contacts {
+            last.insert(c.user.as_str(), c);
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<&str> = last.keys().copied().collect();
+        let emails: Vec<Option<&str>> = users.iter().map(|u| last[u].email.as_deref()).collect();
+        let names: Vec<Option<&str>> = users.iter().map(|u| last[u].name.as_deref()).collect();
+        // As `remember_contact`, for every row at once.
+        sqlx::query(
+            "INSERT INTO user_contacts (user_id, email, name, updated_at) \
+             SELECT u, e, n, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(u, e, n) \
+             ON CONFLICT (user_id) DO UPDATE \
+                SET email = COALESCE(EXCLUDED.email, user_contacts.email), \
+                    name = COALESCE(EXCLUDED.name, user_contacts.name), \
+                    updated_at = EXCLUDED.updated_at \
+             WHERE user_contacts.email IS DISTINCT FROM COALESCE(EXCLUDED.email, user_contacts.email) \
+                OR user_contacts.name IS DISTINCT FROM COALESCE(EXCLUDED.name, user_contacts.name)",
+        )
+        .bind(&users)
+        .bind(&emails)
+        .bind(&names)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx("remember_contacts", e))?;
         Ok(())
     }
 

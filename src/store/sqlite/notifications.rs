@@ -9,7 +9,8 @@ use super::super::rows::{ContactRow, DueRow, OutboxRow, count};
 use super::super::{Backlog, Notifications, StoreError};
 use super::{BEGIN_WRITE, SqliteStore, text};
 use crate::domain::{
-    Contact, DueNotification, Gathered, MessageId, NotificationId, OutboxEntry, Settlement, UserId,
+    Contact, ContactClaims, DueNotification, Gathered, MessageId, NotificationId, OutboxEntry,
+    Settlement, UserId,
 };
 
 #[async_trait]
@@ -39,6 +40,40 @@ impl Notifications for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::from_sqlx("remember_contact", e))?;
+        Ok(())
+    }
+
+    async fn remember_contacts(
+        &self,
+        contacts: &[ContactClaims],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "remember_contacts";
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let err = |e| StoreError::from_sqlx(OP, e);
+        // One transaction: one WAL commit for the whole batch.
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(err)?;
+        for c in contacts {
+            sqlx::query(
+                "INSERT INTO user_contacts (user_id, email, name, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (user_id) DO UPDATE \
+                    SET email = COALESCE(excluded.email, user_contacts.email), \
+                        name = COALESCE(excluded.name, user_contacts.name), \
+                        updated_at = excluded.updated_at \
+                 WHERE user_contacts.email IS NOT COALESCE(excluded.email, user_contacts.email) \
+                    OR user_contacts.name IS NOT COALESCE(excluded.name, user_contacts.name)",
+            )
+            .bind(c.user.as_str())
+            .bind(c.email.as_deref())
+            .bind(c.name.as_deref())
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
         Ok(())
     }
 
