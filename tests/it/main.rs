@@ -21,6 +21,7 @@ mod notifications;
 mod otlp_export;
 mod outcomes;
 mod presence;
+mod resume_model;
 mod retention;
 mod service_rules;
 mod store_contract;

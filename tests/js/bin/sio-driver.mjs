@@ -23,6 +23,8 @@
 //   {id, op:"wait", name, event, match?, timeoutMs?}     -> {id, args}           | {id, error, seen}
 //   {id, op:"drain", name}                               -> {id, events}  (all unconsumed, consumed now)
 //   {id, op:"close", name}                               -> {id, ok:true}
+//   {id, op:"drop", name}   resets the socket's TCP connection (no close frame), as a phone
+//                           losing its network does                -> {id, ok:true}
 //   {id, op:"http", method, url, token?, body?}          -> {id, status, body}
 //   {id, op:"stream", name, conversationId, count, intervalMs, prefix}
 //        starts sending `count` messages, one every `intervalMs`, with clientMessageIds
@@ -159,6 +161,13 @@ async function handle(cmd) {
     if (op === 'drain') {
       const events = entry.events.filter((e) => !e.used).map((e) => { e.used = true; return { event: e.event, args: e.args }; });
       return reply({ id, events });
+    }
+    if (op === 'drop') {
+      const ws = entry.socket.io.engine?.transport?.ws;
+      if (ws?._socket) ws._socket.resetAndDestroy();
+      else entry.socket.io.engine?.close();
+      sockets.delete(name);
+      return reply({ id, ok: true });
     }
     if (op === 'close') {
       entry.socket.close();
