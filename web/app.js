@@ -11,8 +11,9 @@
 (() => {
   const SESSION_KEY = 'parloir-demo-session';
   const HISTORY_PAGE = 30;
-  const CATCH_UP_PAGE = 100;
-  const CATCH_UP_MAX_PAGES = 20;
+  const GAP_MS = 1000; // events waiting this long behind a missing number: ask the log for it
+  const SYNC_MAX = 100; // conversations per `sync`
+  const SYNC_ROUNDS_MAX = 50; // `hasMore` rounds per catch-up
   const TYPING_REPEAT_MS = 2000; // emit `user-typing` at most this often while typing
   const TYPING_IDLE_MS = 3000; // then `user-stopped-typing` after this much quiet
   const TYPING_SHOWN_MAX_MS = 7000; // hide a typist we stopped hearing from (missed event)
@@ -49,7 +50,7 @@
   const presence = new Map();
   /** conversation id -> Map(user id -> message id read up to), from `message-read` */
   const readCursors = new Map();
-  /** conversation id -> 'initial' | 'after': what the join in flight asked for */
+  /** conversation id -> 'initial': a join in flight that asked for a history page */
   const pendingJoins = new Map();
   let totalUnread = 0;
   /** The open conversation, or null. */
@@ -260,8 +261,14 @@
       refusedHandshakes = 0;
       setConnection('online', 'Connected');
       if (el.banner.dataset.kind === 'connection') hideBanner();
-      syncConversations();
       if (view) joinOpen(view);
+      if (syncedAt === null) {
+        // First connection: the list over HTTP, and the point later syncs resume from.
+        syncConversations();
+        syncLogs([], true);
+      } else {
+        resume();
+      }
     });
     socket.on('disconnect', async (reason) => {
       setConnection('offline', 'Reconnecting…');
@@ -298,11 +305,11 @@
     });
 
     socket.on('unread-count-updated', onUnread);
-    socket.on('conversation-created', onConversationCreated);
-    socket.on('new-message', (m) => { learnOfPeer(m.senderId); onNewMessage(m); });
+    for (const type of ['conversation-created', 'new-message', 'message-read', 'message-deleted', 'seq-skipped']) {
+      socket.on(type, (data) => offerEvent(type, data, false));
+    }
+    socket.on('conversation-latest', onLatest);
     socket.on('conversation-history', onHistory);
-    socket.on('message-read', (e) => { learnOfPeer(e.userId); onMessageRead(e); });
-    socket.on('message-deleted', onMessageDeleted);
     socket.on('user-typing', (e) => onTyping(e, true));
     socket.on('user-stopped-typing', (e) => onTyping(e, false));
     socket.on('user-online', (e) => setPresence(e.userId, true, null));
@@ -332,6 +339,165 @@
     });
   }
 
+  // ---------------------------------------------------------------- the conversation log
+
+  // Every change to a conversation is numbered (PROTOCOL.md §8). The page keeps
+  // the last number it applied for each conversation it shows or lists, and
+  // applies events in that order, each once: two nodes may deliver out of
+  // order, a replay and a live event may overlap. A number still missing
+  // after GAP_MS is a lost broadcast, asked of `sync`; after a reconnect the
+  // page asks for all it missed (the open conversation rejoins from its
+  // number, the listed ones sync) instead of reloading.
+
+  /** conversation id -> {seq (null: not known), early: Map(seq -> [type, data, replayed]), timer} */
+  const logs = new Map();
+  /** The last sync's `syncedAt` (null before the first): the next lists conversations added after it. */
+  let syncedAt = null;
+  let syncing = Promise.resolve();
+
+  /** The page holds the conversation up to `seq` (a history page, a list entry): go on from there. */
+  function startLog(id, seq) {
+    let log = logs.get(id);
+    if (!log) {
+      log = { seq: null, early: new Map(), timer: null };
+      logs.set(id, log);
+    }
+    // May go back (a page older than what the list had seen): applying an
+    // event twice changes nothing here (messages by id, reads only forward).
+    log.seq = seq;
+    for (const n of log.early.keys()) if (n <= seq) log.early.delete(n);
+    drainLog(id, log);
+    return log;
+  }
+
+  /** A numbered event, live or replayed: applied in order, once. */
+  function offerEvent(type, data, replayed) {
+    const id = type === 'conversation-created' ? data.id : data.conversationId;
+    const log = logs.get(id) || (type === 'conversation-created' && data.seq === 1 ? startLog(id, 0) : null);
+    if (!log || typeof data.seq !== 'number') {
+      applyEvent(type, data, replayed);
+      return;
+    }
+    if ((log.seq !== null && data.seq <= log.seq) || log.early.has(data.seq)) return;
+    log.early.set(data.seq, [type, data, replayed]);
+    drainLog(id, log);
+  }
+
+  function drainLog(id, log) {
+    if (log.seq === null) return;
+    for (let next = log.early.get(log.seq + 1); next; next = log.early.get(log.seq + 1)) {
+      log.early.delete(log.seq + 1);
+      log.seq += 1;
+      applyEvent(...next);
+    }
+    if (!log.early.size) {
+      clearTimeout(log.timer);
+      log.timer = null;
+    } else if (!log.timer) {
+      log.timer = setTimeout(() => {
+        log.timer = null;
+        if (log.early.size) syncLogs([id]);
+      }, GAP_MS);
+    }
+  }
+
+  function applyEvent(type, data, replayed) {
+    // Replays refresh presence once, when the catch-up is done.
+    if (type === 'new-message') {
+      if (!replayed) learnOfPeer(data.senderId);
+      onNewMessage(data);
+    } else if (type === 'message-read') {
+      if (!replayed) learnOfPeer(data.userId);
+      onMessageRead(data);
+    } else if (type === 'message-deleted') {
+      onMessageDeleted(data);
+    } else if (type === 'conversation-created') {
+      upsertConversation(data);
+      renderConversationList();
+      if (!replayed) refreshPresence();
+    }
+    // `seq-skipped`: a number with nothing to apply.
+  }
+
+  /** The server says where a log stands: behind it, a broadcast was lost. */
+  function onLatest(e) {
+    const log = logs.get(e.conversationId);
+    if (log && log.seq !== null && e.seq > log.seq) syncLogs([e.conversationId]);
+  }
+
+  /** After a reconnect: conversations added meanwhile, and what the listed ones missed. */
+  function resume() {
+    const listed = [...logs.keys()].filter((id) => !(view && view.id === id));
+    syncLogs(listed, true).then(refreshPresence);
+  }
+
+  /** Asks `sync` what these conversations missed (and, with `discover`, which were added); one at a time. */
+  function syncLogs(ids, discover = false) {
+    syncing = syncing
+      .then(() => runSync(ids, discover))
+      .catch((e) => {
+        if (socket.connected) showBanner(`Could not catch up: ${e.message}`);
+      });
+    return syncing;
+  }
+
+  async function runSync(ids, discover) {
+    if (!socket.connected) return; // the next connection catches up
+    const since = () => (syncedAt === null ? {} : { since: syncedAt });
+    let todo = [...ids];
+    if (discover) {
+      const data = await request('sync', { conversations: {}, ...since() });
+      // Without a `since` the list is the last 30 days: the HTTP list covers those.
+      if (syncedAt !== null) {
+        for (const conv of data.conversationsAdded) {
+          if (logs.has(conv.id)) continue;
+          upsertConversation(conv);
+          startLog(conv.id, 0);
+          todo.push(conv.id);
+        }
+      }
+      syncedAt = data.syncedAt;
+      applyUnread(data.unread);
+    }
+    for (let round = 0; todo.length && round < SYNC_ROUNDS_MAX; round += 1) {
+      const more = [];
+      const known = [...new Set(todo)].filter((id) => logs.has(id) && logs.get(id).seq !== null);
+      for (let i = 0; i < known.length; i += SYNC_MAX) {
+        const conversations = {};
+        for (const id of known.slice(i, i + SYNC_MAX)) conversations[id] = logs.get(id).seq;
+        const data = await request('sync', { conversations, ...since() });
+        applyUnread(data.unread);
+        for (const [id, replay] of Object.entries(data.conversations)) {
+          if (replay.recovered === false) {
+            reloadConversation(id);
+            continue;
+          }
+          for (const e of replay.events) offerEvent(e.type, e.data, true);
+          if (replay.hasMore) more.push(id);
+        }
+      }
+      todo = more;
+    }
+  }
+
+  function applyUnread(report) {
+    totalUnread = report.totalUnread;
+    for (const conv of conversations.values()) conv.unreadCount = report.conversations[conv.id] || 0;
+    renderConversationList();
+  }
+
+  /** `recovered: false`: what the page missed is no longer in the log. Load the conversation afresh. */
+  function reloadConversation(id) {
+    logs.delete(id);
+    if (view && view.id === id) {
+      clearTypists();
+      view = null;
+      openConversation(id);
+    } else {
+      refreshPreview(id);
+    }
+  }
+
   // ---------------------------------------------------------------- conversations
 
   function otherParticipants(conv) {
@@ -352,7 +518,11 @@
   async function syncConversations() {
     try {
       const list = await api('GET', '/conversations?limit=100');
-      for (const conv of list.conversations) upsertConversation(conv);
+      for (const conv of list.conversations) {
+        upsertConversation(conv);
+        // The list holds each conversation up to its last message: a later sync goes on from there.
+        if (!logs.has(conv.id)) startLog(conv.id, conv.lastMessage ? conv.lastMessage.seq : 0);
+      }
       renderConversationList();
       refreshPresence();
     } catch (e) {
@@ -460,6 +630,8 @@
         const page = await api('GET', `/conversations/${encodeURIComponent(conversationId)}/messages?limit=1`);
         const conv = conversations.get(conversationId);
         const last = page.messages[page.messages.length - 1];
+        // Reloaded after `recovered: false`: the list goes on from this page.
+        if (!logs.has(conversationId)) startLog(conversationId, last ? last.seq : 0);
         if (conv && last) {
           conv.lastMessage = last;
           conv.lastMessageAt = last.createdAt;
@@ -484,12 +656,6 @@
       if (conv.unreadCount > before && !(view && view.id === e.conversationId)) refreshPreview(e.conversationId);
     }
     renderConversationList();
-  }
-
-  function onConversationCreated(conv) {
-    upsertConversation(conv);
-    renderConversationList();
-    refreshPresence();
   }
 
   el.newConv.addEventListener('submit', async (event) => {
@@ -542,6 +708,7 @@
       hasOlder: false,
       loadingOlder: false,
       readUpTo: '', // our own cursor, as far as this page moved it
+      loaded: false, // its history page arrived: the page holds it up to its log number
     };
     el.messageList.replaceChildren();
     stickToBottom = true;
@@ -558,16 +725,27 @@
     el.composerText.focus();
   }
 
-  /** Joins the open conversation: the newest page, or (after a reconnect) what was missed. */
+  /**
+   * Joins the open conversation: the newest page, or (after a reconnect) every
+   * numbered event after the last one the page applied.
+   */
   function joinOpen(v) {
-    const lastId = v.order[v.order.length - 1];
-    const mode = lastId ? 'after' : 'initial';
-    const payload = { conversationId: v.id, limit: lastId ? CATCH_UP_PAGE : HISTORY_PAGE };
-    if (lastId) payload.after = lastId;
-    pendingJoins.set(v.id, mode);
+    const log = logs.get(v.id);
+    const resuming = v.loaded && log && log.seq !== null;
+    const payload = resuming
+      ? { conversationId: v.id, afterSeq: log.seq }
+      : { conversationId: v.id, limit: HISTORY_PAGE };
+    if (!resuming) pendingJoins.set(v.id, 'initial');
     request('join-conversation', payload)
-      // Opening a conversation is taking part in it: its people may be visible now.
-      .then(() => refreshPresence())
+      .then((ack) => {
+        if (resuming && view === v) {
+          // The replay came before this ack, as ordinary events.
+          if (ack.recovered === false) reloadConversation(v.id);
+          else if (ack.hasMore || ack.latestSeq > (logs.has(v.id) ? logs.get(v.id).seq : 0)) syncLogs([v.id]);
+        }
+        // Opening a conversation is taking part in it: its people may be visible now.
+        refreshPresence();
+      })
       .catch((e) => {
         pendingJoins.delete(v.id);
         showBanner(`Could not open the conversation: ${e.message}`);
@@ -575,38 +753,19 @@
   }
 
   function onHistory(history) {
-    const mode = pendingJoins.get(history.conversationId) || 'merge';
+    const initial = pendingJoins.get(history.conversationId) === 'initial';
     pendingJoins.delete(history.conversationId);
     if (!view || view.id !== history.conversationId) return;
-    const wasNearBottom = followsBottom();
     addMessages(history.messages);
-    if (mode === 'initial') {
+    if (initial) {
       view.hasOlder = history.hasMore;
       el.loadOlder.hidden = !view.hasOlder;
       scrollToBottom();
-    } else if (mode === 'after') {
-      if (wasNearBottom) scrollToBottom();
-      if (history.hasMore) catchUp(view);
-    }
-    maybeMarkRead();
-  }
-
-  /** After a reconnect with many missed messages: page forward over HTTP. */
-  async function catchUp(v) {
-    for (let i = 0; i < CATCH_UP_MAX_PAGES && view === v; i += 1) {
-      const lastId = v.order[v.order.length - 1];
-      let page;
-      try {
-        page = await api('GET', `/conversations/${encodeURIComponent(v.id)}/messages?limit=${CATCH_UP_PAGE}&after=${encodeURIComponent(lastId)}`);
-      } catch (e) {
-        showBanner(`Could not load missed messages: ${e.message}`);
-        return;
-      }
-      if (view !== v) return;
-      const wasNearBottom = followsBottom();
-      addMessages(page.messages);
-      if (wasNearBottom) scrollToBottom();
-      if (!page.hasMore) break;
+      view.loaded = true;
+      // A page carries messages only: the reads and deletions after its
+      // newest one (✓✓ included) come from the log.
+      startLog(view.id, history.messages.reduce((n, m) => Math.max(n, m.seq || 0), 0));
+      syncLogs([view.id]);
     }
     maybeMarkRead();
   }
@@ -636,7 +795,8 @@
 
   function onNewMessage(message) {
     const conv = conversations.get(message.conversationId);
-    if (conv) {
+    // A replay marks a message deleted since: no preview (its deletion follows).
+    if (conv && !message.deletedAt) {
       conv.lastMessage = message;
       conv.lastMessageAt = message.createdAt;
       renderConversationList();
@@ -651,12 +811,28 @@
   }
 
   function onMessageDeleted(e) {
+    const conv = conversations.get(e.conversationId);
+    if (conv && conv.lastMessage && conv.lastMessage.id === e.messageId) refreshPreview(e.conversationId);
     if (!view || view.id !== e.conversationId) return;
     const node = view.nodes.get(e.messageId);
-    if (!node) return;
+    if (node) showDeleted(node);
+  }
+
+  function showDeleted(node) {
     node.classList.add('deleted');
     const body = node.querySelector('.bubble-body');
     if (body) body.replaceChildren(h('em', { text: 'This message was deleted.' }));
+    const button = node.querySelector('button.delete');
+    if (button) button.remove();
+  }
+
+  async function deleteMessage(messageId) {
+    try {
+      // The room's `message-deleted` updates the page, this one included.
+      await api('DELETE', `/messages/${encodeURIComponent(messageId)}`);
+    } catch (e) {
+      showBanner(`Could not delete the message: ${e.message}`);
+    }
   }
 
   function addMessages(messages) {
@@ -695,14 +871,27 @@
     const meta = h('span', { class: 'meta small' },
       h('time', { datetime: message.createdAt, title: new Date(message.createdAt).toLocaleString(), text: timeOf(message.createdAt) }));
     if (mine) meta.append(receipt(message, pendingState));
+    if (mine && message.id && !pendingState) {
+      meta.append(h('button', {
+        type: 'button',
+        class: 'link delete',
+        title: 'Delete this message for everyone',
+        'aria-label': 'Delete message',
+        text: 'Delete',
+        onclick: () => deleteMessage(message.id),
+      }));
+    }
     const sender = mine ? 'You' : message.senderId;
-    return h('li', {
+    const node = h('li', {
       class: `message ${mine ? 'mine' : 'theirs'}${pendingState ? ' pending' : ''}`,
       'data-message-id': message.id || null,
       'data-client-message-id': message.clientMessageId || null,
     },
     h('span', { class: 'sr-only', text: `${sender}: ` }),
     h('div', { class: 'bubble' }, body, meta));
+    // Replays carry messages deleted since, emptied.
+    if (message.deletedAt) showDeleted(node);
+    return node;
   }
 
   function receipt(message, pendingState) {
@@ -1046,6 +1235,18 @@
     if (current) current.focus();
   });
   el.bannerClose.addEventListener('click', hideBanner);
+
+  // The browser knows the network is gone long before a ping timeout tells
+  // the socket (up to ~45 s): close the connection at once, and reconnect as
+  // soon as it is back, which catches up on what was missed meanwhile.
+  window.addEventListener('offline', () => {
+    if (!socket) return;
+    socket.disconnect(); // also stops reconnection attempts, which would only fail
+    setConnection('offline', 'Offline');
+  });
+  window.addEventListener('online', () => {
+    if (socket && !socket.connected) socket.connect();
+  });
 
   // ---------------------------------------------------------------- boot
 

@@ -72,7 +72,8 @@ fn the_asyncapi_document_is_valid_asyncapi_3() {
     );
 }
 
-/// `tsc --noEmit` on a small client typed with the committed definitions:
+/// `tsc --noEmit` on a small client typed with the committed definitions,
+/// and on `@parloir/client` (`clients/js/src`) with an app typed against it:
 /// the right payloads compile, and the `@ts-expect-error` lines prove that
 /// wrong ones do not (an untyped socket would fail those).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

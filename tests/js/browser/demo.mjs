@@ -2,7 +2,9 @@
 // newcomer uses it: alice and bob sign in in two browser contexts, alice
 // starts a conversation, messages go both ways (one with an image
 // attachment), typing shows on the other side and clears, the read receipt
-// turns to ✓✓, and closing bob's browser shows him offline on alice's page.
+// turns to ✓✓, bob's network drops while alice sends and deletes and his page
+// catches up when it is back, and closing bob's browser shows him offline on
+// alice's page.
 // Any console error or uncaught page error fails the run.
 //
 // Run by tests/browser.rs against an in-process dev-mode node. By hand, against
@@ -200,6 +202,38 @@ async function main() {
     await alice.locator('.message.mine', { hasText: last })
       .locator('.receipt[data-state="read"]').waitFor({ timeout: STEP_TIMEOUT });
     step('messages go both ways; typing shows and clears on send');
+
+    // bob's network drops. While he is away alice sends a message and deletes
+    // an earlier one; back online, bob's page catches up without a reload.
+    await bob.evaluate(() => {
+      window.parloirDemoNotReloaded = true;
+    });
+    await bobContext.setOffline(true);
+    await bob.locator('#conn-status[data-state="offline"]').waitFor({ timeout: STEP_TIMEOUT });
+    await expectText(alice.locator('#peer-status-text'), 'last seen', 'bob is away for alice');
+    const missed = `Are you still there? [${tag}]`;
+    await aliceComposer.fill(missed);
+    await aliceComposer.press('Enter');
+    const aliceMissed = alice.locator('.message.mine', { hasText: missed });
+    await aliceMissed.locator('.receipt[data-state="sent"]').waitFor({ timeout: STEP_TIMEOUT });
+    const aliceLast = alice.locator('.message.mine', { hasText: last });
+    await aliceLast.hover();
+    await aliceLast.getByRole('button', { name: 'Delete message' }).click();
+    await aliceLast.waitFor({ state: 'detached', timeout: STEP_TIMEOUT });
+    await expectText(alice.locator('.message.mine.deleted'), 'This message was deleted.', "alice's deleted message");
+    // bob's socket is closed: his page cannot have heard of either.
+    if (await bob.locator('.message', { hasText: missed }).count() !== 0) throw new Error('bob saw the message while offline');
+    await bob.locator('.message.theirs', { hasText: last }).waitFor({ timeout: STEP_TIMEOUT });
+    step('bob went offline; meanwhile alice sent a message and deleted an earlier one');
+
+    await bobContext.setOffline(false);
+    await bob.locator('#conn-status[data-state="online"]').waitFor({ timeout: STEP_TIMEOUT });
+    await bob.locator('.message.theirs', { hasText: missed }).waitFor({ timeout: STEP_TIMEOUT });
+    await bob.locator('.message.theirs', { hasText: last }).waitFor({ state: 'detached', timeout: STEP_TIMEOUT });
+    await expectText(bob.locator('.message.theirs.deleted'), 'This message was deleted.', "bob's view of the deletion");
+    if (!(await bob.evaluate(() => window.parloirDemoNotReloaded === true))) throw new Error("bob's page was reloaded");
+    await aliceMissed.locator('.receipt[data-state="read"]').waitFor({ timeout: STEP_TIMEOUT });
+    step('bob came back online: his page shows the new message, not the deleted one, and read it (✓✓), no reload');
 
     checkProblems('console or page errors while talking');
     await alice.screenshot({ path: path.join(ARTIFACTS, 'alice.png') });

@@ -91,7 +91,8 @@ describe('join-conversation with afterSeq', () => {
   test('afterSeq at the latest number replays nothing', async () => {
     const { alice, bob, conversation } = await pair();
     const [m] = await sendMany(alice.socket, conversation.id, 1);
-    await waitFor(bob.socket, 'new-message', { predicate: (x) => x.id === m.id }); // live, before the mark
+    // Its live broadcast may reach bob after alice's ack: let it land first.
+    await waitFor(bob.socket, 'new-message', { predicate: (x) => x.id === m.id });
     const since = mark(bob.socket);
     const data = okData(await ack(bob.socket, 'join-conversation', { conversationId: conversation.id, afterSeq: m.seq }));
     assert.equal(data.latestSeq, m.seq);

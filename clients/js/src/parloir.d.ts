@@ -1,0 +1,1 @@
+../../../docs/client/parloir.d.ts
