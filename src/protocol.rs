@@ -355,9 +355,12 @@ pub struct SyncAck {
     /// Conversation id → its replay.
     #[schema(value_type = Object)]
     pub conversations: HashMap<ConversationId, ConversationReplay>,
-    /// Conversations the user was added to since `since` that the call did
-    /// not name (at most 100, oldest first).
+    /// Conversations the user was added to since `since` (created at or
+    /// after it) that the call did not name: at most 100, oldest first.
     pub conversations_added: Vec<crate::domain::Conversation>,
+    /// More were added: sync again with `since` set to the last one's
+    /// `createdAt`.
+    pub conversations_added_has_more: bool,
     pub unread: UnreadReport,
     /// Give it as `since` to the next `sync`.
     pub synced_at: String,

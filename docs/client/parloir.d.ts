@@ -267,10 +267,15 @@ export type SyncAck = {
  */
 conversations: { [key in ConversationId]: ConversationReplay }, 
 /**
- * Conversations the user was added to since `since` that the call did
- * not name (at most 100, oldest first).
+ * Conversations the user was added to since `since` (created at or
+ * after it) that the call did not name: at most 100, oldest first.
  */
-conversationsAdded: Array<Conversation>, unread: UnreadReport, 
+conversationsAdded: Array<Conversation>, 
+/**
+ * More were added: sync again with `since` set to the last one's
+ * `createdAt`.
+ */
+conversationsAddedHasMore: boolean, unread: UnreadReport, 
 /**
  * Give it as `since` to the next `sync`.
  */

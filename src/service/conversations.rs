@@ -157,17 +157,7 @@ impl Messaging {
         let room = rooms::conversation(conversation);
         self.fanout().join(socket_id, room.clone()).await;
         let read = match request {
-            JoinRequest::History(page) => self
-                .store()
-                .messages
-                .history(conversation, &page)
-                .await
-                .map_err(Into::into)
-                .map(|page| {
-                    let history = History::new(conversation, page);
-                    self.emit_to_socket(socket_id, ev::CONVERSATION_HISTORY, &history);
-                    ConversationAck::plain(conversation)
-                }),
+            JoinRequest::History(page) => self.send_history(socket_id, conversation, page).await,
             JoinRequest::After(after) => {
                 self.replay_to_socket(user, socket_id, conversation, after)
                     .await
@@ -192,6 +182,30 @@ impl Messaging {
         .await;
         self.announce_typists_to(socket_id, user, conversation)
             .await;
+        Ok(ack)
+    }
+
+    /// A history page to the socket; the ack carries the log's latest number
+    /// read before the page, so that a client resuming later from it misses
+    /// nothing (what came in between is in the page or follows live).
+    async fn send_history(
+        &self,
+        socket_id: &str,
+        conversation: ConversationId,
+        page: PageRequest,
+    ) -> ServiceResult<ConversationAck> {
+        let latest = self
+            .store()
+            .log
+            .latest_seqs(&[conversation])
+            .await?
+            .get(&conversation)
+            .copied();
+        let page = self.store().messages.history(conversation, &page).await?;
+        let history = History::new(conversation, page);
+        self.emit_to_socket(socket_id, ev::CONVERSATION_HISTORY, &history);
+        let mut ack = ConversationAck::plain(conversation);
+        ack.latest_seq = latest;
         Ok(ack)
     }
 

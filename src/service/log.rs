@@ -116,14 +116,18 @@ impl Messaging {
         let since = command
             .since
             .unwrap_or_else(|| synced_at - TimeDelta::days(ADDED_DEFAULT_WINDOW_DAYS));
-        let conversations_added = self
+        // Read past the named ones, so that up to ADDED_MAX others are listed.
+        let read = ADDED_MAX + u32::try_from(named.len()).unwrap_or(u32::MAX) + 1;
+        let mut conversations_added: Vec<_> = self
             .store()
             .log
-            .conversations_since(&user.id, since, ADDED_MAX)
+            .conversations_since(&user.id, since, read)
             .await?
             .into_iter()
             .filter(|c| !named.contains(&c.id))
             .collect();
+        let conversations_added_has_more = conversations_added.len() > ADDED_MAX as usize;
+        conversations_added.truncate(ADDED_MAX as usize);
         let counts = self.store().cursors.unread_counts(&user.id).await?;
         if let Err(e) = self
             .ephemeral()
@@ -137,6 +141,7 @@ impl Messaging {
         Ok(SyncAck {
             conversations,
             conversations_added,
+            conversations_added_has_more,
             unread: UnreadReport {
                 total_unread: unread.values().sum(),
                 conversations: unread,

@@ -11,7 +11,7 @@ use crate::auth::User;
 use crate::domain::{self, ConversationId, MessageId, UserId, format_time};
 use crate::ephemeral::UnreadCounts;
 use crate::fanout::Audience;
-use crate::protocol::{ReadReceipt, UnreadReport, UnreadUpdate, ev, rooms};
+use crate::protocol::{ReadReceipt, SeqMark, UnreadReport, UnreadUpdate, ev, rooms};
 
 impl Messaging {
     // ---------------------------------------------------------------- reads
@@ -96,14 +96,38 @@ impl Messaging {
             };
             let (service, reader) = (self.clone(), user.id.clone());
             self.after_commit(async move {
-                // Read receipts do not flow between users in a block, either way.
+                // Read receipts do not flow between users in a block, either
+                // way: the participants among them get the number alone, so
+                // that they see no gap to sync.
                 let mut audience = Audience::room(rooms::conversation(conversation));
-                for other in service.in_block_with(&reader).await {
-                    audience = audience.except(rooms::user(&other));
+                let blocked = service.in_block_with(&reader).await;
+                let mut hidden = Vec::new();
+                if !blocked.is_empty() {
+                    let participants = service
+                        .store()
+                        .participants
+                        .participants(conversation)
+                        .await
+                        .unwrap_or_default();
+                    for other in blocked {
+                        audience = audience.except(rooms::user(&other));
+                        if participants.binary_search(&other).is_ok() {
+                            hidden.push(rooms::user(&other));
+                        }
+                    }
                 }
                 service
                     .emit_logged(conversation, audience, ev::MESSAGE_READ, &event)
                     .await;
+                if let (false, Some(seq)) = (hidden.is_empty(), event.seq) {
+                    let skipped = SeqMark {
+                        conversation_id: conversation,
+                        seq,
+                    };
+                    service
+                        .emit(Audience::rooms(hidden), ev::SEQ_SKIPPED, &skipped)
+                        .await;
+                }
                 service.refresh_unread(&reader, Some(conversation)).await;
             })
             .await;

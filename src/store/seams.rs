@@ -99,8 +99,8 @@ seam! {
             conversations: &[ConversationId],
         ) -> Result<HashMap<ConversationId, u64>, StoreError>;
 
-        /// The conversations of `user` created after `since`, oldest first,
-        /// at most `limit`.
+        /// The conversations of `user` created at or after `since`, oldest
+        /// first, at most `limit`.
         async fn conversations_since(
             &self,
             user: &UserId,

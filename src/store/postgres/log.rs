@@ -97,7 +97,7 @@ impl ConversationLog for PostgresStore {
         let rows: Vec<ConversationRow> = sqlx::query_as(
             "SELECT c.id, c.title, c.created_at, c.last_message_at \
              FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
-             WHERE p.user_id = $1 AND c.created_at > $2 \
+             WHERE p.user_id = $1 AND c.created_at >= $2 \
              ORDER BY c.created_at, c.id LIMIT $3",
         )
         .bind(user.as_str())

@@ -164,7 +164,7 @@ describe('acks and resilience', () => {
     const conversation = await conversationOf(alice, [bob]);
     const args = await ackRaw(alice.socket, 'join-conversation', { conversationId: conversation.id });
     assert.equal(args.length, 1, `ack arguments: ${JSON.stringify(args)}`);
-    assert.deepEqual(okData(args[0]), { conversationId: conversation.id });
+    assert.deepEqual(okData(args[0]), { conversationId: conversation.id, latestSeq: 1 });
   });
 
   test('unknown event names neither disconnect the socket nor stop it from working', async () => {
@@ -216,7 +216,7 @@ describe('acks and resilience', () => {
         });
       }),
     );
-    for (const res of acks) assert.deepEqual(okData(res), { conversationId: conversation.id });
+    for (const res of acks) assert.deepEqual(okData(res), { conversationId: conversation.id, latestSeq: 1 });
   });
 
   test('the same user may connect several devices at once', async () => {

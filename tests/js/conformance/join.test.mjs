@@ -35,7 +35,8 @@ describe('join-conversation', () => {
     const sent = await sendMany(alice.socket, conversation.id, 3);
     const since = mark(bob.socket);
     const res = await ack(bob.socket, 'join-conversation', { conversationId: conversation.id });
-    assert.deepEqual(res, { ok: true, data: { conversationId: conversation.id } });
+    // The ack also says where the conversation's log stands (§8): creation and 3 messages.
+    assert.deepEqual(res, { ok: true, data: { conversationId: conversation.id, latestSeq: 4 } });
     const history = await waitFor(bob.socket, 'conversation-history', { since });
     assert.equal(history.conversationId, conversation.id);
     assert.equal(history.hasMore, false);

@@ -45,7 +45,10 @@ describe('the conversation log', () => {
     assert.equal(deleted.seq, 5);
     const m3 = await send(bob.socket, conversation.id, 'after all that');
     assert.equal(m3.seq, 6);
-    const history = await join(bob.socket, conversation.id);
+    const since = mark(bob.socket);
+    const joined = okData(await ack(bob.socket, 'join-conversation', { conversationId: conversation.id }));
+    assert.equal(joined.latestSeq, 6, 'a plain join says where the log stands');
+    const history = await waitFor(bob.socket, 'conversation-history', { since });
     assert.deepEqual(history.messages.map((m) => m.seq), [3, 6], 'history carries the numbers');
   });
 
