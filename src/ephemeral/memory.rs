@@ -142,11 +142,8 @@ impl PresenceState for MemoryEphemeral {
         user: &UserId,
         socket_id: &str,
     ) -> Result<bool, EphemeralError> {
-        let mut state = self.state();
-        let sockets = state.sockets.entry(user.clone()).or_default();
-        let first = sockets.is_empty();
-        sockets.insert(socket_id.to_owned());
-        Ok(first)
+        let admitted = self.admit_socket(user, socket_id, usize::MAX).await?;
+        Ok(admitted == SocketAdmission::First)
     }
 
     async fn admit_socket(

@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::protocol::{
     ConversationAck, ConversationCreated, ConversationReplay, MessageDeleted, ReadReceipt,
-    ReplayedEvent, SeqMark, SyncAck, UnreadReport, ev,
+    ReplayedEvent, SeqMark, SyncAck, ev,
 };
 
 /// Most events a `join-conversation` replays: each is a packet of its own in
@@ -128,24 +128,12 @@ impl Messaging {
             .collect();
         let conversations_added_has_more = conversations_added.len() > ADDED_MAX as usize;
         conversations_added.truncate(ADDED_MAX as usize);
-        let counts = self.store().cursors.unread_counts(&user.id).await?;
-        if let Err(e) = self
-            .ephemeral()
-            .unread
-            .replace_unread(&user.id, &counts)
-            .await
-        {
-            tracing::warn!(error = %e, "unread counters not refreshed");
-        }
-        let unread: HashMap<_, _> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+        let unread = self.unread(user).await?;
         Ok(SyncAck {
             conversations,
             conversations_added,
             conversations_added_has_more,
-            unread: UnreadReport {
-                total_unread: unread.values().sum(),
-                conversations: unread,
-            },
+            unread,
             synced_at: format_time(&synced_at),
         })
     }

@@ -711,13 +711,87 @@ async fn a_postgres_outage_answers_unavailable_broadcasts_nothing_and_heals() {
     );
 }
 
-/// `bob` asks `sync` from `after` and returns the ack data's replay of
-/// `conversation`.
-async fn sync_from(d: &mut Driver, who: &str, conversation: &str, after: u64) -> Value {
-    let ack = d
-        .emit(who, "sync", json!({"conversations": {conversation: after}}))
-        .await;
-    ok_data(&ack)["conversations"][conversation].clone()
+/// Two nodes over a Redis of `kind` (commands time out after 1 s), alice
+/// on the first and bob on the second, both in one conversation's room.
+struct StalledPair {
+    db: PostgresDatabase,
+    redis: TestRedis,
+    /// Alice's node (`None` once killed).
+    a: Option<NodeProcess>,
+    b: NodeProcess,
+    d: Driver,
+    conversation: String,
+}
+
+impl StalledPair {
+    async fn start(kind: RedisKind) -> Self {
+        let db = PostgresDatabase::create().await;
+        let redis = TestRedis::start(kind).await;
+        let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+        let env = |id| {
+            let mut env = node_env(db.url(), Some(&redis), &prefix, id);
+            env.push(("PARLOIR_REDIS_TIMEOUT_MS", "1000".to_owned()));
+            env
+        };
+        let a = NodeProcess::start(&env("node-a")).await;
+        let b = NodeProcess::start(&env("node-b")).await;
+        let mut d = Driver::start().await;
+        let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+        let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+        d.connect("alice", &a.url, &token(&alice)).await;
+        d.connect("bob", &b.url, &token(&bob)).await;
+        for who in ["alice", "bob"] {
+            join(&mut d, who, &conversation).await;
+        }
+        Self {
+            db,
+            redis,
+            a: Some(a),
+            b,
+            d,
+            conversation,
+        }
+    }
+
+    /// Alice sends while Redis stalls (left stalled): the message is
+    /// committed and reaches her node only. Returns it.
+    async fn send_unheard(&mut self, content: &str) -> Value {
+        self.redis.pause().await;
+        let ack = self
+            .d
+            .emit(
+                "alice",
+                "send-message",
+                json!({"conversationId": self.conversation, "content": content}),
+            )
+            .await;
+        ok_data(&ack).clone()
+    }
+
+    /// Bob is told the conversation's latest number, syncs from the
+    /// creation (1) and gets the message he missed.
+    async fn bob_catches_up(&mut self, missed: &Value, within: Duration) {
+        let latest = self
+            .d
+            .wait(
+                "bob",
+                "conversation-latest",
+                json!({"conversationId": self.conversation}),
+                within,
+            )
+            .await;
+        assert_eq!(latest["seq"], missed["seq"], "{latest}");
+        let ack = self
+            .d
+            .emit(
+                "bob",
+                "sync",
+                json!({"conversations": {&self.conversation: 1}}),
+            )
+            .await;
+        let replay = &ok_data(&ack)["conversations"][&self.conversation];
+        assert_eq!(replay["events"][0]["data"]["id"], missed["id"], "{replay}");
+    }
 }
 
 // A change committed while Redis stalled reached only its own node. Once
@@ -726,48 +800,11 @@ async fn sync_from(d: &mut Driver, who: &str, conversation: &str, after: u64) ->
 // syncs, and gets the message it missed, without reconnecting.
 on_both_redis_kinds!(a_change_whose_broadcast_was_lost_reaches_the_other_node_after_the_stall);
 async fn a_change_whose_broadcast_was_lost_reaches_the_other_node_after_the_stall(kind: RedisKind) {
-    let db = PostgresDatabase::create().await;
-    let redis = TestRedis::start(kind).await;
-    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let env = |id| {
-        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
-        env.push(("PARLOIR_REDIS_TIMEOUT_MS", "1000".to_owned()));
-        env
-    };
-    let a = NodeProcess::start(&env("node-a")).await;
-    let b = NodeProcess::start(&env("node-b")).await;
-    let mut d = Driver::start().await;
-    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
-    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
-    d.connect("alice", &a.url, &token(&alice)).await;
-    d.connect("bob", &b.url, &token(&bob)).await;
-    for who in ["alice", "bob"] {
-        join(&mut d, who, &conversation).await;
-    }
-
-    redis.pause().await;
-    let lost = d
-        .emit(
-            "alice",
-            "send-message",
-            json!({"conversationId": conversation, "content": "lost live"}),
-        )
-        .await;
-    let lost = ok_data(&lost).clone();
-    redis.resume().await;
-
-    let latest = d
-        .wait(
-            "bob",
-            "conversation-latest",
-            json!({"conversationId": conversation}),
-            Duration::from_secs(10),
-        )
-        .await;
-    assert_eq!(latest["seq"], lost["seq"], "{latest}");
-    // Bob last saw the creation (1): the sync returns the message.
-    let replay = sync_from(&mut d, "bob", &conversation, 1).await;
-    assert_eq!(replay["events"][0]["data"]["id"], lost["id"], "{replay}");
+    let mut pair = StalledPair::start(kind).await;
+    let missed = pair.send_unheard("lost live").await;
+    pair.redis.resume().await;
+    pair.bob_catches_up(&missed, Duration::from_secs(10)).await;
+    let StalledPair { db, a, b, .. } = pair;
     drop((a, b));
     db.drop_database().await;
 }
@@ -778,48 +815,14 @@ async fn a_change_whose_broadcast_was_lost_reaches_the_other_node_after_the_stal
 // syncs and gets the change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_left_unannounced_by_a_dead_node_reaches_the_survivors_clients() {
-    let db = PostgresDatabase::create().await;
-    let redis = TestRedis::start(RedisKind::Single).await;
-    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let env = |id| {
-        let mut env = node_env(db.url(), Some(&redis), &prefix, id);
-        env.push(("PARLOIR_REDIS_TIMEOUT_MS", "1000".to_owned()));
-        env
-    };
-    let a = NodeProcess::start(&env("node-a")).await;
-    let b = NodeProcess::start(&env("node-b")).await;
-    let mut d = Driver::start().await;
-    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
-    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
-    d.connect("alice", &a.url, &token(&alice)).await;
-    d.connect("bob", &b.url, &token(&bob)).await;
-    for who in ["alice", "bob"] {
-        join(&mut d, who, &conversation).await;
+    let mut pair = StalledPair::start(RedisKind::Single).await;
+    let missed = pair.send_unheard("its node died").await;
+    if let Some(a) = pair.a.take() {
+        a.kill().await;
     }
-
-    redis.pause().await;
-    let lost = d
-        .emit(
-            "alice",
-            "send-message",
-            json!({"conversationId": conversation, "content": "its node died"}),
-        )
-        .await;
-    let lost = ok_data(&lost).clone();
-    a.kill().await;
-    redis.resume().await;
-
-    let latest = d
-        .wait(
-            "bob",
-            "conversation-latest",
-            json!({"conversationId": conversation}),
-            Duration::from_secs(15),
-        )
-        .await;
-    assert_eq!(latest["seq"], lost["seq"], "{latest}");
-    let replay = sync_from(&mut d, "bob", &conversation, 1).await;
-    assert_eq!(replay["events"][0]["data"]["id"], lost["id"], "{replay}");
+    pair.redis.resume().await;
+    pair.bob_catches_up(&missed, Duration::from_secs(15)).await;
+    let StalledPair { db, b, .. } = pair;
     drop(b);
     db.drop_database().await;
 }

@@ -1130,6 +1130,10 @@ struct Opened {
     senders: Vec<mpsc::UnboundedSender<Cmd>>,
     failed: BTreeMap<String, usize>,
     disconnects: Arc<AtomicUsize>,
+    /// Each successful handshake's time, in µs, from when it was due (open
+    /// loop: waiting for a free handshake slot counts) to the namespace's
+    /// CONNECT answer.
+    handshake_us: Histogram<u64>,
 }
 
 /// Opens one socket per spec, with at most `concurrency` handshakes in flight, at most `ramp`/s.
@@ -1145,10 +1149,14 @@ async fn open_all(
     let mut waits = Vec::with_capacity(specs.len());
     let started = Instant::now();
     for (i, spec) in specs.into_iter().enumerate() {
-        if let Some(r) = ramp {
-            let due = started + Duration::from_secs_f64(i as f64 / r);
-            tokio::time::sleep_until(due.into()).await;
-        }
+        let due = match ramp {
+            Some(r) => {
+                let due = started + Duration::from_secs_f64(i as f64 / r);
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let (ftx, frx) = oneshot::channel();
         senders.push(tx);
@@ -1164,21 +1172,29 @@ async fn open_all(
             tokio::spawn(run_conn(spec, stats, rx, itx, disconnects));
             let r = irx.await.unwrap_or_else(|_| Err("task ended".into()));
             drop(permit);
-            let _ = ftx.send(r);
+            let took = due.elapsed();
+            let _ = ftx.send(r.map(|()| took));
         });
         waits.push(frx);
     }
     let mut failed = BTreeMap::new();
+    let mut handshake_us = Histogram::<u64>::new(3).expect("3 significant figures is valid");
     for w in waits {
-        if let Err(e) = w.await.unwrap_or_else(|_| Err("task ended".into())) {
-            let key = e.chars().take(80).collect::<String>();
-            *failed.entry(key).or_insert(0) += 1;
+        match w.await.unwrap_or_else(|_| Err("task ended".into())) {
+            Ok(took) => {
+                let _ = handshake_us.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+            }
+            Err(e) => {
+                let key = e.chars().take(80).collect::<String>();
+                *failed.entry(key).or_insert(0) += 1;
+            }
         }
     }
     Opened {
         senders,
         failed,
         disconnects,
+        handshake_us,
     }
 }
 
@@ -1622,6 +1638,15 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
         "  sockets         {connected} connected of {} ({:?}) in {open_secs:.1} s ; {disconnects} dropped while held {} s",
         a.sockets, opened.failed, a.hold
     );
+    let h = &opened.handshake_us;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "  handshake time  p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms (from when due, open loop)",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        h.max() as f64 / 1000.0
+    );
     println!(
         "  handshakes      {handshakes_per_sec:.0}/s over the ramp (asked {}/s) ; node CPU per handshake {} µs",
         a.ramp,
@@ -1662,6 +1687,7 @@ async fn run_idle(ctx: &Ctx, a: &IdleArgs) -> Result<()> {
         "rampPerSec": a.ramp,
         "openSecs": open_secs,
         "handshakesPerSec": handshakes_per_sec,
+        "handshakeMs": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": h.max() as f64 / 1000.0},
         "nodeCpuUsPerHandshake": cpu_us_per_handshake,
         "holdSecs": a.hold,
         "nodeRssKbBefore": rss_before,

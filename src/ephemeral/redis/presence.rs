@@ -9,23 +9,8 @@ impl PresenceState for RedisEphemeral {
         user: &UserId,
         socket_id: &str,
     ) -> Result<bool, EphemeralError> {
-        let first: i64 = self
-            .redis
-            .eval(
-                "socket_connected",
-                &self.redis.scripts.socket_connected,
-                vec![
-                    self.redis.keys.user_sockets(user),
-                    self.redis.keys.node_sockets(&self.node_id),
-                ],
-                vec![
-                    socket_id.into(),
-                    self.node_id.as_str().into(),
-                    user.as_str().into(),
-                ],
-            )
-            .await?;
-        Ok(first == 1)
+        let admitted = self.admit_socket(user, socket_id, usize::MAX).await?;
+        Ok(admitted == SocketAdmission::First)
     }
 
     async fn admit_socket(

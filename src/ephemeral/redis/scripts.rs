@@ -38,7 +38,6 @@ macro_rules! scripts {
 }
 
 scripts!(
-    socket_connected,
     admit_socket,
     socket_disconnected,
     presence,
