@@ -78,6 +78,22 @@ pub(super) async fn relay_owed(service: Messaging, stop: CancellationToken) {
     }
 }
 
+/// Keeps this node's view of blocks fresh (see `service::blocks`).
+pub(super) async fn refresh_blocks(service: Messaging, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::service::BLOCKS_REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(e) = service.refresh_blocks_once().await {
+                    warn!(error = %e, "blocks not read again; the last ones read stay in use");
+                }
+            }
+        }
+    }
+}
+
 /// The notification worker's parts.
 #[derive(Clone)]
 pub(super) struct Notifying {

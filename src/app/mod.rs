@@ -42,8 +42,8 @@ use crate::notify::{Courier, EmailCourier, WebhookCourier};
 use crate::protocol::NAMESPACE;
 use crate::service::{Messaging, Notifier, RetentionJob, ServiceSettings};
 use background::{
-    Cluster, Notifying, RetentionSchedule, apply_retention, keep_membership, notify, relay_owed,
-    sweep_typing,
+    Cluster, Notifying, RetentionSchedule, apply_retention, keep_membership, notify,
+    refresh_blocks, relay_owed, sweep_typing,
 };
 use late_fanout::LateFanout;
 
@@ -433,6 +433,10 @@ impl App {
         let typing = service.clone();
         supervisor.spawn("typing_sweep", Lifetime::UntilStopped, move |stop| {
             sweep_typing(typing.clone(), stop)
+        });
+        let blocking = service.clone();
+        supervisor.spawn("blocks_refresh", Lifetime::UntilStopped, move |stop| {
+            refresh_blocks(blocking.clone(), stop)
         });
         let welcoming = service.clone();
         supervisor.spawn("welcomes", Lifetime::UntilStopped, move |stop| {

@@ -4,17 +4,21 @@
 //! receipts stop flowing between them, both ways.
 //!
 //! Which blocks a user is part of is read on every typing event, read
-//! receipt and one-to-one send, so each node keeps it per user for
-//! `BLOCKS_FRESH_FOR`: a block made on another node takes effect here within
-//! that time (the contract promises 5 s). The node where a block changes
-//! forgets both users' entries at once. Starting a conversation reads the
-//! store itself: it is rare, and must not slip through.
+//! receipt and one-to-one send, so each node keeps it for the users it
+//! serves, and reads it again for all of them in one query every
+//! `REFRESH_EVERY` (`refresh_blocks_once`): a block made on another node
+//! takes effect here within that (the contract promises 5 s), and a busy
+//! node costs the store one query per interval, not one per user. Users not
+//! served since the previous refresh are forgotten (read again when next
+//! served). The node where a block changes forgets both users' entries at
+//! once. Starting a conversation reads the store itself: it is rare, and
+//! must not slip through.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tracing::instrument;
 
 use super::{Messaging, ServiceError, ServiceResult};
@@ -23,49 +27,101 @@ use crate::domain::{UserId, ValidationError, format_time, now_millis};
 use crate::protocol::{BlockAck, BlockList, BlockedUser};
 use crate::store::{BlockRelations, Store, StoreError};
 
-/// How long a node trusts what it read of a user's blocks.
-const BLOCKS_FRESH_FOR: Duration = Duration::from_secs(4);
+/// How often a node reads again the blocks of the users it serves.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// Users whose blocks a node remembers at once.
 const CAPACITY: usize = 50_000;
+/// Users whose blocks one refresh query reads.
+const REFRESH_BATCH: usize = 1_000;
 /// Most users one user may block (bounds what every typing event reads).
 pub const MAX_BLOCKS_PER_USER: usize = 1_000;
 
-/// A user's blocks, as read at `read_at`.
+/// A user's blocks, as last read.
 pub(super) struct Known {
     /// Everyone in a block with the user, whoever blocked whom.
     pub(super) either_way: HashSet<UserId>,
-    read_at: Instant,
+    /// Served since the last refresh.
+    used: AtomicBool,
+}
+
+impl Known {
+    fn new(relations: BlockRelations) -> Arc<Self> {
+        Arc::new(Self {
+            either_way: relations
+                .blocks
+                .into_iter()
+                .chain(relations.blocked_by)
+                .collect(),
+            used: AtomicBool::new(true),
+        })
+    }
 }
 
 pub(super) struct BlocksCache {
     known: quick_cache::sync::Cache<UserId, Arc<Known>>,
+    /// Bumped by every `forget`, so a refresh that read the store before a
+    /// block changed does not put back what was forgotten.
+    forgotten: AtomicU64,
 }
 
 impl BlocksCache {
     pub(super) fn new() -> Self {
         Self {
             known: quick_cache::sync::Cache::new(CAPACITY),
+            forgotten: AtomicU64::new(0),
         }
     }
 
-    /// The users in a block with `user`, either way, at most
-    /// `BLOCKS_FRESH_FOR` old.
+    /// The users in a block with `user`, either way, as read at most one
+    /// refresh ago.
     pub(super) async fn of(&self, store: &Store, user: &UserId) -> Result<Arc<Known>, StoreError> {
-        if let Some(known) = self.known.get(user)
-            && known.read_at.elapsed() < BLOCKS_FRESH_FOR
-        {
+        if let Some(known) = self.known.get(user) {
+            known.used.store(true, Ordering::Relaxed);
             return Ok(known);
         }
-        let BlockRelations { blocks, blocked_by } = store.blocks.block_relations(user).await?;
-        let known = Arc::new(Known {
-            either_way: blocks.into_iter().chain(blocked_by).collect(),
-            read_at: Instant::now(),
-        });
+        let known = Known::new(store.blocks.block_relations(user).await?);
         self.known.insert(user.clone(), known.clone());
         Ok(known)
     }
 
+    /// Reads again the blocks of every user served since the last refresh,
+    /// a batch per query, and forgets the others. Returns how many users.
+    async fn refresh(&self, store: &Store) -> Result<usize, StoreError> {
+        let forgotten = self.forgotten.load(Ordering::Acquire);
+        let mut served = Vec::new();
+        let mut idle = Vec::new();
+        for (user, known) in self.known.iter() {
+            if known.used.swap(false, Ordering::Relaxed) {
+                served.push(user);
+            } else {
+                idle.push(user);
+            }
+        }
+        for user in &idle {
+            self.known.remove(user);
+        }
+        for batch in served.chunks(REFRESH_BATCH) {
+            let mut relations = store.blocks.block_relations_of(batch).await?;
+            if self.forgotten.load(Ordering::Acquire) != forgotten {
+                // A block changed while reading: what was read may predate
+                // it, so the batch is read again user by user when served.
+                for user in batch {
+                    self.known.remove(user);
+                }
+                continue;
+            }
+            for user in batch {
+                let known = Known::new(relations.remove(user).unwrap_or_default());
+                // Served before this refresh: keep it for the next one.
+                known.used.store(false, Ordering::Relaxed);
+                self.known.insert(user.clone(), known);
+            }
+        }
+        Ok(served.len())
+    }
+
     fn forget(&self, users: [&UserId; 2]) {
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
         for user in users {
             self.known.remove(user);
         }
@@ -171,6 +227,11 @@ impl Messaging {
             ));
         }
         Ok(())
+    }
+
+    /// One refresh of this node's view of blocks (see the module).
+    pub async fn refresh_blocks_once(&self) -> ServiceResult<usize> {
+        Ok(self.inner.blocks.refresh(self.store()).await?)
     }
 
     fn forget_blocks_of(&self, users: [&UserId; 2]) {

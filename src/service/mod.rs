@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-pub use blocks::MAX_BLOCKS_PER_USER;
+pub use blocks::{MAX_BLOCKS_PER_USER, REFRESH_EVERY as BLOCKS_REFRESH_EVERY};
 pub use error::ServiceError;
 pub use notifications::{Notifier, NotifySettings, backoff};
 pub use presence::Admission;

@@ -132,6 +132,13 @@ seam! {
 
         /// Whom `user` blocks and who blocks `user`.
         async fn block_relations(&self, user: &UserId) -> Result<BlockRelations, StoreError>;
+
+        /// `block_relations` for many users at once: each user in a block,
+        /// and theirs (users in none are left out).
+        async fn block_relations_of(
+            &self,
+            users: &[UserId],
+        ) -> Result<HashMap<UserId, BlockRelations>, StoreError>;
     }
 }
 

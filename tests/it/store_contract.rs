@@ -1609,6 +1609,31 @@ mod contract {
             .expect("the store answers");
         assert!(relations.blocks.is_empty());
         assert_eq!(relations.blocked_by, vec![alice.clone()]);
+        let dave = user("dave");
+        let all = blocks
+            .block_relations_of(&[alice.clone(), bob.clone(), carol.clone(), dave.clone()])
+            .await
+            .expect("the store answers");
+        for who in [&alice, &bob, &carol] {
+            let one = blocks
+                .block_relations(who)
+                .await
+                .expect("the store answers");
+            let many = all.get(who).expect("a user in a block is listed");
+            assert_eq!(
+                (&many.blocks, &many.blocked_by),
+                (&one.blocks, &one.blocked_by),
+                "the batch read agrees with the single one for {who:?}"
+            );
+        }
+        assert!(!all.contains_key(&dave), "a user in no block is left out");
+        assert!(
+            blocks
+                .block_relations_of(&[])
+                .await
+                .expect("the store answers")
+                .is_empty()
+        );
         assert!(
             blocks
                 .unblock_user(&alice, &bob)

@@ -129,6 +129,7 @@ async fn every_task_killed_is_restarted_and_works_again() {
         "socket_timers",
         "typing_sweep",
         "welcomes",
+        "blocks_refresh",
         "retention",
         "cluster_membership",
         "log_relay",

@@ -229,6 +229,41 @@ impl Blocks for SqliteStore {
             .collect()
     }
 
+    async fn block_relations_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, BlockRelations>, StoreError> {
+        const OP: &str = "block_relations_of";
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        // (user, other, whether the user is the blocker)
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT blocker_id, blocked_id, true FROM blocks WHERE blocker_id IN (SELECT value FROM json_each(?1)) \
+             UNION ALL SELECT blocked_id, blocker_id, false FROM blocks WHERE blocked_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(Json(&names))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(OP, e))?;
+        let mut relations: HashMap<UserId, BlockRelations> = HashMap::new();
+        for (user, other, blocks) in rows {
+            let entry = relations.entry(user_id(OP, &user)?).or_default();
+            let other = user_id(OP, &other)?;
+            if blocks {
+                entry.blocks.push(other);
+            } else {
+                entry.blocked_by.push(other);
+            }
+        }
+        for r in relations.values_mut() {
+            r.blocks.sort();
+            r.blocked_by.sort();
+        }
+        Ok(relations)
+    }
+
     async fn block_relations(&self, user: &UserId) -> Result<BlockRelations, StoreError> {
         const OP: &str = "block_relations";
         let rows: Vec<(String, bool)> = sqlx::query_as(
