@@ -183,13 +183,14 @@ impl Supervisor {
     /// supervisor restarts it (fault drills; the integration tests). False
     /// when no task of that name is running.
     pub fn abort(&self, name: &str) -> bool {
-        match self.inner.lock_running().get(name) {
-            Some(handle) => {
-                handle.abort();
-                true
-            }
-            None => false,
-        }
+        // Down from this moment, not from when the run's end is noticed: a
+        // caller waiting for the restart must not see the aborted run as running.
+        let Some((name, handle)) = self.inner.lock_running().remove_entry(name) else {
+            return false;
+        };
+        self.inner.set_down(name, true);
+        handle.abort();
+        true
     }
 
     /// Resolves when a task failed too often, with what happened.
