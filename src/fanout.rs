@@ -128,7 +128,14 @@ impl<A: Adapter> Fanout for SioFanout<A> {
             return Delivered::Everywhere;
         }
         let Some(ns) = self.io.of(NAMESPACE) else {
-            warn!(event, "namespace not registered; event dropped");
+            // At shutdown every closing socket's `user-offline` lands here:
+            // one line per interval, not one per socket.
+            if self.warn_now() {
+                warn!(
+                    event,
+                    "namespace not registered (the node is stopping); events dropped"
+                );
+            }
             return Delivered::ThisNodeOnly;
         };
         match ns

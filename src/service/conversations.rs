@@ -70,11 +70,18 @@ impl Messaging {
     /// participants' contacts are read again on this node (the others'
     /// within a second: `contacts`).
     async fn take_part(&self, conversation: ConversationId, user: &UserId) -> ServiceResult<()> {
+        // Taking part is for good (nothing clears it): once known, a join
+        // after a reconnect writes nothing, which a reconnect storm needs.
+        let key = (conversation, user.clone());
+        if self.inner.engaged.get(&key).is_some() {
+            return Ok(());
+        }
         let first = self
             .store()
             .conversations
             .mark_engaged(conversation, user, domain::now_millis())
             .await?;
+        self.inner.engaged.insert(key, ());
         if first {
             let participants = self.store().participants.participants(conversation).await?;
             self.inner.contacts.forget(&participants);

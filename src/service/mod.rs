@@ -68,6 +68,9 @@ struct Inner {
     blocks: blocks::BlocksCache,
     /// The token claims this node last remembered per user.
     profiles: profiles::Remembered,
+    /// Participants this node knows took part in their conversation (it
+    /// never ends), so that joining again writes nothing.
+    engaged: quick_cache::sync::Cache<(crate::domain::ConversationId, crate::domain::UserId), ()>,
     /// Connected sockets waiting for their welcome (see `welcome`).
     welcomes: welcome::Welcomes,
     /// Conversations whose latest change may not have reached other nodes.
@@ -79,6 +82,10 @@ struct Inner {
     detached: TaskTracker,
     settings: ServiceSettings,
 }
+
+/// Participants known to have taken part, per node: past it the least used
+/// are forgotten and cost one write at their next join.
+const ENGAGED_KNOWN: usize = 200_000;
 
 /// Most disconnections kept for a retry; beyond, the oldest are dropped
 /// (a restart of this node clears them anyway: `forget_previous_life`).
@@ -120,6 +127,7 @@ impl Messaging {
                 contacts: contacts::ContactsCache::new(),
                 blocks: blocks::BlocksCache::new(),
                 profiles: profiles::Remembered::new(profiles::REMEMBERED_PROFILES),
+                engaged: quick_cache::sync::Cache::new(ENGAGED_KNOWN),
                 pending_disconnects: PendingDisconnects::default(),
                 relay: relay::Owed::default(),
                 welcomes: welcome::Welcomes::new(),
