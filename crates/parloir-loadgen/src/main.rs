@@ -11,6 +11,8 @@
 //! - `group`: one conversation of M members, a few senders, fan-out.
 //! - `idle`: N authenticated idle sockets opened at a ramp and held; the
 //!   node's RSS before and after gives KB per socket.
+//! - `reconnect`: a node SIGKILLed under traffic; its sockets resume on the
+//!   survivor from the conversation log (`reconnect.rs`).
 //!
 //! Loopback targets only; every run is bounded in time and count. The output
 //! is a readable summary followed by one JSON line (the last line).
@@ -18,6 +20,8 @@
 // The workspace bans std's Instant and thread sleeps for the node, whose
 // tests run on paused time; a load generator measures real time.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod reconnect;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -100,6 +104,8 @@ enum Scenario {
     Group(GroupArgs),
     /// N authenticated idle sockets: node RSS per socket.
     Idle(IdleArgs),
+    /// A node SIGKILLed under traffic; its clients resume on the survivor.
+    Reconnect(reconnect::ReconnectArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -238,6 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Pairs(a) => run_load(&ctx, Plan::pairs(&a)?, &a.load).await,
         Scenario::Group(a) => run_load(&ctx, Plan::group(&a)?, &a.load).await,
         Scenario::Idle(a) => run_idle(&ctx, &a).await,
+        Scenario::Reconnect(a) => reconnect::run_reconnect(&ctx, &a).await,
     }
 }
 
