@@ -31,6 +31,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
+# Published crates carried with a patch ([patch.crates-io] in Cargo.toml) are
+# dependencies too: the recipe names their path, the cook builds them.
+COPY vendor vendor
 # Dependencies only: this layer is reused until Cargo.toml or Cargo.lock change.
 RUN cargo chef cook --release --locked --bin parloir --recipe-path recipe.json
 COPY . .
