@@ -9,7 +9,7 @@ mod background;
 mod late_fanout;
 mod parts;
 
-use parts::{cors_layer, couriers, redis_subscriber, store_kind};
+use parts::{compression_layer, cors_layer, couriers, redis_subscriber, store_kind};
 pub use parts::{open_store, signing_secret};
 
 use std::future::Future;
@@ -347,7 +347,8 @@ fn wire<A: Adapter>(builder: SocketIoBuilder<A>, deps: Deps<'_>) -> (Wired, Sock
             readiness,
             http::refuse_new_sessions_while_draining,
         ))
-        .layer(cors_layer(&config.cors));
+        .layer(cors_layer(&config.cors))
+        .layer(compression_layer(config.compress_above));
     let (timed, timing_service) = (io.clone(), service.clone());
     let start_timers: TaskStart = Box::new(move |supervisor| {
         supervisor.spawn("socket_timers", Lifetime::UntilStopped, move |stop| {

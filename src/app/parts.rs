@@ -2,6 +2,9 @@
 //! (decorated as the node uses it), the dev signing secret, the notification
 //! couriers, the Socket.IO adapter's Redis connection and the CORS layer.
 
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+
 use super::*;
 
 /// Opens the configured store, decorated as the node uses it (its group
@@ -137,6 +140,25 @@ pub(super) fn store_kind(store: &StoreConfig) -> &'static str {
     }
 }
 
+/// Compression of HTTP responses (the API, `/metrics`, Socket.IO
+/// long-polling) by the client's `Accept-Encoding`, above `above` bytes.
+/// Websocket frames are not HTTP bodies: the 101 answer has none.
+pub(super) fn compression_layer(above: Option<u64>) -> CompressionLayer<impl Predicate> {
+    // Off: no encoding is ever chosen, every body passes as it is.
+    let on = above.is_some();
+    CompressionLayer::new()
+        .gzip(on)
+        .br(on)
+        .zstd(on)
+        .quality(CompressionLevel::Default)
+        .compress_when(
+            SizeAbove::new(above.unwrap_or(u64::MAX))
+                .and(NotForContentType::GRPC)
+                .and(NotForContentType::IMAGES)
+                .and(NotForContentType::SSE),
+        )
+}
+
 pub(super) fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
     let allow = match origins {
         // Mirroring (rather than `*`) keeps credentialed polling requests working.
@@ -178,5 +200,44 @@ impl socketioxide_sharded::Spawner for SupervisedSpawner {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    use super::compression_layer;
+
+    /// The `Content-Encoding` of a 2 KB answer to a client accepting gzip.
+    async fn encoding_with(above: Option<u64>) -> Option<String> {
+        let service = ServiceBuilder::new()
+            .layer(compression_layer(above))
+            .service_fn(|_req: Request<Body>| async {
+                Ok::<_, std::convert::Infallible>(
+                    axum::http::Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(vec![b'a'; 2048]))
+                        .expect("a static response is valid"),
+                )
+            });
+        let request = Request::builder()
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .expect("a static request is valid");
+        let response = service.oneshot(request).await.expect("infallible");
+        response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+    }
+
+    #[tokio::test]
+    async fn compression_follows_the_threshold_and_can_be_turned_off() {
+        assert_eq!(encoding_with(Some(1024)).await.as_deref(), Some("gzip"));
+        assert_eq!(encoding_with(Some(4096)).await, None, "under the threshold");
+        assert_eq!(encoding_with(None).await, None, "PARLOIR_COMPRESSION=false");
     }
 }

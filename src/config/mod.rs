@@ -139,6 +139,9 @@ pub struct Config {
     pub cors: CorsOrigins,
     pub limits: Limits,
     pub max_frame_bytes: usize,
+    /// HTTP responses larger than this many bytes are compressed for
+    /// clients that accept it; `None`: never.
+    pub compress_above: Option<u64>,
     pub rate_limits: RateLimits,
     pub typing_ttl: Duration,
     pub migrate_on_start: bool,
@@ -220,6 +223,7 @@ impl Config {
             cors: CorsOrigins::Any,
             limits: Limits::default(),
             max_frame_bytes: 64 * 1024,
+            compress_above: Some(1024),
             rate_limits: RateLimits {
                 send_per_sec: 10,
                 send_burst: 20,

@@ -131,6 +131,13 @@ pub struct RawConfig {
     /// Typing state lifetime without a repeat, in milliseconds.
     #[arg(long, env = "PARLOIR_TYPING_TTL_MS", default_value_t = 5000)]
     pub typing_ttl_ms: u64,
+    /// Compress HTTP responses (the API and Socket.IO long-polling) for
+    /// clients that accept it: gzip, brotli or zstd, by `Accept-Encoding`.
+    #[arg(long, env = "PARLOIR_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compression: bool,
+    /// Bodies at or below this size are sent as they are, in bytes.
+    #[arg(long, env = "PARLOIR_COMPRESSION_MIN_BYTES", default_value_t = 1024)]
+    pub compression_min_bytes: u64,
     /// Apply migrations when `serve` starts.
     #[arg(long, env = "PARLOIR_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,

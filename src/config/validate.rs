@@ -77,6 +77,15 @@ impl RawConfig {
                 self.max_frame_bytes,
                 1024..=16 * 1024 * 1024,
             )?,
+            compress_above: if self.compression {
+                Some(in_range(
+                    "PARLOIR_COMPRESSION_MIN_BYTES",
+                    self.compression_min_bytes,
+                    0..=16 * 1024 * 1024,
+                )?)
+            } else {
+                None
+            },
             rate_limits: self.rate_limits()?,
             budgets: self.budgets()?,
             typing_ttl: millis("PARLOIR_TYPING_TTL_MS", self.typing_ttl_ms, 100..=600_000)?,
