@@ -255,6 +255,44 @@ async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once(kind: Red
     db.drop_database().await;
 }
 
+on_both_redis_kinds!(a_drained_nodes_users_go_offline_for_their_contacts_elsewhere);
+async fn a_drained_nodes_users_go_offline_for_their_contacts_elsewhere(kind: RedisKind) {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(kind).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
+    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
+    let mut d = Driver::start().await;
+    let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
+    let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
+    d.connect("bob", &b.url, &token(&bob)).await;
+    join(&mut d, "bob", &conversation).await;
+    d.connect("alice", &a.url, &token(&alice)).await;
+    d.wait("bob", "user-online", json!({"userId": alice}), EVENT)
+        .await;
+
+    // A rolling deploy drains node A; alice does not come back (her laptop is shut).
+    // socketioxide closes a namespace before its sockets, so node A cannot tell
+    // anyone: node B, seeing A gone, announces its users' departures. At worst
+    // after A's membership expires (20 s).
+    assert_eq!(a.terminate().await, Some(0), "a drained node exits cleanly");
+    let offline = d
+        .wait(
+            "bob",
+            "user-offline",
+            json!({"userId": alice}),
+            Duration::from_secs(25),
+        )
+        .await;
+    assert!(offline["lastSeenAt"].is_string(), "{offline}");
+    let presence = d
+        .emit("bob", "get-presence", json!({"userIds": [alice.clone()]}))
+        .await;
+    assert_eq!(ok_data(&presence)["online"][&alice], false, "{presence}");
+    drop((b, redis));
+    db.drop_database().await;
+}
+
 on_both_redis_kinds!(cross_node_delivery_and_counters_survive_a_redis_restart);
 async fn cross_node_delivery_and_counters_survive_a_redis_restart(kind: RedisKind) {
     let db = PostgresDatabase::create().await;
