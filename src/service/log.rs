@@ -77,39 +77,56 @@ impl Messaging {
         let hidden = self.in_block_with(&user.id).await;
         let named: HashSet<ConversationId> =
             command.conversations.iter().map(|(id, _)| *id).collect();
+        // Which named conversations are the caller's, then where each log
+        // stands, in one query: a client resuming many conversations mostly
+        // finds nothing new in most, and those cost no read of the log.
+        let mut theirs = Vec::with_capacity(command.conversations.len());
+        for (conversation, _) in &command.conversations {
+            if self
+                .store()
+                .participants
+                .is_participant(*conversation, &user.id)
+                .await?
+            {
+                theirs.push(*conversation);
+            }
+        }
+        let latest = self.store().log.latest_seqs(&theirs).await?;
         let mut budget = SYNC_TOTAL;
         let mut conversations = HashMap::new();
         for (conversation, after) in command.conversations {
-            let page = if budget == 0 {
-                None
-            } else if self
-                .store()
-                .participants
-                .is_participant(conversation, &user.id)
-                .await?
-            {
-                let limit = budget.min(SYNC_PER_CONVERSATION);
-                self.store()
-                    .log
-                    .log_after(conversation, after, limit)
-                    .await?
-            } else {
+            let replay = match latest.get(&conversation) {
                 // Not the caller's, or no such conversation: the same answer.
-                None
-            };
-            let replay = match page {
-                Some(page) if after >= page.floor => {
-                    budget = budget
-                        .saturating_sub(u32::try_from(page.entries.len()).unwrap_or(u32::MAX));
-                    replay_of(conversation, page, &hidden)
-                }
+                None => ConversationReplay::NotRecovered { recovered: false },
+                // Nothing after `after` (the floor is never above the latest).
+                Some(&latest_seq) if after >= latest_seq => ConversationReplay::Replayed {
+                    events: Vec::new(),
+                    has_more: false,
+                    latest_seq,
+                },
                 // The call's budget is spent: nothing replayed, more to come.
-                None if budget == 0 => ConversationReplay::Replayed {
+                Some(_) if budget == 0 => ConversationReplay::Replayed {
                     events: Vec::new(),
                     has_more: true,
                     latest_seq: after,
                 },
-                _ => ConversationReplay::NotRecovered { recovered: false },
+                Some(_) => {
+                    let limit = budget.min(SYNC_PER_CONVERSATION);
+                    match self
+                        .store()
+                        .log
+                        .log_after(conversation, after, limit)
+                        .await?
+                    {
+                        Some(page) if after >= page.floor => {
+                            budget = budget.saturating_sub(
+                                u32::try_from(page.entries.len()).unwrap_or(u32::MAX),
+                            );
+                            replay_of(conversation, page, &hidden)
+                        }
+                        _ => ConversationReplay::NotRecovered { recovered: false },
+                    }
+                }
             };
             conversations.insert(conversation, replay);
         }

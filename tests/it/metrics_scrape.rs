@@ -189,3 +189,71 @@ async fn every_known_family_is_exposed_before_any_traffic() {
     );
     node.shutdown().await.expect("the node drains");
 }
+
+/// A client resuming many conversations after a reconnect mostly has nothing
+/// new in most: `sync` reads where every log stands in one query, and reads
+/// the log itself only of the conversations with news.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_reads_the_log_only_of_conversations_with_news() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = embedded_node(dir.path()).await;
+    let metrics_url = format!("{}/metrics", node.url());
+    let alice = token("s-alice");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let created = curl(&[
+            "-X",
+            "POST",
+            &format!("{}/api/v1/conversations", node.url()),
+            "-H",
+            &format!("Authorization: Bearer {alice}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(r#"{{"participantIds":["s-peer-{i}"]}}"#),
+        ])
+        .await;
+        let conversation: serde_json::Value =
+            serde_json::from_str(&created).expect("JSON conversation");
+        ids.push(conversation["id"].as_str().expect("an id").to_owned());
+    }
+    let sent = common::send_with_official_client(
+        &node.url(),
+        &alice,
+        serde_json::json!({"conversationId": ids[0], "content": "news"}),
+    )
+    .await;
+    assert_eq!(sent["ack"]["ok"], true, "{sent}");
+
+    let mut d = common::processes::Driver::start().await;
+    d.connect("alice", &node.url(), &alice).await;
+    let log_reads = r#"parloir_store_call_duration_seconds_count{op="log_after",outcome="ok"}"#;
+    let before = sample(&curl(&[&metrics_url]).await, log_reads);
+    // Every conversation known up to its creation (1); the first has a message since.
+    let after_seqs: serde_json::Map<String, serde_json::Value> =
+        ids.iter().map(|id| (id.clone(), 1.into())).collect();
+    let ack = d
+        .emit(
+            "alice",
+            "sync",
+            serde_json::json!({"conversations": after_seqs}),
+        )
+        .await;
+    let replays = &ack["data"]["conversations"];
+    assert_eq!(
+        replays[&ids[0]]["events"][0]["type"], "new-message",
+        "{ack}"
+    );
+    for id in &ids[1..] {
+        assert_eq!(replays[id]["events"], serde_json::json!([]), "{ack}");
+        assert_eq!(replays[id]["latestSeq"], 1, "{ack}");
+        assert_eq!(replays[id]["hasMore"], false, "{ack}");
+    }
+    let after = sample(&curl(&[&metrics_url]).await, log_reads);
+    assert_eq!(
+        after - before,
+        1.0,
+        "one log read, for the one conversation with news"
+    );
+    node.shutdown().await.expect("the node drains");
+}
