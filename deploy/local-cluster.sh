@@ -58,20 +58,8 @@ log() { printf '[local-cluster] %s\n' "$*" >&2; }
 
 # --- tools -----------------------------------------------------------------------------------
 
-pg_bin_dir() {
-  local d
-  if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then
-    # through symlinks (e.g. /usr/local/bin/initdb): createdb lives beside the real one
-    dirname "$(readlink -f "$(command -v initdb)")"
-    return
-  fi
-  for d in $(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V -r); do
-    if [[ -x $d/initdb && -x $d/pg_ctl ]]; then
-      echo "$d"
-      return
-    fi
-  done
-}
+# shellcheck source=scripts/lib/throwaway.sh
+source "$repo/scripts/lib/throwaway.sh"
 
 missing=()
 pg_bin=$(pg_bin_dir)
@@ -97,9 +85,6 @@ try:
 except OSError:
     sys.exit(1)
 PY
-}
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 lb_port=$base_port
