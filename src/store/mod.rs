@@ -254,50 +254,51 @@ pub struct ArchiveBatch {
     pub next: Option<ConversationId>,
 }
 
-/// The right to run the retention job. Postgres: a session advisory lock
-/// on a connection outside the pool, so that whatever ends a run (its end,
-/// an error, a cancelled future, a dead node) ends the lock with the
-/// connection, and a lock can never be left behind on a pooled connection.
-/// SQLite: nothing to hold.
+/// The right to run the retention job, as a backend holds it. Postgres: a
+/// session advisory lock on a connection outside the pool, so that whatever
+/// ends a run (its end, an error, a cancelled future, a dead node) ends the
+/// lock with the connection, and a lock can never be left behind on a
+/// pooled connection. SQLite: nothing to hold.
 pub struct RetentionLease {
-    held: LeaseHeld,
+    held: Option<Box<dyn HeldLock>>,
 }
 
-enum LeaseHeld {
-    Nothing,
-    Postgres(postgres::AdvisoryLock),
+/// A lock a backend holds for a `RetentionLease`; dropping it must release
+/// it too, if only later.
+#[async_trait::async_trait]
+pub(crate) trait HeldLock: Send + Sync {
+    /// What it is, for logs.
+    fn describe(&self) -> &'static str;
+    /// Releases it now, waiting for the backend to confirm.
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 impl RetentionLease {
+    /// One node at a time is guaranteed by other means (one process owns the file).
     fn uncontended() -> Self {
+        Self { held: None }
+    }
+
+    fn holding(lock: impl HeldLock + 'static) -> Self {
         Self {
-            held: LeaseHeld::Nothing,
+            held: Some(Box::new(lock)),
         }
     }
 
-    fn postgres(lock: postgres::AdvisoryLock) -> Self {
-        Self {
-            held: LeaseHeld::Postgres(lock),
-        }
-    }
-
-    /// Releases the lock now and waits for the database to confirm it, so
+    /// Releases the lock now and waits for the backend to confirm it, so
     /// that another node may take it at once. Dropping the lease releases
     /// it too, as soon as the server notices its connection closed.
     pub async fn release(self) -> Result<(), StoreError> {
         match self.held {
-            LeaseHeld::Nothing => Ok(()),
-            LeaseHeld::Postgres(lock) => lock.release().await,
+            None => Ok(()),
+            Some(lock) => lock.release().await,
         }
     }
 }
 
 impl std::fmt::Debug for RetentionLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = match self.held {
-            LeaseHeld::Nothing => "nothing",
-            LeaseHeld::Postgres(_) => "postgres advisory lock",
-        };
+        let held = self.held.as_ref().map_or("nothing", |l| l.describe());
         f.debug_struct("RetentionLease")
             .field("held", &held)
             .finish()

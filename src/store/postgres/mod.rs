@@ -199,8 +199,6 @@ mod log;
 mod messages;
 mod retention;
 
-pub(super) use retention::AdvisoryLock;
-
 /// Times are stored at the wire's millisecond precision, so what a caller
 /// gets back equals what clients are sent.
 fn millis(t: DateTime<Utc>) -> DateTime<Utc> {

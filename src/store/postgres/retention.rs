@@ -1,6 +1,7 @@
 //! [`Retention`] on Postgres: bounded batches under an advisory lock.
 
 use super::*;
+use crate::store::HeldLock;
 
 /// The key of the retention job's advisory lock: a constant no other code
 /// takes on this database ("parloir" and 1 in ASCII; sqlx's migrator
@@ -51,14 +52,19 @@ macro_rules! old_message {
 /// The retention lock as held: a session lock on a connection of its own.
 /// Dropping it closes the connection, and the server releases the lock
 /// with the session.
-pub(in crate::store) struct AdvisoryLock {
+struct AdvisoryLock {
     connection: PgConnection,
 }
 
-impl AdvisoryLock {
+#[async_trait]
+impl HeldLock for AdvisoryLock {
+    fn describe(&self) -> &'static str {
+        "postgres advisory lock"
+    }
+
     /// Unlocks and closes the connection, waiting for the server to confirm
     /// the unlock (a close alone is not waited for).
-    pub(in crate::store) async fn release(mut self) -> Result<(), StoreError> {
+    async fn release(mut self: Box<Self>) -> Result<(), StoreError> {
         const OP: &str = "release_retention_lock";
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(RETENTION_LOCK_KEY)
@@ -110,7 +116,7 @@ impl Retention for PostgresStore {
             connection.close().await.map_err(err)?;
             return Ok(None);
         }
-        Ok(Some(RetentionLease::postgres(AdvisoryLock { connection })))
+        Ok(Some(RetentionLease::holding(AdvisoryLock { connection })))
     }
 
     async fn archive_idle_conversations(
