@@ -136,14 +136,16 @@ impl<T: ?Sized> Observed<T> {
 
 /// Declares a seam trait (async methods, object safe, `Send + Sync`) and
 /// its implementation for `Observed<T>` of any implementation `T`, where each method is
-/// observed as an operation named after it.
+/// observed as the operation its declaration names (`-> R = "op";`). The name is the
+/// `op` label of the seam's metrics, which dashboards and alerts select on: spelled
+/// out, so that renaming a method does not rename a series.
 macro_rules! seam {
     (
         $(#[$attr:meta])*
         $vis:vis trait $name:ident {
             $(
                 $(#[$method_attr:meta])*
-                async fn $method:ident(&self $(, $arg:ident: $arg_ty:ty)* $(,)?) -> $ret:ty;
+                async fn $method:ident(&self $(, $arg:ident: $arg_ty:ty)* $(,)?) -> $ret:ty = $op:literal;
             )*
         }
     ) => {
@@ -161,7 +163,7 @@ macro_rules! seam {
             $(
                 async fn $method(&self $(, $arg: $arg_ty)*) -> $ret {
                     self.observer()
-                        .observe(stringify!($method), self.inner().$method($($arg),*))
+                        .observe($op, self.inner().$method($($arg),*))
                         .await
                 }
             )*

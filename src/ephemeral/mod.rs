@@ -110,7 +110,7 @@ seam! {
     /// Whether the shared state answers: readiness checks.
     pub trait Health {
         /// Cheap round trip for readiness checks.
-        async fn ping(&self) -> Result<(), EphemeralError>;
+        async fn ping(&self) -> Result<(), EphemeralError> = "ping";
     }
 }
 
@@ -118,11 +118,13 @@ seam! {
     /// Cluster-wide rate limits (token buckets) of sends and creations.
     pub trait Quotas {
         /// Takes one `send-message` token from the user's bucket; false when empty.
-        async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>;
+        async fn try_acquire_send(&self, user: &UserId) -> Result<bool, EphemeralError>
+            = "try_acquire_send";
 
         /// Takes one conversation-creation token from the user's bucket (a
         /// slower one than sends); false when empty.
-        async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError>;
+        async fn try_acquire_create(&self, user: &UserId) -> Result<bool, EphemeralError>
+            = "try_acquire_create";
     }
 }
 
@@ -135,7 +137,7 @@ seam! {
             &self,
             user: &UserId,
             socket_id: &str,
-        ) -> Result<bool, EphemeralError>;
+        ) -> Result<bool, EphemeralError> = "socket_connected";
 
         /// Records a connected socket unless the user already has `cap` live
         /// sockets (a socket already recorded is admitted again), counting and
@@ -146,7 +148,7 @@ seam! {
             user: &UserId,
             socket_id: &str,
             cap: usize,
-        ) -> Result<SocketAdmission, EphemeralError>;
+        ) -> Result<SocketAdmission, EphemeralError> = "admit_socket";
 
         /// Forgets a socket. Returns `Some(last_seen)` when it was the user's last
         /// live socket (the user just went offline), atomically with the removal
@@ -156,14 +158,15 @@ seam! {
             user: &UserId,
             socket_id: &str,
             now: DateTime<Utc>,
-        ) -> Result<Option<DateTime<Utc>>, EphemeralError>;
+        ) -> Result<Option<DateTime<Utc>>, EphemeralError> = "socket_disconnected";
 
         /// How many live sockets the user has, cluster-wide.
-        async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError>;
+        async fn socket_count(&self, user: &UserId) -> Result<usize, EphemeralError>
+            = "socket_count";
 
         /// Whether each user is online, and when the offline ones were last seen.
         async fn presence(&self, users: &[UserId])
-        -> Result<HashMap<UserId, Presence>, EphemeralError>;
+        -> Result<HashMap<UserId, Presence>, EphemeralError> = "presence";
 
         /// Marks this node alive until `now + ttl`. Called periodically; a node
         /// whose heartbeat lapses is considered dead and swept by the others.
@@ -174,7 +177,7 @@ seam! {
             &self,
             now: UnixMillis,
             ttl: std::time::Duration,
-        ) -> Result<bool, EphemeralError>;
+        ) -> Result<bool, EphemeralError> = "heartbeat";
 
         /// Forgets every socket this node id had recorded — what a previous
         /// process with the same node id (a restarted pod) left behind — and
@@ -183,14 +186,15 @@ seam! {
         async fn forget_own_sockets(
             &self,
             now: UnixMillis,
-        ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError>;
+        ) -> Result<Vec<(UserId, DateTime<Utc>)>, EphemeralError> = "forget_own_sockets";
 
         /// Removes the sockets of every node whose heartbeat lapsed before `now`
         /// and returns those nodes and the users left with no socket anywhere,
         /// with their last-seen time. Each node and each such user is returned
         /// to exactly one caller, cluster-wide, so exactly one node announces
         /// each `user-offline`.
-        async fn sweep_dead_nodes(&self, now: UnixMillis) -> Result<Swept, EphemeralError>;
+        async fn sweep_dead_nodes(&self, now: UnixMillis) -> Result<Swept, EphemeralError>
+            = "sweep_dead_nodes";
     }
 }
 
@@ -206,7 +210,7 @@ seam! {
             now: UnixMillis,
             ttl: std::time::Duration,
             relay_interval: std::time::Duration,
-        ) -> Result<bool, EphemeralError>;
+        ) -> Result<bool, EphemeralError> = "start_typing";
 
         /// Ends typing state. Returns true when the user was typing (so exactly
         /// one caller announces the stop).
@@ -214,24 +218,25 @@ seam! {
             &self,
             conversation: ConversationId,
             user: &UserId,
-        ) -> Result<bool, EphemeralError>;
+        ) -> Result<bool, EphemeralError> = "stop_typing";
 
         /// The conversations in which `user` has a typing state.
         async fn typing_conversations_of(
             &self,
             user: &UserId,
-        ) -> Result<Vec<ConversationId>, EphemeralError>;
+        ) -> Result<Vec<ConversationId>, EphemeralError> = "typing_conversations_of";
 
         /// Who is typing in a conversation at `now` (expired states excluded).
         async fn typing_in(
             &self,
             conversation: ConversationId,
             now: UnixMillis,
-        ) -> Result<Vec<Typist>, EphemeralError>;
+        ) -> Result<Vec<Typist>, EphemeralError> = "typing_in";
 
         /// Removes and returns every typing state expired at `now`. Each expired
         /// state is returned to exactly one caller, cluster-wide.
-        async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError>;
+        async fn take_expired_typing(&self, now: UnixMillis) -> Result<Vec<Typist>, EphemeralError>
+            = "take_expired_typing";
     }
 }
 
@@ -248,14 +253,14 @@ seam! {
             conversation: ConversationId,
             sender: &UserId,
             recipients: &[UserId],
-        ) -> Result<MessageCommitted, EphemeralError>;
+        ) -> Result<MessageCommitted, EphemeralError> = "message_committed";
 
         /// Replaces a user's counters with counts recomputed from the store.
         async fn replace_unread(
             &self,
             user: &UserId,
             counts: &UnreadCounts,
-        ) -> Result<(), EphemeralError>;
+        ) -> Result<(), EphemeralError> = "replace_unread";
 
         /// Sets one conversation's count in each listed user's counters, in one
         /// round trip (after a delete, with counts from the store). Only present
@@ -266,17 +271,18 @@ seam! {
             &self,
             conversation: ConversationId,
             counts: &[(UserId, u64)],
-        ) -> Result<UnreadChanges, EphemeralError>;
+        ) -> Result<UnreadChanges, EphemeralError> = "set_conversation_unread";
 
         /// A user's counters, or `None` when missing.
-        async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>;
+        async fn unread(&self, user: &UserId) -> Result<Option<UnreadCounts>, EphemeralError>
+            = "unread";
 
         /// `unread` for many users at once (a batch of handshakes): the
         /// users whose counters are present, with them.
         async fn unread_of(
             &self,
             users: &[UserId],
-        ) -> Result<HashMap<UserId, UnreadCounts>, EphemeralError>;
+        ) -> Result<HashMap<UserId, UnreadCounts>, EphemeralError> = "unread_of";
     }
 }
 
@@ -290,10 +296,11 @@ seam! {
             &self,
             message: MessageId,
             ttl: std::time::Duration,
-        ) -> Result<(), EphemeralError>;
+        ) -> Result<(), EphemeralError> = "remember_unannounced";
 
         /// Forgets `message`; true when it was remembered.
-        async fn take_unannounced(&self, message: MessageId) -> Result<bool, EphemeralError>;
+        async fn take_unannounced(&self, message: MessageId) -> Result<bool, EphemeralError>
+            = "take_unannounced";
     }
 }
 

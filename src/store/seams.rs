@@ -13,7 +13,7 @@ seam! {
     /// Whether the database answers: readiness checks.
     pub trait Health {
         /// Cheap round trip.
-        async fn ping(&self) -> Result<(), StoreError>;
+        async fn ping(&self) -> Result<(), StoreError> = "ping";
     }
 }
 
@@ -28,10 +28,11 @@ seam! {
             id: ConversationId,
             new: &NewConversation,
             now: DateTime<Utc>,
-        ) -> Result<(Conversation, Created), StoreError>;
+        ) -> Result<(Conversation, Created), StoreError> = "create_conversation";
 
         /// The conversation with its participants, or `None` if it does not exist.
-        async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+        async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>
+            = "conversation";
 
         /// The user's conversations that are not archived, most recent activity
         /// (`last_message_at`, else `created_at`) first, then by id descending;
@@ -42,7 +43,7 @@ seam! {
             user: &UserId,
             limit: u32,
             cursor: Option<ListCursor>,
-        ) -> Result<Vec<ConversationSummary>, StoreError>;
+        ) -> Result<Vec<ConversationSummary>, StoreError> = "list_conversations";
 
         /// The user's archived conversations, in the order and with the paging
         /// of `list_conversations` (which leaves them out).
@@ -51,19 +52,19 @@ seam! {
             user: &UserId,
             limit: u32,
             cursor: Option<ListCursor>,
-        ) -> Result<Vec<ConversationSummary>, StoreError>;
+        ) -> Result<Vec<ConversationSummary>, StoreError> = "list_archived_conversations";
 
         /// Every user whose presence `user` may see, and who may see
         /// `user`'s: both took part (`mark_engaged`) in a conversation they
         /// share, and neither blocks the other. Not `user` itself.
-        async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+        async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> = "contacts";
 
         /// `contacts` for many users at once (a batch of handshakes): each
         /// user with at least one contact, and those contacts, sorted.
         async fn contacts_of(
             &self,
             users: &[UserId],
-        ) -> Result<HashMap<UserId, Vec<UserId>>, StoreError>;
+        ) -> Result<HashMap<UserId, Vec<UserId>>, StoreError> = "contacts_of";
 
         /// Records that `user` took part in `conversation` (sent, read,
         /// joined or created it), if not yet; sends and reads record it in
@@ -74,7 +75,7 @@ seam! {
             conversation: ConversationId,
             user: &UserId,
             now: DateTime<Utc>,
-        ) -> Result<bool, StoreError>;
+        ) -> Result<bool, StoreError> = "mark_engaged";
     }
 }
 
@@ -91,13 +92,13 @@ seam! {
             conversation: ConversationId,
             after: u64,
             limit: u32,
-        ) -> Result<Option<LogPage>, StoreError>;
+        ) -> Result<Option<LogPage>, StoreError> = "log_after";
 
         /// The latest number of each conversation that exists.
         async fn latest_seqs(
             &self,
             conversations: &[ConversationId],
-        ) -> Result<HashMap<ConversationId, u64>, StoreError>;
+        ) -> Result<HashMap<ConversationId, u64>, StoreError> = "latest_seqs";
 
         /// The conversations of `user` created at or after `since`, oldest
         /// first, at most `limit`.
@@ -106,7 +107,7 @@ seam! {
             user: &UserId,
             since: DateTime<Utc>,
             limit: u32,
-        ) -> Result<Vec<Conversation>, StoreError>;
+        ) -> Result<Vec<Conversation>, StoreError> = "conversations_since";
     }
 }
 
@@ -119,26 +120,28 @@ seam! {
             blocker: &UserId,
             blocked: &UserId,
             now: DateTime<Utc>,
-        ) -> Result<bool, StoreError>;
+        ) -> Result<bool, StoreError> = "block_user";
 
         /// Lifts a block; false when there was none.
-        async fn unblock_user(&self, blocker: &UserId, blocked: &UserId) -> Result<bool, StoreError>;
+        async fn unblock_user(&self, blocker: &UserId, blocked: &UserId) -> Result<bool, StoreError>
+            = "unblock_user";
 
         /// The users `blocker` blocks, with when, most recent first.
         async fn blocked_by(
             &self,
             blocker: &UserId,
-        ) -> Result<Vec<(UserId, DateTime<Utc>)>, StoreError>;
+        ) -> Result<Vec<(UserId, DateTime<Utc>)>, StoreError> = "blocked_by";
 
         /// Whom `user` blocks and who blocks `user`.
-        async fn block_relations(&self, user: &UserId) -> Result<BlockRelations, StoreError>;
+        async fn block_relations(&self, user: &UserId) -> Result<BlockRelations, StoreError>
+            = "block_relations";
 
         /// `block_relations` for many users at once: each user in a block,
         /// and theirs (users in none are left out).
         async fn block_relations_of(
             &self,
             users: &[UserId],
-        ) -> Result<HashMap<UserId, BlockRelations>, StoreError>;
+        ) -> Result<HashMap<UserId, BlockRelations>, StoreError> = "block_relations_of";
     }
 }
 
@@ -151,10 +154,11 @@ seam! {
             &self,
             conversation: ConversationId,
             user: &UserId,
-        ) -> Result<bool, StoreError>;
+        ) -> Result<bool, StoreError> = "is_participant";
 
         /// The participants of a conversation, sorted (empty if it does not exist).
-        async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError>;
+        async fn participants(&self, conversation: ConversationId) -> Result<Vec<UserId>, StoreError>
+            = "participants";
     }
 }
 
@@ -172,7 +176,7 @@ seam! {
             sender: &UserId,
             message: &NewMessage,
             now: DateTime<Utc>,
-        ) -> Result<(Message, Inserted), StoreError>;
+        ) -> Result<(Message, Inserted), StoreError> = "insert_message";
 
         /// Stores several messages with one commit (group commit): one outcome
         /// per input, in input order, each exactly what `insert_message` would
@@ -183,7 +187,7 @@ seam! {
         async fn insert_messages(
             &self,
             batch: &[MessageInsert],
-        ) -> Result<Vec<InsertOutcome>, StoreError>;
+        ) -> Result<Vec<InsertOutcome>, StoreError> = "insert_messages";
     }
 }
 
@@ -195,10 +199,10 @@ seam! {
             &self,
             conversation: ConversationId,
             page: &PageRequest,
-        ) -> Result<Page, StoreError>;
+        ) -> Result<Page, StoreError> = "history";
 
         /// A non-deleted message by id.
-        async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
+        async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> = "message";
 
         /// Soft-deletes a message and logs the deletion: its number in the
         /// conversation's log, or `None` if the message did not exist or was
@@ -207,13 +211,13 @@ seam! {
             &self,
             id: MessageId,
             now: DateTime<Utc>,
-        ) -> Result<Option<u64>, StoreError>;
+        ) -> Result<Option<u64>, StoreError> = "soft_delete_message";
 
         /// The newest non-deleted message of a conversation.
         async fn latest_message_id(
             &self,
             conversation: ConversationId,
-        ) -> Result<Option<MessageId>, StoreError>;
+        ) -> Result<Option<MessageId>, StoreError> = "latest_message_id";
     }
 }
 
@@ -231,14 +235,14 @@ seam! {
             user: &UserId,
             to: MessageId,
             now: DateTime<Utc>,
-        ) -> Result<CursorMove, StoreError>;
+        ) -> Result<CursorMove, StoreError> = "advance_read_cursor";
 
         /// The user's current read cursor in a conversation.
         async fn read_cursor(
             &self,
             conversation: ConversationId,
             user: &UserId,
-        ) -> Result<ReadCursor, StoreError>;
+        ) -> Result<ReadCursor, StoreError> = "read_cursor";
 
         /// Unread counts recomputed from the source of truth: per conversation of
         /// the user, non-deleted messages newer than the cursor and not sent by
@@ -246,14 +250,14 @@ seam! {
         async fn unread_counts(
             &self,
             user: &UserId,
-        ) -> Result<HashMap<ConversationId, u64>, StoreError>;
+        ) -> Result<HashMap<ConversationId, u64>, StoreError> = "unread_counts";
 
         /// `unread_counts` for many users at once (a batch of handshakes):
         /// each user with something unread, and their non-zero counts.
         async fn unread_counts_of(
             &self,
             users: &[UserId],
-        ) -> Result<HashMap<UserId, HashMap<ConversationId, u64>>, StoreError>;
+        ) -> Result<HashMap<UserId, HashMap<ConversationId, u64>>, StoreError> = "unread_counts_of";
 
         /// Every participant's unread count in one conversation, counted as
         /// `unread_counts` counts (zeros included): what a delete changes, in
@@ -261,7 +265,7 @@ seam! {
         async fn unread_in_conversation(
             &self,
             conversation: ConversationId,
-        ) -> Result<Vec<(UserId, u64)>, StoreError>;
+        ) -> Result<Vec<(UserId, u64)>, StoreError> = "unread_in_conversation";
     }
 }
 
@@ -280,7 +284,7 @@ seam! {
             email: Option<&str>,
             name: Option<&str>,
             now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
+        ) -> Result<(), StoreError> = "remember_contact";
 
         /// `remember_contact` for many users at once (a batch of handshakes),
         /// in one statement; a user named twice keeps the last claims.
@@ -288,7 +292,7 @@ seam! {
             &self,
             contacts: &[ContactClaims],
             now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
+        ) -> Result<(), StoreError> = "remember_contacts";
 
         /// Turns a user's e-mail notifications on or off.
         async fn set_email_notifications(
@@ -296,10 +300,10 @@ seam! {
             user: &UserId,
             enabled: bool,
             now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
+        ) -> Result<(), StoreError> = "set_email_notifications";
 
         /// What is known of a user (`None`: never seen).
-        async fn contact(&self, user: &UserId) -> Result<Option<Contact>, StoreError>;
+        async fn contact(&self, user: &UserId) -> Result<Option<Contact>, StoreError> = "contact";
 
         /// Up to `limit` outbox entries not leased to anyone, leased to the
         /// caller until `lease_until`, oldest first.
@@ -308,7 +312,7 @@ seam! {
             now: DateTime<Utc>,
             lease_until: DateTime<Utc>,
             limit: u32,
-        ) -> Result<Vec<OutboxEntry>, StoreError>;
+        ) -> Result<Vec<OutboxEntry>, StoreError> = "claim_outbox";
 
         /// In one transaction: folds each gathered notification into the
         /// pending one of its recipient, conversation and channel (count
@@ -320,7 +324,7 @@ seam! {
             gathered: &[Gathered],
             done: &[MessageId],
             now: DateTime<Utc>,
-        ) -> Result<(), StoreError>;
+        ) -> Result<(), StoreError> = "gather_notifications";
 
         /// Up to `limit` notifications due at `now` and not leased, soonest
         /// first, each moved to `sending` (no longer gathering), its attempt
@@ -330,7 +334,7 @@ seam! {
             now: DateTime<Utc>,
             lease_until: DateTime<Utc>,
             limit: u32,
-        ) -> Result<Vec<DueNotification>, StoreError>;
+        ) -> Result<Vec<DueNotification>, StoreError> = "claim_due_notifications";
 
         /// Records how attempt `attempt` ended. False when that attempt no
         /// longer holds the notification (its lease ran out and another
@@ -341,10 +345,11 @@ seam! {
             attempt: u32,
             settlement: &Settlement,
             now: DateTime<Utc>,
-        ) -> Result<bool, StoreError>;
+        ) -> Result<bool, StoreError> = "settle_notification";
 
         /// Notifications not yet settled for good, and the earliest due.
-        async fn notification_backlog(&self) -> Result<Backlog, StoreError>;
+        async fn notification_backlog(&self) -> Result<Backlog, StoreError>
+            = "notification_backlog";
     }
 }
 
@@ -359,7 +364,8 @@ seam! {
         /// when another node (or process) runs retention now. Postgres: a
         /// session advisory lock (`pg_try_advisory_lock`) on a connection of
         /// its own; SQLite: always granted (one node owns the file).
-        async fn try_lock_retention(&self) -> Result<Option<RetentionLease>, StoreError>;
+        async fn try_lock_retention(&self) -> Result<Option<RetentionLease>, StoreError>
+            = "try_lock_retention";
 
         /// Archives (`archived_at = cutoffs.now`) up to `limit` conversations
         /// that are not archived and whose last activity is before
@@ -371,7 +377,7 @@ seam! {
             cutoffs: &RetentionCutoffs,
             after: Option<ConversationId>,
             limit: u32,
-        ) -> Result<ArchiveBatch, StoreError>;
+        ) -> Result<ArchiveBatch, StoreError> = "archive_idle_conversations";
 
         /// Erases the content and attachments (`''`, `[]`) of up to `limit`
         /// messages soft-deleted before `cutoffs.purge_deleted_before` and not
@@ -381,7 +387,7 @@ seam! {
             &self,
             cutoffs: &RetentionCutoffs,
             limit: u32,
-        ) -> Result<u64, StoreError>;
+        ) -> Result<u64, StoreError> = "purge_deleted_messages";
 
         /// Deletes up to `limit` offline notifications settled for good
         /// (sent, cancelled, dead) before `cutoffs.forget_notifications_before`.
@@ -390,7 +396,7 @@ seam! {
             &self,
             cutoffs: &RetentionCutoffs,
             limit: u32,
-        ) -> Result<u64, StoreError>;
+        ) -> Result<u64, StoreError> = "forget_settled_notifications";
 
         /// Deletes up to `limit` messages sent before
         /// `cutoffs.delete_sent_before` (none when it is `None`), oldest first.
@@ -403,14 +409,14 @@ seam! {
             &self,
             cutoffs: &RetentionCutoffs,
             limit: u32,
-        ) -> Result<u64, StoreError>;
+        ) -> Result<u64, StoreError> = "delete_old_messages";
 
         /// What a run with `cutoffs` would change now, counted with the same
         /// conditions as the three statements above (a dry run).
         async fn count_retention(
             &self,
             cutoffs: &RetentionCutoffs,
-        ) -> Result<RetentionCounts, StoreError>;
+        ) -> Result<RetentionCounts, StoreError> = "count_retention";
     }
 }
 
