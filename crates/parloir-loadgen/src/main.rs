@@ -897,6 +897,16 @@ async fn open(spec: &ConnSpec) -> Result<Ws> {
     }
 }
 
+/// Opens the socket within the handshake deadline (20 s); the error says why,
+/// as a socket's `ready` channel reports it.
+async fn open_in_time(spec: &ConnSpec) -> Result<Ws, String> {
+    match tokio::time::timeout(Duration::from_secs(20), open(spec)).await {
+        Ok(Ok(ws)) => Ok(ws),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err("handshake timeout".into()),
+    }
+}
+
 /// Runs one socket: executes commands, answers pings, parses acks and
 /// `new-message` events into `stats`.
 async fn run_conn(
@@ -906,14 +916,10 @@ async fn run_conn(
     ready: oneshot::Sender<Result<(), String>>,
     disconnects: Arc<AtomicUsize>,
 ) {
-    let mut ws = match tokio::time::timeout(Duration::from_secs(20), open(&spec)).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            let _ = ready.send(Err(format!("{e:#}")));
-            return;
-        }
-        Err(_) => {
-            let _ = ready.send(Err("handshake timeout".into()));
+    let mut ws = match open_in_time(&spec).await {
+        Ok(ws) => ws,
+        Err(why) => {
+            let _ = ready.send(Err(why));
             return;
         }
     };

@@ -117,15 +117,13 @@ enum Frame {
 }
 
 fn parse(t: &str) -> Frame {
-    let event_prefix = const_format_prefix('2');
-    let ack_prefix = const_format_prefix('3');
     if t == "2" {
         return Frame::Ping;
     }
-    if t.starts_with('1') || t.starts_with(&format!("41{NS}")) {
+    if t.starts_with('1') || packet_body(t, "41").is_some() {
         return Frame::Closed;
     }
-    if let Some(rest) = t.strip_prefix(event_prefix.as_str()) {
+    if let Some(rest) = packet_body(t, "42") {
         let Ok(v) = serde_json::from_str::<Value>(rest) else {
             return Frame::Other;
         };
@@ -137,7 +135,7 @@ fn parse(t: &str) -> Frame {
             _ => Frame::Other,
         };
     }
-    if let Some(rest) = t.strip_prefix(ack_prefix.as_str()) {
+    if let Some(rest) = packet_body(t, "43") {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let Ok(id) = rest[..digits].parse::<u64>() else {
             return Frame::Other;
@@ -148,9 +146,11 @@ fn parse(t: &str) -> Frame {
     Frame::Other
 }
 
-/// `42/messaging,` or `43/messaging,`.
-fn const_format_prefix(kind: char) -> String {
-    format!("4{kind}{NS},")
+/// What follows `{kind}/messaging` (and its comma, if any) in a packet of
+/// that kind (`41`, `42`, `43`): no allocation per frame.
+fn packet_body<'a>(t: &'a str, kind: &str) -> Option<&'a str> {
+    let rest = t.strip_prefix(kind)?.strip_prefix(NS)?;
+    Some(rest.strip_prefix(',').unwrap_or(rest))
 }
 
 fn emit(id: u64, event: &str, payload: &Value) -> Message {
@@ -193,14 +193,9 @@ async fn run_receiver(
             pad: Arc::from(""),
             headers: Arc::default(),
         };
-        let opened = tokio::time::timeout(Duration::from_secs(20), open(&spec)).await;
-        let mut ws = match opened {
-            Ok(Ok(ws)) => ws,
-            failure => {
-                let why = match failure {
-                    Ok(Err(e)) => format!("{e:#}"),
-                    _ => "handshake timeout".to_owned(),
-                };
+        let mut ws = match open_in_time(&spec).await {
+            Ok(ws) => ws,
+            Err(why) => {
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(Err(why));
                     return seen;
@@ -356,14 +351,10 @@ async fn run_sender(
     acked: Arc<AtomicUsize>,
     refused: Arc<Mutex<BTreeMap<String, usize>>>,
 ) {
-    let mut ws = match tokio::time::timeout(Duration::from_secs(20), open(&spec)).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            let _ = ready.send(Err(format!("{e:#}")));
-            return;
-        }
-        Err(_) => {
-            let _ = ready.send(Err("handshake timeout".into()));
+    let mut ws = match open_in_time(&spec).await {
+        Ok(ws) => ws,
+        Err(why) => {
+            let _ = ready.send(Err(why));
             return;
         }
     };
