@@ -42,6 +42,20 @@ fn node_env(
     env
 }
 
+/// A fresh database, a Redis of `kind` and two nodes sharing both under one
+/// key prefix: "node-a" and `second`.
+async fn two_nodes(
+    kind: RedisKind,
+    second: &str,
+) -> (PostgresDatabase, TestRedis, NodeProcess, NodeProcess) {
+    let db = PostgresDatabase::create().await;
+    let redis = TestRedis::start(kind).await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
+    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, second)).await;
+    (db, redis, a, b)
+}
+
 async fn create_conversation(
     d: &mut Driver,
     node: &NodeProcess,
@@ -102,11 +116,7 @@ const RECEIVED: &str = "parloir_adapter_messages_received_total";
 // user they concern), read from the node's own metric.
 on_both_redis_kinds!(a_node_receives_only_the_broadcasts_of_rooms_it_holds_sockets_in);
 async fn a_node_receives_only_the_broadcasts_of_rooms_it_holds_sockets_in(kind: RedisKind) {
-    let db = PostgresDatabase::create().await;
-    let redis = TestRedis::start(kind).await;
-    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
-    let c = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-c")).await;
+    let (db, redis, a, c) = two_nodes(kind, "node-c").await;
     let mut d = Driver::start().await;
     let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(common::unique_user);
     let busy = create_conversation(&mut d, &a, &alice, &[&bob]).await;
@@ -172,11 +182,7 @@ async fn a_node_receives_only_the_broadcasts_of_rooms_it_holds_sockets_in(kind: 
 
 on_both_redis_kinds!(presence_spans_nodes_and_a_killed_nodes_users_go_offline_once);
 async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once(kind: RedisKind) {
-    let db = PostgresDatabase::create().await;
-    let redis = TestRedis::start(kind).await;
-    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
-    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
+    let (db, _redis, a, b) = two_nodes(kind, "node-b").await;
     let mut d = Driver::start().await;
     let (alice, bob, carol) = (
         common::unique_user("alice"),
@@ -257,11 +263,7 @@ async fn presence_spans_nodes_and_a_killed_nodes_users_go_offline_once(kind: Red
 
 on_both_redis_kinds!(a_drained_nodes_users_go_offline_for_their_contacts_elsewhere);
 async fn a_drained_nodes_users_go_offline_for_their_contacts_elsewhere(kind: RedisKind) {
-    let db = PostgresDatabase::create().await;
-    let redis = TestRedis::start(kind).await;
-    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
-    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
+    let (db, redis, a, b) = two_nodes(kind, "node-b").await;
     let mut d = Driver::start().await;
     let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
     let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
@@ -295,11 +297,7 @@ async fn a_drained_nodes_users_go_offline_for_their_contacts_elsewhere(kind: Red
 
 on_both_redis_kinds!(cross_node_delivery_and_counters_survive_a_redis_restart);
 async fn cross_node_delivery_and_counters_survive_a_redis_restart(kind: RedisKind) {
-    let db = PostgresDatabase::create().await;
-    let mut redis = TestRedis::start(kind).await;
-    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let a = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-a")).await;
-    let b = NodeProcess::start(&node_env(db.url(), Some(&redis), &prefix, "node-b")).await;
+    let (db, mut redis, a, b) = two_nodes(kind, "node-b").await;
     let mut d = Driver::start().await;
     let (alice, bob) = (common::unique_user("alice"), common::unique_user("bob"));
     let conversation = create_conversation(&mut d, &a, &alice, &[&bob]).await;
